@@ -1,0 +1,541 @@
+// Tests for the brick CLI: each one runs main.ts as a child process on
+// 127.0.0.1 with port 0 and talks to it over real sockets.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { formatAccessLog, formatBanner, formatClfDate, parseFlags, UsageError } from "./main.ts";
+import denoJson from "./deno.json" with { type: "json" };
+
+const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
+const TIMEOUT = 10_000;
+const CLF_LINE =
+  /^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "(.*)" (\d{3}) (\d+|-)$/m;
+
+/** Collects a child's output as text, and waits for a pattern to appear in it. */
+class Output {
+  text = "";
+  done: Promise<void>;
+  #changed = () => {};
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = (async () => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        this.text += chunk;
+        this.#changed();
+      }
+    })();
+  }
+
+  async waitFor(pattern: RegExp, timeout = TIMEOUT): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeout;
+    while (true) {
+      const match = this.text.match(pattern);
+      if (match) return match;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`Timed out waiting for ${pattern} in ${JSON.stringify(this.text)}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#changed = resolve),
+        this.done,
+        new Promise<void>((resolve) => timer = setTimeout(resolve, Math.min(left, 100))),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+}
+
+interface Brick {
+  child: Deno.ChildProcess;
+  stdout: Output;
+  stderr: Output;
+  /** Waits for the exit, killing the process first if it runs past the timeout. */
+  exit(timeout?: number): Promise<Deno.CommandStatus>;
+  /** Kills the process if it still runs and waits until its output is drained. */
+  close(): Promise<void>;
+}
+
+/** Runs `deno run [permissions] main.ts ...args`. */
+function spawnBrick(args: string[], permissions = ["--allow-net"]): Brick {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-config", ...permissions, MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = new Output(child.stdout);
+  const stderr = new Output(child.stderr);
+  let exited = false;
+  const status = child.status.finally(() => exited = true);
+  const kill = () => {
+    if (exited) return;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It exited in the meantime.
+    }
+  };
+  return {
+    child,
+    stdout,
+    stderr,
+    async exit(timeout = TIMEOUT) {
+      const timer = setTimeout(kill, timeout);
+      try {
+        return await status;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async close() {
+      kill();
+      await status;
+      await Promise.all([stdout.done, stderr.done]);
+    },
+  };
+}
+
+/** Starts brick on 127.0.0.1 with a free port and returns the base URL from its banner. */
+async function startBrick(args: string[] = [], permissions?: string[]) {
+  const brick = spawnBrick(["--port", "0", "--host", "127.0.0.1", ...args], permissions);
+  try {
+    const [, url, port] = await brick.stdout.waitFor(/Local:\s+(http:\/\/127\.0\.0\.1:(\d+)\/)/);
+    return { brick, url, port: Number(port) };
+  } catch (error) {
+    await brick.close();
+    throw new Error(`brick did not start: ${brick.stderr.text}`, { cause: error });
+  }
+}
+
+/** Reads everything a connection receives into one growing buffer. */
+class Received {
+  bytes = new Uint8Array(0);
+  done: Promise<void>;
+  #changed = () => {};
+
+  constructor(conn: Deno.Conn) {
+    this.done = (async () => {
+      const buffer = new Uint8Array(16 * 1024);
+      while (true) {
+        let n: number | null;
+        try {
+          n = await conn.read(buffer);
+        } catch {
+          n = null;
+        }
+        if (n === null) break;
+        const grown = new Uint8Array(this.bytes.length + n);
+        grown.set(this.bytes);
+        grown.set(buffer.subarray(0, n), this.bytes.length);
+        this.bytes = grown;
+        this.#changed();
+      }
+      this.#changed();
+    })();
+  }
+
+  get text(): string {
+    return new TextDecoder().decode(this.bytes);
+  }
+
+  /** Waits until `count` complete responses with a Content-Length have arrived. */
+  async responses(count: number, timeout = TIMEOUT): Promise<RawResponse[]> {
+    const deadline = Date.now() + timeout;
+    let ended = false;
+    this.done.then(() => ended = true);
+    while (true) {
+      const responses = parseResponses(this.text);
+      if (responses.length >= count) return responses;
+      if (ended) throw new Error(`Connection closed after ${JSON.stringify(this.text)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Timed out, received ${JSON.stringify(this.text)}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#changed = resolve),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, Math.min(left, 100))),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+}
+
+interface RawResponse {
+  statusLine: string;
+  headers: Map<string, string>;
+  body: string;
+}
+
+/** Splits complete Content-Length framed responses off the front of `text`. */
+function parseResponses(text: string): RawResponse[] {
+  const responses: RawResponse[] = [];
+  while (true) {
+    const end = text.indexOf("\r\n\r\n");
+    if (end === -1) return responses;
+    const [statusLine, ...lines] = text.slice(0, end).split("\r\n");
+    const headers = new Map<string, string>();
+    for (const line of lines) {
+      const colon = line.indexOf(":");
+      headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+    }
+    const length = Number(headers.get("content-length") ?? NaN);
+    if (!Number.isInteger(length)) throw new Error(`No Content-Length in ${JSON.stringify(text)}`);
+    if (text.length < end + 4 + length) return responses;
+    responses.push({ statusLine, headers, body: text.slice(end + 4, end + 4 + length) });
+    text = text.slice(end + 4 + length);
+  }
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test("parseFlags() reads long and short flags and applies the defaults", () => {
+  assert.deepEqual(parseFlags([]), {
+    port: 8888,
+    host: "0.0.0.0",
+    verbose: false,
+    quiet: false,
+    help: false,
+    version: false,
+  });
+  assert.deepEqual(parseFlags(["-p", "0", "-H", "127.0.0.1", "-vq"]), {
+    port: 0,
+    host: "127.0.0.1",
+    verbose: true,
+    quiet: true,
+    help: false,
+    version: false,
+  });
+  assert.equal(parseFlags(["--port=65535"]).port, 65535);
+  assert.equal(parseFlags(["-p8080"]).port, 8080);
+});
+
+test("parseFlags() rejects bad ports, unknown flags and stray arguments", () => {
+  const cases: [string[], string][] = [
+    [["--port", "abc"], 'Invalid port "abc": expected a number from 0 to 65535'],
+    [["--port", "-1"], 'Invalid port "-1": expected a number from 0 to 65535'],
+    [["--port", "65536"], 'Invalid port "65536": expected a number from 0 to 65535'],
+    [["--port", "80.5"], 'Invalid port "80.5": expected a number from 0 to 65535'],
+    [["--port="], 'Invalid port "": expected a number from 0 to 65535'],
+    [["--port"], 'Missing value for "--port"'],
+    [["--port", "--quiet"], 'Missing value for "--port"'],
+    [["--nope"], 'Unknown flag "--nope"'],
+    [["-x"], 'Unknown flag "-x"'],
+    [["--quiet=yes"], 'Flag "--quiet" takes no value'],
+    [["serve"], 'Unexpected argument "serve"'],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseFlags(args), (error) => {
+      assert.ok(error instanceof UsageError);
+      assert.equal(error.message, message, `for ${JSON.stringify(args)}`);
+      return true;
+    });
+  }
+});
+
+test("formatAccessLog() writes Common Log Format with '-' for an unknown size", () => {
+  const date = new Date(2026, 10, 21, 10, 0, 0);
+  const base = { remoteAddr: "127.0.0.1", date, requestLine: "GET /a?b=c HTTP/1.1", status: 200 };
+  const stamp = formatClfDate(date);
+  assert.match(stamp, /^21\/Nov\/2026:10:00:00 [+-]\d{4}$/);
+  assert.equal(
+    formatAccessLog({ ...base, bytes: 13 }),
+    `127.0.0.1 - - [${stamp}] "GET /a?b=c HTTP/1.1" 200 13`,
+  );
+  assert.equal(
+    formatAccessLog({ ...base, bytes: undefined }),
+    `127.0.0.1 - - [${stamp}] "GET /a?b=c HTTP/1.1" 200 -`,
+  );
+  assert.equal(
+    formatAccessLog({ ...base, requestLine: 'GET /"\x1b[2J HTTP/1.1', bytes: 0 }),
+    `127.0.0.1 - - [${stamp}] "GET /\\"\\x1b[2J HTTP/1.1" 200 0`,
+  );
+});
+
+test("formatBanner() lists Network URLs only when listening on all interfaces", () => {
+  const networkAddresses = ["192.168.1.5", "10.0.0.2"];
+  assert.equal(
+    formatBanner({ host: "0.0.0.0", port: 8888, networkAddresses, color: false }),
+    `brick ${denoJson.version} is listening\n` +
+      "  Local:   http://localhost:8888/\n" +
+      "  Network: http://192.168.1.5:8888/\n" +
+      "  Network: http://10.0.0.2:8888/\n" +
+      "Press Ctrl+C to stop",
+  );
+  const local = formatBanner({ host: "127.0.0.1", port: 80, networkAddresses, color: false });
+  assert.match(local, /Local: {3}http:\/\/127\.0\.0\.1:80\//);
+  assert.doesNotMatch(local, /Network/);
+  assert.ok(!local.includes("\x1b"), "no colour codes");
+  const colored = formatBanner({ host: "::1", port: 1, networkAddresses, color: true });
+  assert.ok(colored.includes("\x1b["), "colour codes");
+  assert.match(colored, /http:\/\/\[::1\]:/);
+});
+
+test("brick CLI serves Hello, World! and prints the real port in the banner", async () => {
+  const { brick, url, port } = await startBrick();
+  try {
+    assert.ok(port > 0, `the banner shows port ${port}`);
+    const response = await fetch(url + "any/path?x=1");
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-type"), "text/plain; charset=utf-8");
+    assert.equal(await response.text(), "Hello, World!");
+    assert.match(brick.stdout.text, new RegExp(`^brick ${denoJson.version} is listening\n`));
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI shows only the Local URL with --host 127.0.0.1, even with --allow-sys", async () => {
+  const { brick } = await startBrick([], ["--allow-net", "--allow-sys"]);
+  try {
+    assert.doesNotMatch(brick.stdout.text, /Network:/);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI prints 'brick <version>' for --version and -V", async () => {
+  for (const flag of ["--version", "-V"]) {
+    const brick = spawnBrick([flag]);
+    try {
+      const status = await brick.exit();
+      await brick.stdout.done;
+      assert.equal(status.code, 0);
+      assert.equal(brick.stdout.text, `brick ${denoJson.version}\n`);
+    } finally {
+      await brick.close();
+    }
+  }
+});
+
+test("brick CLI prints the usage line and aligned options for --help", async () => {
+  const brick = spawnBrick(["-h"]);
+  try {
+    const status = await brick.exit();
+    await brick.stdout.done;
+    assert.equal(status.code, 0);
+    const text = brick.stdout.text;
+    assert.match(text, /^Usage: deno run --allow-net main\.ts /m);
+    const options = text.split("\n").filter((line) => /^ {2}-\w, --/.test(line));
+    assert.deepEqual(
+      options.map((line) => line.match(/--(\w+)/)![1]),
+      ["port", "host", "verbose", "quiet", "help", "version"],
+    );
+    const columns = options.map((line) => line.search(/(?<=\S {2,})\S/));
+    assert.equal(new Set(columns).size, 1, `descriptions start in one column:\n${text}`);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI exits 2 with the usage line on an unknown flag", async () => {
+  const brick = spawnBrick(["--nope"]);
+  try {
+    const status = await brick.exit();
+    await brick.stderr.done;
+    assert.equal(status.code, 2);
+    const [error, usage] = brick.stderr.text.split("\n");
+    assert.equal(error, 'Unknown flag "--nope"');
+    assert.match(usage, /^Usage: deno run --allow-net main\.ts \[--port <port>\]/);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI exits 2 with the usage line on a bad port", async () => {
+  for (const port of ["abc", "-1", "65536"]) {
+    const brick = spawnBrick(["--port", port]);
+    try {
+      const status = await brick.exit();
+      await brick.stderr.done;
+      assert.equal(status.code, 2, `for --port ${port}`);
+      const [error, usage] = brick.stderr.text.split("\n");
+      assert.equal(error, `Invalid port "${port}": expected a number from 0 to 65535`);
+      assert.match(usage, /^Usage: /);
+    } finally {
+      await brick.close();
+    }
+  }
+});
+
+test("brick CLI exits 1 with 'address already in use' when the port is taken", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  const brick = spawnBrick(["--host", "127.0.0.1", "--port", String(port)]);
+  try {
+    const status = await brick.exit();
+    await brick.stderr.done;
+    assert.equal(status.code, 1);
+    assert.equal(
+      brick.stderr.text,
+      `Cannot listen on 127.0.0.1:${port}: address already in use (try --port ${port + 1})\n`,
+    );
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI exits 1 with the command to run when --allow-net is missing", async () => {
+  const brick = spawnBrick(["--host", "127.0.0.1", "--port", "0"], []);
+  try {
+    const status = await brick.exit();
+    await brick.stderr.done;
+    assert.equal(status.code, 1);
+    assert.equal(
+      brick.stderr.text,
+      "Cannot listen on 127.0.0.1:0: network access is not allowed\n" +
+        "Run it with network access instead: " +
+        "deno run --allow-net main.ts --host 127.0.0.1 --port 0\n",
+    );
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI shuts down gracefully and exits 0 on SIGTERM and SIGINT", async () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    const { brick, url } = await startBrick();
+    try {
+      await (await fetch(url)).text();
+      brick.child.kill(signal);
+      const status = await brick.exit();
+      await brick.stderr.done;
+      assert.equal(status.code, 0, `after ${signal}: ${brick.stderr.text}`);
+      assert.equal(brick.stderr.text, "Shutting down\n");
+    } finally {
+      await brick.close();
+    }
+  }
+});
+
+test("brick CLI exits 130 at once on a second SIGINT while a request is unfinished", async () => {
+  const { brick, port } = await startBrick();
+  try {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const received = new Received(conn);
+    await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\n"));
+    await delay(100);
+    brick.child.kill("SIGINT");
+    await brick.stderr.waitFor(/Shutting down\n/);
+    await delay(100);
+    const started = Date.now();
+    brick.child.kill("SIGINT");
+    const status = await brick.exit();
+    assert.equal(status.code, 130);
+    assert.ok(Date.now() - started < 2000, "the second SIGINT does not wait for the request");
+    await brick.stderr.done;
+    assert.equal(brick.stderr.text, "Shutting down\nForcing exit\n");
+    await received.done;
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI writes one Common Log Format line per request", async () => {
+  const { brick, url } = await startBrick();
+  try {
+    await (await fetch(url + "path/to?x=1&y=%20z")).text();
+    const match = await brick.stdout.waitFor(CLF_LINE);
+    assert.equal(match[1], "GET /path/to?x=1&y=%20z HTTP/1.1");
+    assert.equal(match[2], "200");
+    assert.equal(match[3], "13");
+    await (await fetch(url + "second", { method: "POST", body: "data" })).text();
+    await brick.stdout.waitFor(/"POST \/second HTTP\/1\.1" 200 13$/m);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI logs the request line as received, with its HTTP version", async () => {
+  const { brick, port } = await startBrick();
+  try {
+    for (
+      const [head, line] of [
+        ["GET /old?x=1 HTTP/1.0\r\n\r\n", '"GET /old?x=1 HTTP/1.0" 200 13'],
+        [
+          "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          '"OPTIONS * HTTP/1.1" 200 13',
+        ],
+      ]
+    ) {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const received = new Received(conn);
+      await conn.write(new TextEncoder().encode(head));
+      await received.responses(1);
+      await received.done;
+      const match = await brick.stdout.waitFor(new RegExp(`.*${escapeRegExp(line)}$`, "m"));
+      assert.match(match[0], CLF_LINE);
+    }
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI prints no access log with --quiet", async () => {
+  const { brick, url } = await startBrick(["--quiet"]);
+  try {
+    await (await fetch(url + "quiet")).text();
+    brick.child.kill("SIGTERM");
+    assert.equal((await brick.exit()).code, 0);
+    await brick.stdout.done;
+    assert.doesNotMatch(brick.stdout.text, /quiet|HTTP\/1\.1/);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI prints each raw request head as received with --verbose", async () => {
+  const { brick, port } = await startBrick(["--verbose"]);
+  try {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const received = new Received(conn);
+    const head = "GET /verbose?q=1 HTTP/1.1\r\nHost: example\r\nX-Trace:  MiXeD case \r\n\r\n";
+    await conn.write(new TextEncoder().encode(head));
+    await received.responses(1);
+    await brick.stdout.waitFor(/"GET \/verbose\?q=1 HTTP\/1\.1" 200 13$/m);
+    assert.ok(
+      brick.stdout.text.includes(head),
+      `the head appears verbatim in ${JSON.stringify(brick.stdout.text)}`,
+    );
+    conn.closeWrite();
+    await received.done;
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI answers a request typed line by line and keeps the connection open", async () => {
+  const { brick, port } = await startBrick();
+  try {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const received = new Received(conn);
+    const type = (line: string) => conn.write(new TextEncoder().encode(line + "\r\n"));
+    for (const line of ["GET / HTTP/1.1", "Host: x"]) {
+      await type(line);
+      await delay(300);
+      assert.equal(received.bytes.length, 0, `no answer before the blank line, after "${line}"`);
+    }
+    await type("");
+    const [first] = await received.responses(1);
+    assert.equal(first.statusLine, "HTTP/1.1 200 OK");
+    assert.equal(first.headers.get("content-type"), "text/plain; charset=utf-8");
+    assert.equal(first.headers.get("content-length"), "13");
+    assert.equal(first.body, "Hello, World!");
+    assert.notEqual(first.headers.get("connection")?.toLowerCase(), "close");
+
+    await delay(300);
+    for (const line of ["GET /again HTTP/1.1", "Host: x", ""]) {
+      await type(line);
+      await delay(100);
+    }
+    const [, second] = await received.responses(2);
+    assert.equal(second.statusLine, "HTTP/1.1 200 OK");
+    assert.equal(second.body, "Hello, World!");
+    conn.closeWrite();
+    await received.done;
+  } finally {
+    await brick.close();
+  }
+});
