@@ -529,24 +529,43 @@ function medianRatio(server: Measurement[], baseline: Measurement[]): number {
   return median(server.map((m, round) => m.requestsPerSec / baseline[round].requestsPerSec));
 }
 
-function formatTable(results: Map<string, ScenarioResults>, options: Options): string {
+/** Markdown table with padded columns; `rightAligned[i]` right-aligns column i. */
+function markdownTable(header: string[], rightAligned: boolean[], rows: string[][]): string {
+  const widths = header.map((cell, i) => Math.max(3, cell.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    `| ${
+      cells.map((cell, i) => rightAligned[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
+        .join(" | ")
+    } |`;
+  const rule = widths.map((width, i) =>
+    rightAligned[i] ? "-".repeat(width - 1) + ":" : "-".repeat(width)
+  );
+  return [line(header), line(rule), ...rows.map(line)].join("\n") + "\n";
+}
+
+/** One row per scenario and server: median req/s, median p99, ratio, errors. */
+function formatResults(results: Map<string, ScenarioResults>, options: Options): string {
   const baselineLabel = SERVERS.find((server) => server.name === BASELINE)!.label;
-  const rows = [
-    `| scenario | server | req/s | p99 | ratio vs ${baselineLabel} | errors |`,
-    "| --- | --- | ---: | ---: | ---: | ---: |",
-  ];
+  const rows: string[][] = [];
   for (const [scenario, byServer] of results) {
     const baseline = byServer.get(BASELINE);
     for (const server of options.servers) {
       const measurements = byServer.get(server.name)!;
-      const ratio = baseline ? medianRatio(measurements, baseline).toFixed(2) : "n/a";
-      const rate = formatRate(median(measurements.map((m) => m.requestsPerSec)));
-      const p99 = formatLatency(median(measurements.map((m) => m.p99Ms)));
-      const errors = measurements.reduce((sum, m) => sum + m.errors, 0);
-      rows.push(`| ${scenario} | ${server.label} | ${rate} | ${p99} | ${ratio} | ${errors} |`);
+      rows.push([
+        scenario,
+        server.label,
+        formatRate(median(measurements.map((m) => m.requestsPerSec))),
+        formatLatency(median(measurements.map((m) => m.p99Ms))),
+        baseline ? medianRatio(measurements, baseline).toFixed(2) : "n/a",
+        String(measurements.reduce((sum, m) => sum + m.errors, 0)),
+      ]);
     }
   }
-  return rows.join("\n") + "\n";
+  return markdownTable(
+    ["scenario", "server", "req/s", "p99", `ratio vs ${baselineLabel}`, "errors"],
+    [false, false, true, true, true, true],
+    rows,
+  );
 }
 
 async function cpuModel(): Promise<string> {
@@ -563,6 +582,15 @@ async function wrkVersion(): Promise<string> {
   return output.match(/^wrk (.+?)\s+Copyright/m)?.[1] ?? (output.split("\n")[0] || "unknown");
 }
 
+/** The commit brick's sources are at, noting uncommitted changes to mod.ts. */
+async function brickRevision(): Promise<string> {
+  const git = (...args: string[]) => commandOutput("git", ["-C", REPO_ROOT, ...args]);
+  const commit = (await git("rev-parse", "--short", "HEAD"))?.trim();
+  if (!commit) return "unknown";
+  const changed = (await git("status", "--porcelain", "--", "mod.ts"))?.trim();
+  return changed ? `${commit} with uncommitted changes to mod.ts` : commit;
+}
+
 /** Markdown report: environment, method, scenarios and the results table. */
 async function formatReport(table: string, options: Options): Promise<string> {
   const cpus = (await commandOutput("nproc", []))?.trim() ?? "unknown";
@@ -576,11 +604,14 @@ async function formatReport(table: string, options: Options): Promise<string> {
     `- Machine: ${cpus} CPUs (nproc), ${await cpuModel()}, ${Deno.build.target}`,
     `- Deno: ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
     `- wrk: ${await wrkVersion()}`,
+    `- brick: ${await brickRevision()}`,
     "",
     `Each measurement starts a fresh server pinned to CPU ${SERVER_CPU} and drives it with ` +
     `\`wrk --threads 1 --connections ${options.connections} --latency\` pinned to CPU ${WRK_CPU}: ` +
     `${options.warmup} s warm-up, then ${options.duration} s measured. ` +
-    `${options.rounds} round(s), servers taking turns within a round. req/s and p99 are ` +
+    `${options.rounds} round${
+      options.rounds === 1 ? "" : "s"
+    }, servers taking turns within a round. req/s and p99 are ` +
     `medians over rounds; the ratio is the median of per-round ratios; errors are wrk socket ` +
     `errors plus non-2xx/3xx responses, summed over rounds. p99 is n/a where wrk has no usable ` +
     `percentiles: with pipelining it times batches and corrupts them ` +
@@ -592,11 +623,29 @@ async function formatReport(table: string, options: Options): Promise<string> {
   ].join("\n");
 }
 
-/** Writes through a temporary file so an interrupted run leaves the old report intact. */
+/**
+ * Writes the report through a temporary file, so an interrupted run leaves the old one intact,
+ * and formats it with `deno fmt` (the repository's settings) so it passes `deno fmt --check`.
+ */
 async function writeReport(path: string, report: string): Promise<void> {
-  const tmp = join(dirname(path), `BENCH.tmp.${Deno.pid}`);
-  await Deno.writeTextFile(tmp, report);
-  await Deno.rename(tmp, path);
+  const tmp = join(dirname(path), `BENCH.tmp.${Deno.pid}.md`);
+  try {
+    await Deno.writeTextFile(tmp, report);
+    const fmt = await new Deno.Command(Deno.execPath(), {
+      args: ["fmt", "--quiet", "--config", REPO_ROOT + "deno.json", tmp],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!fmt.success) {
+      console.error(
+        `warning: deno fmt failed on the report: ${new TextDecoder().decode(fmt.stderr)}`,
+      );
+    }
+    await Deno.rename(tmp, path);
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
 }
 
 /**
@@ -641,7 +690,7 @@ async function main(): Promise<number> {
     for (const scenario of options.scenarios) {
       results.set(scenario.name, await runScenario(scenario, options, tmpDir));
     }
-    const table = formatTable(results, options);
+    const table = formatResults(results, options);
     console.log(`\n${table}`);
     await writeReport(options.output, await formatReport(table, options));
     console.error(`Wrote ${options.output}`);
