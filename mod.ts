@@ -1,0 +1,2040 @@
+/**
+ * brick: an HTTP/1.1 server written from scratch on raw TCP sockets.
+ *
+ * {@linkcode serve} runs any web-standard fetch handler, `(Request, info) =>
+ * Response`, with the call forms and option names of `Deno.serve`, so moving
+ * an app over means changing one import.
+ *
+ * The file reads top to bottom like the tutorial it grew from: listen, accept,
+ * read a request, write a response. Its sections:
+ *
+ * 1. Public API: options, handler and server types
+ * 2. Limits, defaults and protocol tables
+ * 3. Errors
+ * 4. The transport: the small socket interface the engine needs
+ * 5. Connections: buffer, state and deadlines
+ * 6. Parsing the request head (RFC 9112 §2–§5)
+ * 7. Request bodies: Content-Length and chunked (RFC 9112 §6–§7)
+ * 8. The request object handed to the handler
+ * 9. Writing responses (RFC 9112 §4, §6)
+ * 10. The connection loop (listen → accept → read → respond)
+ * 11. The server: accept loop, deadlines sweep and graceful shutdown
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ *
+ * serve({ port: 8888 }, (request) => {
+ *   const { pathname } = new URL(request.url);
+ *   return new Response(`Hello from ${pathname}\n`);
+ * });
+ * ```
+ *
+ * @module
+ */
+
+// ─── 1. Public API ──────────────────────────────────────────────────────────
+
+/** The address of a TCP endpoint: where the server listens or a client is. */
+export interface NetAddr {
+  /** The IP address, for example `"127.0.0.1"` or `"::1"`. */
+  hostname: string;
+  /** The TCP port number. */
+  port: number;
+  /** Always `"tcp"` for brick's HTTP/1.1 server. */
+  transport: "tcp";
+}
+
+/** What brick tells the handler about a request besides the request itself. */
+export interface ServeInfo {
+  /** The address of the client that sent the request. */
+  remoteAddr: NetAddr;
+  /**
+   * Resolves once the response has been fully written to the socket; rejects
+   * if the client went away first.
+   */
+  completed: Promise<void>;
+}
+
+/**
+ * A fetch handler: receives each request and returns the response to send.
+ *
+ * @param request The incoming request. Its body is read from the socket as the
+ * handler reads it.
+ * @param info The client's address and a promise for the end of the response.
+ * @returns The response, or a promise of it.
+ */
+export type Handler = (
+  request: Request,
+  info: ServeInfo,
+) => Response | Promise<Response>;
+
+/** Options for {@linkcode serve}. Names and defaults follow `Deno.serve` and Go's net/http. */
+export interface ServeOptions {
+  /**
+   * The TCP port to listen on; `0` picks a free port (read it from
+   * `server.addr` or `onListen`).
+   *
+   * @default {8888}
+   */
+  port?: number;
+  /**
+   * The address to listen on. The default listens on every IPv4 interface, so
+   * other machines on the network can reach the server; use `"127.0.0.1"` to
+   * accept local clients only.
+   *
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /** Aborting this signal shuts the server down gracefully, like {@linkcode Server.shutdown}. */
+  signal?: AbortSignal;
+  /**
+   * Called once the server listens. The default prints one line,
+   * `Listening on http://<hostname>:<port>/`.
+   */
+  onListen?: (addr: NetAddr) => void;
+  /**
+   * Turns an error thrown by the handler into a response. The default logs the
+   * error with `console.error` and answers `500 Internal Server Error`.
+   */
+  onError?: (error: unknown) => Response | Promise<Response>;
+  /**
+   * Called with the raw bytes of each request head (request line and header
+   * fields) exactly as received, before the handler runs. Meant for
+   * diagnostics such as the CLI's `--verbose`. The bytes are only valid during
+   * the call: copy them to keep them.
+   */
+  onRequestHead?: (head: Uint8Array, info: ServeInfo) => void;
+  /**
+   * Milliseconds a client may take to send a complete request head, counted
+   * from its first byte (or from the connection's start). When it runs out the
+   * server answers `408 Request Timeout` and closes the connection. This is the
+   * guard against slowloris clients that dribble header bytes.
+   *
+   * @default {10_000}
+   */
+  readHeaderTimeout?: number;
+  /**
+   * Milliseconds a client may take to send a whole request, head and body.
+   * When it runs out, the body stream errors, the server answers `408` if no
+   * response has started, and the connection closes. `0` disables it.
+   *
+   * @default {300_000}
+   */
+  readTimeout?: number;
+  /**
+   * Milliseconds from the end of the request head until the response has been
+   * written: this covers the handler's own time and a client that reads the
+   * response slowly. When it runs out the connection closes and
+   * `request.signal` aborts. `0` (the default, as in Go and Node) disables it,
+   * so long streams such as server-sent events keep working; set it when
+   * handlers never stream for long.
+   *
+   * @default {0}
+   */
+  writeTimeout?: number;
+  /**
+   * Milliseconds a keep-alive connection may wait for its next request before
+   * the server closes it. Longer than the 60 s idle timeout of common load
+   * balancers, so a proxy never sends a request on a connection brick is
+   * closing.
+   *
+   * @default {65_000}
+   */
+  idleTimeout?: number;
+  /**
+   * The largest request head, request line and header fields, in bytes. A
+   * longer request line is answered `414 URI Too Long`, longer header fields
+   * `431 Request Header Fields Too Large`. The default matches Node's.
+   *
+   * @default {16_384}
+   */
+  maxHeaderBytes?: number;
+  /**
+   * The largest request body, in bytes after chunked decoding. A larger
+   * `Content-Length` is answered `413 Content Too Large` before the handler
+   * runs; a chunked body that grows past it makes the body stream error and
+   * the server answer `413`. `Infinity` disables the limit.
+   *
+   * @default {16_777_216}
+   */
+  maxBodyBytes?: number;
+  /**
+   * Milliseconds that a graceful shutdown waits for responses in flight before
+   * it closes the remaining connections.
+   *
+   * @default {10_000}
+   */
+  shutdownTimeout?: number;
+}
+
+/** A running server, as returned by {@linkcode serve}. */
+export interface Server extends AsyncDisposable {
+  /** The address the server listens on, with the real port when `port` was 0. */
+  readonly addr: NetAddr;
+  /** Resolves once the server has shut down and every connection is closed. */
+  readonly finished: Promise<void>;
+  /**
+   * Shuts down gracefully: stops accepting connections, closes idle ones, lets
+   * responses in flight finish (without keep-alive), and closes whatever is
+   * left once `shutdownTimeout` has passed.
+   *
+   * @returns A promise that resolves like {@linkcode Server.finished}.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** {@linkcode ServeOptions} with the handler given as a member. */
+export interface ServeInit extends ServeOptions {
+  /** The fetch handler that answers each request. */
+  handler: Handler;
+}
+
+/** brick's version, as published. */
+export const VERSION = "0.1.0";
+
+// ─── 2. Limits, defaults and protocol tables ───────────────────────────────
+
+const DEFAULTS = {
+  port: 8888,
+  hostname: "0.0.0.0",
+  readHeaderTimeout: 10_000,
+  readTimeout: 300_000,
+  writeTimeout: 0,
+  idleTimeout: 65_000,
+  maxHeaderBytes: 16_384,
+  maxBodyBytes: 16_777_216,
+  shutdownTimeout: 10_000,
+} as const;
+
+/** Size of each connection's read buffer; it grows only for long heads. */
+const READ_BUFFER_BYTES = 8192;
+/** An unread request body up to this size is read and dropped to keep the connection. */
+const MAX_DRAIN_BYTES = 65_536;
+/** Head and body are copied into one write up to this body size. */
+const MAX_COALESCED_BODY = 16_384;
+/** After an error response, how long and how much the server reads before closing. */
+const LINGER_MS = 2000;
+const MAX_LINGER_BYTES = 4 * 1024 * 1024;
+/** A chunk-size line or trailer field longer than this is rejected. */
+const MAX_CHUNK_LINE = 4096;
+
+const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58, SEMI = 59, EQ = 61, DQUOTE = 34;
+const BACKSLASH = 92, PERCENT = 37, SLASH = 47, STAR = 42;
+
+/** Builds a 256-entry lookup table: 1 for each byte in `chars` or the ranges. */
+function byteTable(chars: string, ...ranges: [number, number][]): Uint8Array {
+  const table = new Uint8Array(256);
+  for (let i = 0; i < chars.length; i++) table[chars.charCodeAt(i)] = 1;
+  for (const [from, to] of ranges) table.fill(1, from, to + 1);
+  return table;
+}
+
+const ALNUM: [number, number][] = [[48, 57], [65, 90], [97, 122]];
+/** RFC 9110 §5.6.2 tchar. */
+const TCHAR = byteTable("!#$%&'*+-.^_`|~", ...ALNUM);
+/** RFC 3986 characters allowed in a request-target (pchar, "/", "?", "[", "]"). */
+const URI_CHAR = byteTable("-._~!$&'()*+,;=:@/?%[]", ...ALNUM);
+/** RFC 3986 reg-name characters plus ":" and IPv6 brackets, for Host. */
+const HOST_CHAR = byteTable("-._~!$&'()*+,;=%:[]", ...ALNUM);
+/** RFC 9110 §5.5 field-vchar, SP and HTAB: what a field value may hold. */
+const FIELD_CHAR = byteTable("\t ", [0x21, 0x7e], [0x80, 0xff]);
+/** Hex digit values, or 255 for anything else. */
+const HEX = new Uint8Array(256).fill(255);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[65 + i] = HEX[97 + i] = 10 + i;
+
+/** Reason phrases (RFC 9110 §15), for the status line. */
+const REASONS: Record<number, string> = {
+  100: "Continue",
+  101: "Switching Protocols",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  203: "Non-Authoritative Information",
+  204: "No Content",
+  205: "Reset Content",
+  206: "Partial Content",
+  300: "Multiple Choices",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
+  400: "Bad Request",
+  401: "Unauthorized",
+  402: "Payment Required",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  406: "Not Acceptable",
+  407: "Proxy Authentication Required",
+  408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
+  411: "Length Required",
+  412: "Precondition Failed",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  415: "Unsupported Media Type",
+  416: "Range Not Satisfiable",
+  417: "Expectation Failed",
+  418: "I'm a teapot",
+  421: "Misdirected Request",
+  422: "Unprocessable Content",
+  425: "Too Early",
+  426: "Upgrade Required",
+  428: "Precondition Required",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  451: "Unavailable For Legal Reasons",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
+};
+
+/** Status lines built once per status code ("HTTP/1.1 200 OK\r\n"). */
+const statusLines = new Map<number, string>();
+function statusLine(status: number, statusText: string): string {
+  if (statusText !== "" && statusText !== REASONS[status]) {
+    return `HTTP/1.1 ${status} ${statusText}\r\n`;
+  }
+  let line = statusLines.get(status);
+  if (line === undefined) {
+    line = `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`;
+    statusLines.set(status, line);
+  }
+  return line;
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+let dateSecond = -1;
+let dateLine = "";
+
+/** The `Date` header line (RFC 9110 §5.6.7), rebuilt at most once a second. */
+function dateHeaderLine(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    const d = new Date(second * 1000);
+    const two = (n: number) => (n < 10 ? "0" + n : "" + n);
+    dateLine = `date: ${DAYS[d.getUTCDay()]}, ${two(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ` +
+      `${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:` +
+      `${two(d.getUTCSeconds())} GMT\r\n`;
+  }
+  return dateLine;
+}
+
+const encoder = new TextEncoder();
+
+/** Decodes bytes as ISO-8859-1: each byte becomes the code point of its value (a ByteString). */
+function latin1(bytes: Uint8Array, start: number, end: number): string {
+  if (end - start <= 2048) {
+    return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  }
+  let s = "";
+  for (let i = start; i < end; i += 2048) {
+    const stop = Math.min(end, i + 2048);
+    s += String.fromCharCode.apply(null, bytes.subarray(i, stop) as unknown as number[]);
+  }
+  return s;
+}
+
+/** Encodes a ByteString (code points 0–255) to bytes, one byte each. */
+function latin1Bytes(s: string): Uint8Array {
+  const bytes = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+  return bytes;
+}
+
+// ─── 3. Errors ──────────────────────────────────────────────────────────────
+
+/**
+ * A request the server answers itself, with `status`, and after which it
+ * closes the connection: malformed syntax, limits, unsupported features.
+ */
+class HttpError extends Error {
+  /**
+   * @param status The status to answer with.
+   * @param message Why, sent as the body unless `withBody` is false.
+   * @param withBody False for answers a client may read as body-less, such as
+   * a refused CONNECT (clients expect none after a CONNECT, RFC 9112 §6.3).
+   */
+  constructor(readonly status: number, message: string, readonly withBody = true) {
+    super(message);
+    this.name = "HttpError";
+  }
+}
+
+/** The client closed or reset the connection. */
+class ClientGoneError extends Error {
+  constructor(message = "The client closed the connection") {
+    super(message);
+    this.name = "ClientGoneError";
+  }
+}
+
+const badRequest = (why: string) => new HttpError(400, why);
+
+// ─── 4. The transport ───────────────────────────────────────────────────────
+// The HTTP engine needs only this much of a socket. On Deno, `Deno.Listener`
+// and `Deno.Conn` have exactly this shape and are used as they are.
+
+/** A connected TCP socket, as the engine uses it. */
+interface Conn {
+  readonly remoteAddr: Deno.Addr;
+  /** Reads into `buffer`; resolves to the byte count, or null at end of stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `data`; resolves to the byte count written. */
+  write(data: Uint8Array): Promise<number>;
+  /** Sends FIN: no more bytes from this side, while still reading. */
+  closeWrite(): Promise<void>;
+  close(): void;
+}
+
+/** A listening TCP socket, as the engine uses it. */
+interface Listener {
+  readonly addr: Deno.Addr;
+  /** Resolves to the next connection; rejects once the listener is closed. */
+  accept(): Promise<Conn>;
+  close(): void;
+}
+
+function listenTcp(hostname: string, port: number): Listener {
+  return Deno.listen({ hostname, port, transport: "tcp" });
+}
+
+/** Accept errors that concern one connection only: the next accept may succeed at once. */
+function isPerConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code === "ENOTCONN" || code === "ECONNABORTED" || code === "ECONNRESET" ||
+    code === "EPROTO" || code === "EPERM";
+}
+
+function toNetAddr(addr: Deno.Addr): NetAddr {
+  const { hostname, port } = addr as Deno.NetAddr;
+  return { hostname, port, transport: "tcp" };
+}
+
+// ─── 5. Connections ─────────────────────────────────────────────────────────
+
+/** Go's ConnState: where a connection is in its life. */
+type ConnState = "new" | "active" | "idle" | "closed";
+
+/** Which deadline a connection is under; the sweep acts on it when it passes. */
+type Deadline = "none" | "header" | "idle" | "read" | "write";
+
+/** One client connection: its socket, read buffer, state and deadline. */
+class Connection {
+  buf = new Uint8Array(READ_BUFFER_BYTES);
+  /** Unconsumed bytes are buf[start, end). */
+  start = 0;
+  end = 0;
+  state: ConnState = "new";
+  deadline: Deadline = "none";
+  deadlineAt = 0;
+  /** The client sent FIN; no more bytes will come. */
+  eof = false;
+  /** True once any byte of the current response has been written. */
+  responding = false;
+  /** The request being handled, for aborting its signal when the client leaves. */
+  current: RequestState | null = null;
+  /** The response stream being written, cancelled if the connection closes. */
+  streamReader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  /** Progress of the head scan, relative to `start`, so a dribbled head is scanned once. */
+  scanned = 0;
+  lineStart = 0;
+  firstLineEnd = -1;
+  readonly remoteAddr: NetAddr;
+  #reading: Promise<number> | null = null;
+
+  constructor(readonly conn: Conn, readonly server: ServerImpl) {
+    this.remoteAddr = toNetAddr(conn.remoteAddr);
+  }
+
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  setDeadline(kind: Deadline, ms: number): void {
+    if (ms > 0 && ms !== Infinity) {
+      this.deadline = kind;
+      this.deadlineAt = Date.now() + ms;
+    } else {
+      this.deadline = "none";
+    }
+  }
+
+  /**
+   * Reads more bytes from the socket into the buffer. Concurrent callers share
+   * one read. Resolves to the number of bytes added; 0 means end of stream.
+   * Grows the buffer up to `limit` bytes of unconsumed data.
+   */
+  fill(limit = READ_BUFFER_BYTES): Promise<number> {
+    return this.#reading ??= this.#read(limit).finally(() => this.#reading = null);
+  }
+
+  async #read(limit: number): Promise<number> {
+    if (this.eof) return 0;
+    this.makeRoom(limit);
+    if (this.end === this.buf.length) throw new RangeError("The read buffer is full");
+    let n: number | null;
+    try {
+      n = await this.conn.read(this.buf.subarray(this.end));
+    } catch (error) {
+      this.clientGone();
+      if (this.state === "closed") throw new ClientGoneError();
+      throw new ClientGoneError(`The connection failed: ${(error as Error).message}`);
+    }
+    if (n === null || n === 0) {
+      this.eof = true;
+      this.current?.abort(new ClientGoneError());
+      return 0;
+    }
+    this.end += n;
+    return n;
+  }
+
+  /** Makes room to read: drops consumed bytes, then grows the buffer up to `limit`. */
+  makeRoom(limit: number): void {
+    if (this.start === this.end) this.start = this.end = 0;
+    if (this.end < this.buf.length) return;
+    if (this.start > 0) {
+      this.buf.copyWithin(0, this.start, this.end);
+      this.end -= this.start;
+      this.start = 0;
+      return;
+    }
+    if (this.buf.length < limit) {
+      const grown = new Uint8Array(Math.min(limit, this.buf.length * 2));
+      grown.set(this.buf.subarray(0, this.end));
+      this.buf = grown;
+    }
+  }
+
+  /** Writes all of `data`, respecting the socket's backpressure. */
+  async write(data: Uint8Array): Promise<void> {
+    try {
+      let written = 0;
+      while (written < data.length) {
+        written += await this.conn.write(written === 0 ? data : data.subarray(written));
+      }
+    } catch (error) {
+      this.clientGone();
+      throw new ClientGoneError(`Writing the response failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** The peer reset or vanished: abort the request in flight and close. */
+  clientGone(): void {
+    this.current?.abort(new ClientGoneError());
+    this.close();
+  }
+
+  close(): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.deadline = "none";
+    this.server.connections.delete(this);
+    this.streamReader?.cancel(new ClientGoneError()).catch(() => {});
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+    this.server.connectionClosed();
+  }
+
+  /** Called by the server's sweep when the deadline has passed. */
+  expire(): void {
+    const kind = this.deadline;
+    this.deadline = "none";
+    const requestStarted = kind === "header" && this.buffered > 0 || kind === "read";
+    if (requestStarted && !this.responding) {
+      // Best effort: tell the client why before closing.
+      this.responding = true;
+      this.conn.write(errorResponseBytes(408, "Request Timeout")).then(
+        () => this.close(),
+        () => this.close(),
+      );
+      this.current?.abort(new HttpError(408, "The request took too long to arrive"));
+      return;
+    }
+    this.current?.abort(new ClientGoneError("The connection timed out"));
+    this.close();
+  }
+}
+
+// ─── 6. Parsing the request head ────────────────────────────────────────────
+
+/** How the request body is framed (RFC 9112 §6.3). */
+const enum Framing {
+  None,
+  Length,
+  Chunked,
+}
+
+/** What the server learned from a request head. */
+interface RequestHead {
+  method: string;
+  target: string;
+  /** "origin", "absolute", "asterisk" or "authority". */
+  form: "origin" | "absolute" | "asterisk" | "authority";
+  http10: boolean;
+  /** Header names and values, flat: [name0, value0, name1, value1, …]. */
+  fields: string[];
+  host: string | null;
+  framing: Framing;
+  contentLength: number;
+  keepAlive: boolean;
+  expectContinue: boolean;
+}
+
+/**
+ * Finds the end of the request head in the connection's buffer. Returns the
+ * index just past the empty line, or -1 when more bytes are needed. Skips empty
+ * lines before the request line (RFC 9112 §2.2), rejects bytes that cannot
+ * begin a request line at once, and resumes where the last call stopped.
+ */
+function findHeadEnd(c: Connection, maxHeaderBytes: number): number {
+  const buf = c.buf;
+  if (c.scanned === 0) {
+    while (c.start < c.end) {
+      if (buf[c.start] === LF) c.start++;
+      else if (buf[c.start] === CR && c.start + 1 < c.end && buf[c.start + 1] === LF) c.start += 2;
+      else break;
+    }
+    checkMethodPrefix(buf, c.start, c.end);
+  }
+  const base = c.start;
+  for (let i = base + c.scanned; i < c.end; i++) {
+    if (buf[i] !== LF) continue;
+    const lineStart = base + c.lineStart;
+    if (c.firstLineEnd < 0) c.firstLineEnd = i - base;
+    else if (i === lineStart || (i === lineStart + 1 && buf[lineStart] === CR)) {
+      c.scanned = c.lineStart = 0;
+      c.firstLineEnd = -1;
+      if (i + 1 - base > maxHeaderBytes + 2) {
+        throw new HttpError(431, "The request header fields are too large");
+      }
+      return i + 1;
+    }
+    c.lineStart = i + 1 - base;
+  }
+  c.scanned = c.end - base;
+  if (c.buffered > maxHeaderBytes) {
+    if (c.firstLineEnd < 0) throw new HttpError(414, "The request target is too long");
+    throw new HttpError(431, "The request header fields are too large");
+  }
+  return -1;
+}
+
+/** Rejects at once a request whose first bytes cannot start `method SP`. */
+function checkMethodPrefix(buf: Uint8Array, start: number, end: number): void {
+  let i = start;
+  while (i < end && TCHAR[buf[i]] === 1) i++;
+  if (i < end && (buf[i] !== SP || i === start)) throw badRequest("Malformed request line");
+}
+
+/** Where a line ends: the index of its LF, and of its content's end (before CR). */
+function lineEndAt(buf: Uint8Array, from: number, limit: number): number {
+  for (let i = from; i < limit; i++) if (buf[i] === LF) return i;
+  return -1;
+}
+
+/** The content end of the line whose LF is at `lf`: a CR before the LF is not content. */
+function contentEnd(buf: Uint8Array, lineStart: number, lf: number): number {
+  return lf > lineStart && buf[lf - 1] === CR ? lf - 1 : lf;
+}
+
+/** Compares buf[start, end) with a lowercase ASCII name, ignoring case. */
+function equalsLower(buf: Uint8Array, start: number, end: number, lower: string): boolean {
+  if (end - start !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    if ((buf[start + i] | 0x20) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** Parses the request head in buf[start, end) into a {@linkcode RequestHead}. */
+function parseHead(buf: Uint8Array, start: number, end: number): RequestHead {
+  let lf = lineEndAt(buf, start, end);
+  const lineEnd = contentEnd(buf, start, lf);
+  const head = parseRequestLine(buf, start, lineEnd);
+  let transferCodings: string | null = null;
+  let connection = "";
+  let expect: string | null = null;
+  let hosts = 0;
+  let lengthSeen = false;
+  for (let pos = lf + 1;;) {
+    lf = lineEndAt(buf, pos, end);
+    const stop = contentEnd(buf, pos, lf);
+    if (stop === pos) break; // the empty line that ends the head
+    if (buf[pos] === SP || buf[pos] === HT) {
+      throw badRequest("Obsolete line folding is not accepted (RFC 9112 §5.2)");
+    }
+    // Field name: one or more tchar, then a colon with no whitespace before it.
+    let colon = pos;
+    while (colon < stop && TCHAR[buf[colon]] === 1) colon++;
+    if (colon === pos || colon === stop || buf[colon] !== COLON) {
+      throw badRequest("Malformed header field name");
+    }
+    // Field value: without leading and trailing whitespace; no CTLs or bare CR.
+    let vs = colon + 1, ve = stop;
+    while (vs < ve && (buf[vs] === SP || buf[vs] === HT)) vs++;
+    while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HT)) ve--;
+    for (let i = vs; i < ve; i++) {
+      if (FIELD_CHAR[buf[i]] !== 1) throw badRequest("Invalid character in a header field value");
+    }
+    const name = latin1(buf, pos, colon);
+    const value = latin1(buf, vs, ve);
+    head.fields.push(name, value);
+    switch (colon - pos) {
+      case 4:
+        if (equalsLower(buf, pos, colon, "host")) {
+          hosts++;
+          head.host = value;
+        }
+        break;
+      case 6:
+        if (equalsLower(buf, pos, colon, "expect")) expect = value;
+        break;
+      case 10:
+        if (equalsLower(buf, pos, colon, "connection")) connection += "," + value;
+        break;
+      case 14:
+        if (equalsLower(buf, pos, colon, "content-length")) {
+          const length = parseContentLength(value);
+          if (lengthSeen && length !== head.contentLength) {
+            throw badRequest("Conflicting Content-Length values");
+          }
+          lengthSeen = true;
+          head.contentLength = length;
+        }
+        break;
+      case 17:
+        if (equalsLower(buf, pos, colon, "transfer-encoding")) {
+          transferCodings = transferCodings === null ? value : transferCodings + "," + value;
+        }
+        break;
+    }
+    pos = lf + 1;
+  }
+  checkHost(head, hosts);
+  head.keepAlive = decideKeepAlive(head.http10, connection);
+  head.framing = lengthSeen ? Framing.Length : Framing.None;
+  if (transferCodings !== null) {
+    if (head.http10) throw badRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request");
+    if (lengthSeen) {
+      throw badRequest("A request must not carry both Content-Length and Transfer-Encoding");
+    }
+    checkTransferCodings(transferCodings);
+    head.framing = Framing.Chunked;
+  }
+  if (expect !== null && !head.http10) {
+    if (expect.toLowerCase() !== "100-continue") {
+      throw new HttpError(417, `The expectation "${expect}" is not supported`);
+    }
+    head.expectContinue = true;
+  }
+  return head;
+}
+
+/** Parses `method SP request-target SP HTTP-version` (RFC 9112 §3). */
+function parseRequestLine(buf: Uint8Array, start: number, end: number): RequestHead {
+  let i = start;
+  while (i < end && TCHAR[buf[i]] === 1) i++;
+  if (i === start || i === end || buf[i] !== SP) throw badRequest("Malformed request line");
+  const methodEnd = i++;
+  const targetStart = i;
+  while (i < end && buf[i] !== SP) i++;
+  if (i === targetStart || i === end) throw badRequest("Malformed request line");
+  const targetEnd = i++;
+  const http10 = parseVersion(buf, i, end);
+  const method = methodName(buf, start, methodEnd);
+  const form = checkTarget(buf, targetStart, targetEnd, method);
+  return {
+    method,
+    target: latin1(buf, targetStart, targetEnd),
+    form,
+    http10,
+    fields: [],
+    host: null,
+    framing: Framing.None,
+    contentLength: 0,
+    keepAlive: true,
+    expectContinue: false,
+  };
+}
+
+const COMMON_METHODS = ["GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS"];
+
+/** The method as a string, reusing the common ones (methods are case-sensitive). */
+function methodName(buf: Uint8Array, start: number, end: number): string {
+  for (const m of COMMON_METHODS) {
+    if (end - start !== m.length) continue;
+    let same = true;
+    for (let k = 0; k < m.length; k++) {
+      if (buf[start + k] !== m.charCodeAt(k)) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return m;
+  }
+  return latin1(buf, start, end);
+}
+
+/**
+ * Checks `HTTP/DIGIT.DIGIT` and returns whether the request is HTTP/1.0.
+ * HTTP/1.x with x > 1 is served as HTTP/1.1 (RFC 9110 §2.5); other majors get 505.
+ */
+function parseVersion(buf: Uint8Array, i: number, end: number): boolean {
+  const isDigit = (b: number) => b >= 48 && b <= 57;
+  if (
+    end - i !== 8 || buf[i] !== 72 || buf[i + 1] !== 84 || buf[i + 2] !== 84 ||
+    buf[i + 3] !== 80 || buf[i + 4] !== SLASH || !isDigit(buf[i + 5]) || buf[i + 6] !== 46 ||
+    !isDigit(buf[i + 7])
+  ) {
+    throw badRequest("Malformed HTTP version");
+  }
+  if (buf[i + 5] !== 49) {
+    throw new HttpError(505, `HTTP/${buf[i + 5] - 48} is not supported; use HTTP/1.1`);
+  }
+  return buf[i + 7] === 48;
+}
+
+/** Validates the request-target (RFC 9112 §3.2) and returns its form. */
+function checkTarget(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  method: string,
+): RequestHead["form"] {
+  for (let i = start; i < end; i++) {
+    const b = buf[i];
+    if (URI_CHAR[b] !== 1) throw badRequest("Invalid character in the request target");
+    if (b === PERCENT && (i + 2 >= end || HEX[buf[i + 1]] === 255 || HEX[buf[i + 2]] === 255)) {
+      throw badRequest("Invalid percent-encoding in the request target");
+    }
+  }
+  if (buf[start] === SLASH) {
+    if (method === "CONNECT") throw badRequest("CONNECT needs an authority-form target");
+    return "origin";
+  }
+  if (method === "CONNECT") {
+    const authority = latin1(buf, start, end);
+    if (!isValidAuthority(authority) || !/:\d+$/.test(authority)) {
+      throw badRequest("CONNECT needs a host:port target");
+    }
+    return "authority";
+  }
+  if (end - start === 1 && buf[start] === STAR) {
+    if (method !== "OPTIONS") throw badRequest("Only OPTIONS may use the * target");
+    return "asterisk";
+  }
+  const target = latin1(buf, start, end);
+  if (!/^https?:\/\/[^/?#]+/i.test(target)) throw badRequest("Malformed request target");
+  return "absolute";
+}
+
+/** Checks `uri-host [ ":" port ]` (RFC 3986 §3.2.2–3.2.3) without userinfo. */
+function isValidAuthority(authority: string): boolean {
+  let hostEnd = authority.length;
+  if (authority.charCodeAt(0) === 91 /* [ */) {
+    const close = authority.indexOf("]");
+    if (
+      close < 0 ||
+      !/^\[[0-9A-Fa-f:.]+\]$|^\[v[0-9A-Fa-f]+\.[^\]]+\]$/.test(authority.slice(0, close + 1))
+    ) {
+      return false;
+    }
+    hostEnd = close + 1;
+    if (hostEnd < authority.length && authority.charCodeAt(hostEnd) !== COLON) return false;
+  } else {
+    const colon = authority.indexOf(":");
+    if (colon >= 0) hostEnd = colon;
+    for (let i = 0; i < hostEnd; i++) {
+      const b = authority.charCodeAt(i);
+      if (b > 255 || HOST_CHAR[b] !== 1 || b === COLON || b === 91 || b === 93) return false;
+    }
+  }
+  for (let i = hostEnd + 1; i < authority.length; i++) {
+    const b = authority.charCodeAt(i);
+    if (b < 48 || b > 57) return false;
+  }
+  return true;
+}
+
+/** RFC 9112 §3.2: HTTP/1.1 requests carry exactly one valid Host. */
+function checkHost(head: RequestHead, hosts: number): void {
+  if (hosts > 1) throw badRequest("A request must carry exactly one Host header field");
+  if (hosts === 0) {
+    if (!head.http10) throw badRequest("An HTTP/1.1 request must carry a Host header field");
+    return;
+  }
+  if (head.host !== "" && !isValidAuthority(head.host!)) {
+    throw badRequest(`Invalid Host header field "${head.host}"`);
+  }
+}
+
+/** RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive". */
+function decideKeepAlive(http10: boolean, connection: string): boolean {
+  if (connection === "") return !http10;
+  let close = false, keepAlive = false;
+  for (const token of connection.split(",")) {
+    const t = token.trim().toLowerCase();
+    if (t === "close") close = true;
+    else if (t === "keep-alive") keepAlive = true;
+  }
+  if (close) return false;
+  return http10 ? keepAlive : true;
+}
+
+/** Content-Length: digits only; a list of equal values is one value (RFC 9110 §8.6). */
+function parseContentLength(value: string): number {
+  let result = -1;
+  for (const part of value.split(",")) {
+    const digits = part.trim();
+    if (!/^\d{1,15}$/.test(digits)) throw badRequest(`Invalid Content-Length "${value}"`);
+    const n = Number(digits);
+    if (result >= 0 && n !== result) throw badRequest("Conflicting Content-Length values");
+    result = n;
+  }
+  return result;
+}
+
+/** Transfer-Encoding must end in exactly one "chunked", the only coding brick decodes. */
+function checkTransferCodings(value: string): void {
+  const codings = value.split(",").map((c) => c.trim().toLowerCase());
+  if (codings.some((c) => c === "")) throw badRequest("Empty transfer coding");
+  const chunked = codings.filter((c) => c === "chunked").length;
+  if (codings[codings.length - 1] !== "chunked" || chunked > 1) {
+    throw badRequest("The request body framing is invalid: chunked must be the final coding");
+  }
+  if (codings.length > 1) {
+    throw new HttpError(501, `Transfer coding "${codings[0]}" is not supported`);
+  }
+}
+
+// ─── 7. Request bodies ──────────────────────────────────────────────────────
+
+/** Chunked decoder states. */
+const enum Chunk {
+  Size,
+  Data,
+  DataEnd,
+  Trailer,
+  Done,
+}
+
+/**
+ * Reads one request's body from the connection: Content-Length or chunked,
+ * enforcing maxBodyBytes and the read deadline. `next()` returns the next
+ * piece of content (a copy), or null at the end.
+ */
+class BodyReader {
+  /** Bytes of content still to come (Length), or of the current chunk (Chunked). */
+  remaining: number;
+  chunk: Chunk = Chunk.Size;
+  received = 0;
+  done: boolean;
+  error: Error | null = null;
+  /** A 100 Continue is owed to the client before the first read. */
+  continueOwed: boolean;
+
+  constructor(
+    readonly c: Connection,
+    readonly framing: Framing,
+    length: number,
+    readonly maxBodyBytes: number,
+    expectContinue: boolean,
+  ) {
+    this.remaining = framing === Framing.Length ? length : 0;
+    this.done = framing === Framing.None || (framing === Framing.Length && length === 0);
+    this.continueOwed = expectContinue && !this.done;
+  }
+
+  async next(): Promise<Uint8Array | null> {
+    if (this.error) throw this.error;
+    if (this.done) return null;
+    try {
+      if (this.continueOwed) await this.sendContinue();
+      return this.framing === Framing.Length ? await this.#nextLength() : await this.#nextChunk();
+    } catch (error) {
+      this.error = error as Error;
+      throw error;
+    }
+  }
+
+  /** Sends `100 Continue` when the handler first reads and no body bytes have arrived. */
+  async sendContinue(): Promise<void> {
+    this.continueOwed = false;
+    if (this.c.buffered === 0) await this.c.write(CONTINUE_BYTES);
+  }
+
+  async #nextLength(): Promise<Uint8Array | null> {
+    const c = this.c;
+    if (c.buffered === 0 && await c.fill() === 0) throw this.#truncated();
+    const n = Math.min(this.remaining, c.buffered);
+    const piece = c.buf.slice(c.start, c.start + n);
+    c.start += n;
+    this.remaining -= n;
+    this.received += n;
+    if (this.remaining === 0) this.done = true;
+    return piece;
+  }
+
+  async #nextChunk(): Promise<Uint8Array | null> {
+    const c = this.c;
+    for (;;) {
+      switch (this.chunk) {
+        case Chunk.Size: {
+          const line = await this.#line();
+          this.remaining = parseChunkSize(c.buf, line.start, line.end);
+          if (this.received + this.remaining > this.maxBodyBytes) throw tooLarge();
+          this.chunk = this.remaining === 0 ? Chunk.Trailer : Chunk.Data;
+          break;
+        }
+        case Chunk.Data: {
+          if (c.buffered === 0 && await c.fill() === 0) throw this.#truncated();
+          const n = Math.min(this.remaining, c.buffered);
+          const piece = c.buf.slice(c.start, c.start + n);
+          c.start += n;
+          this.remaining -= n;
+          this.received += n;
+          if (this.remaining === 0) this.chunk = Chunk.DataEnd;
+          return piece;
+        }
+        case Chunk.DataEnd: {
+          const line = await this.#line();
+          if (line.end !== line.start) throw badRequest("Chunk data is not followed by CRLF");
+          this.chunk = Chunk.Size;
+          break;
+        }
+        case Chunk.Trailer: {
+          const line = await this.#line();
+          if (line.end === line.start) {
+            this.chunk = Chunk.Done;
+            this.done = true;
+            return null;
+          }
+          checkTrailerField(c.buf, line.start, line.end);
+          break;
+        }
+        default:
+          return null;
+      }
+    }
+  }
+
+  /** Waits for the next line and consumes it; returns its content bounds. */
+  async #line(): Promise<{ start: number; end: number }> {
+    const c = this.c;
+    let scanned = c.start;
+    for (;;) {
+      const lf = lineEndAt(c.buf, scanned, c.end);
+      if (lf >= 0) {
+        const line = { start: c.start, end: contentEnd(c.buf, c.start, lf) };
+        for (let i = line.start; i < line.end; i++) {
+          if (c.buf[i] === CR) throw badRequest("Bare CR in chunked framing");
+        }
+        c.start = lf + 1;
+        return line;
+      }
+      if (c.buffered > MAX_CHUNK_LINE) throw badRequest("Chunk line too long");
+      scanned = c.end;
+      const before = c.start;
+      if (await c.fill(MAX_CHUNK_LINE * 2) === 0) throw this.#truncated();
+      scanned -= before - c.start; // the buffer may have been compacted
+    }
+  }
+
+  #truncated(): Error {
+    return badRequest("The request body ended early");
+  }
+
+  /** Reads the rest of the body into one array (for text(), json() and the like). */
+  async readAll(): Promise<Uint8Array> {
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    for (let piece = await this.next(); piece !== null; piece = await this.next()) {
+      pieces.push(piece);
+      total += piece.length;
+    }
+    if (pieces.length === 1) return pieces[0];
+    const all = new Uint8Array(total);
+    let offset = 0;
+    for (const piece of pieces) {
+      all.set(piece, offset);
+      offset += piece.length;
+    }
+    return all;
+  }
+
+  /**
+   * After the response: reads and drops what the handler left, if it is small.
+   * Returns whether the connection can be reused.
+   */
+  async drain(): Promise<boolean> {
+    if (this.done) return true;
+    if (this.error || this.continueOwed) return false;
+    if (this.framing === Framing.Length && this.remaining > MAX_DRAIN_BYTES) return false;
+    const limit = this.received + MAX_DRAIN_BYTES;
+    try {
+      while (await this.next() !== null) {
+        if (this.received > limit) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+const tooLarge = () => new HttpError(413, "The request body is larger than the server accepts");
+
+/** Parses `chunk-size [ chunk-ext ]` (RFC 9112 §7.1, §7.1.1). */
+function parseChunkSize(buf: Uint8Array, start: number, end: number): number {
+  let i = start, size = 0;
+  while (i < end && HEX[buf[i]] !== 255) {
+    size = size * 16 + HEX[buf[i]];
+    if (++i - start > 13) throw badRequest("Chunk size too large");
+  }
+  if (i === start) throw badRequest("Invalid chunk size");
+  // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+  const skipWhitespace = () => {
+    while (i < end && (buf[i] === SP || buf[i] === HT)) i++;
+  };
+  const token = () => {
+    const from = i;
+    while (i < end && TCHAR[buf[i]] === 1) i++;
+    if (i === from) throw badRequest("Invalid chunk extension");
+  };
+  for (;;) {
+    skipWhitespace();
+    if (i === end) return size;
+    if (buf[i++] !== SEMI) throw badRequest("Invalid chunk size");
+    skipWhitespace();
+    token();
+    skipWhitespace();
+    if (i < end && buf[i] === EQ) {
+      i++;
+      skipWhitespace();
+      if (i < end && buf[i] === DQUOTE) i = skipQuotedString(buf, i, end);
+      else token();
+    }
+  }
+}
+
+/** Returns the index after the quoted-string starting at `i` (RFC 9110 §5.6.4). */
+function skipQuotedString(buf: Uint8Array, i: number, end: number): number {
+  for (i++; i < end; i++) {
+    const b = buf[i];
+    if (b === DQUOTE) return i + 1;
+    if (b === BACKSLASH) i++;
+    else if (FIELD_CHAR[b] !== 1) break;
+  }
+  throw badRequest("Invalid quoted string in a chunk extension");
+}
+
+/** A trailer field has a header field's syntax; its value is dropped. */
+function checkTrailerField(buf: Uint8Array, start: number, end: number): void {
+  let colon = start;
+  while (colon < end && TCHAR[buf[colon]] === 1) colon++;
+  if (colon === start || colon === end || buf[colon] !== COLON) {
+    throw badRequest("Malformed trailer field");
+  }
+  for (let i = colon + 1; i < end; i++) {
+    if (FIELD_CHAR[buf[i]] !== 1) throw badRequest("Invalid character in a trailer field");
+  }
+}
+
+// ─── 8. The request object ──────────────────────────────────────────────────
+
+/** Per-request state the server and the request object share. */
+class RequestState {
+  controller: AbortController | null = null;
+  abortReason: unknown = undefined;
+  aborted = false;
+  completion: { promise: Promise<void>; resolve(): void; reject(e: unknown): void } | null = null;
+  settled: "pending" | "done" | "failed" = "pending";
+  failure: unknown = undefined;
+
+  constructor(readonly head: RequestHead, readonly body: BodyReader, readonly url: string) {}
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** `info.completed`, created when first asked for. */
+  get completed(): Promise<void> {
+    if (this.completion === null) {
+      let resolve!: () => void, reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      promise.catch(() => {}); // never an unhandled rejection when nobody listens
+      this.completion = { promise, resolve, reject };
+      if (this.settled === "done") resolve();
+      else if (this.settled === "failed") reject(this.failure);
+    }
+    return this.completion.promise;
+  }
+
+  finish(error?: unknown): void {
+    if (this.settled !== "pending") return;
+    if (error === undefined) {
+      this.settled = "done";
+      this.completion?.resolve();
+    } else {
+      this.settled = "failed";
+      this.failure = error;
+      this.completion?.reject(error);
+    }
+  }
+}
+
+const hasBodyMethod = (method: string) => method !== "GET" && method !== "HEAD";
+
+/**
+ * The request handed to the handler. It is an `instanceof Request` whose
+ * common members (method, url, headers, body, signal and the body readers) are
+ * its own and built only when used; any other member first builds one real
+ * `Request` and answers from it (see STYLE.md §6).
+ */
+class LazyRequest {
+  #state: RequestState;
+  #headers: Headers | null = null;
+  #body: ReadableStream<Uint8Array> | null = null;
+  #used = false;
+  #real: Request | null = null;
+
+  constructor(state: RequestState) {
+    this.#state = state;
+  }
+
+  get method(): string {
+    return this.#state.head.method;
+  }
+
+  get url(): string {
+    return this.#state.url;
+  }
+
+  get headers(): Headers {
+    if (this.#headers === null) {
+      const fields = this.#state.head.fields;
+      const headers = new Headers();
+      for (let i = 0; i < fields.length; i += 2) headers.append(fields[i], fields[i + 1]);
+      this.#headers = headers;
+    }
+    return this.#headers;
+  }
+
+  get signal(): AbortSignal {
+    return this.#state.signal;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#real) return this.#real.body;
+    if (!hasBodyMethod(this.method)) return null;
+    return this.#body ??= bodyStream(this.#state.body);
+  }
+
+  get bodyUsed(): boolean {
+    if (this.#real) return this.#real.bodyUsed;
+    return this.#used || (this.#body?.locked ?? false);
+  }
+
+  /** Reads the whole body without building a stream when nobody has asked for one. */
+  async bytes(): Promise<Uint8Array<ArrayBuffer>> {
+    if (this.#real || this.#body) return new Uint8Array(await this.#materialize().arrayBuffer());
+    if (this.#used) throw new TypeError("Body already consumed");
+    this.#used = true;
+    if (!hasBodyMethod(this.method)) return new Uint8Array(0);
+    const all = await this.#state.body.readAll();
+    return all as Uint8Array<ArrayBuffer>;
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const bytes = await this.bytes();
+    return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+      ? bytes.buffer
+      : bytes.slice().buffer;
+  }
+
+  async text(): Promise<string> {
+    return decoder.decode(await this.bytes());
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+
+  async blob(): Promise<Blob> {
+    const type = this.headers.get("content-type") ?? "";
+    return new Blob([await this.bytes()], { type });
+  }
+
+  formData(): Promise<FormData> {
+    return this.#materialize().formData();
+  }
+
+  clone(): Request {
+    return this.#materialize().clone();
+  }
+
+  /** Builds the real Request once; from then on body reads go through it. */
+  #materialize(): Request {
+    if (this.#real === null) {
+      const method = this.method;
+      const body = hasBodyMethod(method) ? this.body : null;
+      this.#real = new Request(this.url, {
+        method,
+        headers: this.headers,
+        body,
+        signal: this.signal,
+        // @ts-ignore: duplex is required by fetch for streaming bodies
+        duplex: "half",
+      });
+    }
+    return this.#real;
+  }
+
+  static materialize(request: LazyRequest): Request {
+    return request.#materialize();
+  }
+}
+
+const decoder = new TextDecoder();
+
+// Every other Request member answers from a real Request built on first use.
+Object.setPrototypeOf(LazyRequest.prototype, Request.prototype);
+for (const key of Object.getOwnPropertyNames(Request.prototype)) {
+  if (key === "constructor" || Object.hasOwn(LazyRequest.prototype, key)) continue;
+  const descriptor = Object.getOwnPropertyDescriptor(Request.prototype, key)!;
+  if (typeof descriptor.get === "function") {
+    const get = descriptor.get;
+    Object.defineProperty(LazyRequest.prototype, key, {
+      configurable: true,
+      enumerable: descriptor.enumerable,
+      get(this: LazyRequest) {
+        return get.call(LazyRequest.materialize(this));
+      },
+    });
+  } else if (typeof descriptor.value === "function") {
+    const method = descriptor.value as (...args: unknown[]) => unknown;
+    Object.defineProperty(LazyRequest.prototype, key, {
+      configurable: true,
+      writable: true,
+      value(this: LazyRequest, ...args: unknown[]) {
+        return method.apply(LazyRequest.materialize(this), args);
+      },
+    });
+  }
+}
+
+/** The request body as a byte stream, pulled from the socket as the consumer reads. */
+function bodyStream(reader: BodyReader): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const piece = await reader.next();
+        if (piece === null) controller.close();
+        else controller.enqueue(piece);
+      } catch (error) {
+        controller.error(error);
+      }
+    },
+  }, { highWaterMark: 0 });
+}
+
+// ─── 9. Writing responses ───────────────────────────────────────────────────
+
+const CONTINUE_BYTES = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/** The bytes of a complete error response that closes the connection. */
+function errorResponseBytes(status: number, message: string, withBody = true): Uint8Array {
+  const body = withBody ? message + "\n" : "";
+  return encoder.encode(
+    statusLine(status, "") + dateHeaderLine() +
+      "content-type: text/plain; charset=utf-8\r\n" +
+      `content-length: ${encoder.encode(body).length}\r\nconnection: close\r\n\r\n` + body,
+  );
+}
+
+/** How the response body can be sent. */
+type BodySource =
+  | { kind: "none" }
+  | { kind: "bytes"; bytes: Uint8Array }
+  | { kind: "stream"; stream: ReadableStream<Uint8Array>; length: number | null };
+
+const NO_BODY: BodySource = { kind: "none" };
+
+/**
+ * Finds a response's body without reading it through a stream when the
+ * runtime lets us see a static body (a string or bytes given to `new
+ * Response`): reading such a body as a stream costs several microseconds per
+ * response. Whatever is not recognised falls back to `response.body`.
+ */
+const staticBody = (() => {
+  const probe = new Response("");
+  const symbols = Object.getOwnPropertySymbols(probe);
+  const lazy = symbols.find((s) => s.description === "lazy static body");
+  const inner = symbols.find((s) => s.description === "response");
+  type Inner = {
+    body: null | {
+      streamOrStatic?: { body?: unknown; consumed?: boolean };
+      source?: unknown;
+      length?: number | null;
+    };
+  };
+  return (response: Response): BodySource | undefined => {
+    if (response.bodyUsed) return undefined;
+    const record = response as unknown as Record<symbol, unknown>;
+    if (lazy !== undefined) {
+      const text = record[lazy];
+      if (typeof text === "string") return { kind: "bytes", bytes: encoder.encode(text) };
+    }
+    if (inner === undefined) return undefined;
+    const body = (record[inner] as Inner | undefined)?.body;
+    if (body === undefined) return undefined;
+    if (body === null) return lazy !== undefined ? NO_BODY : undefined;
+    const content = body.streamOrStatic?.body;
+    if (content instanceof Uint8Array && body.streamOrStatic!.consumed === false) {
+      return { kind: "bytes", bytes: content };
+    }
+    if (typeof content === "string" && body.streamOrStatic!.consumed === false) {
+      return { kind: "bytes", bytes: encoder.encode(content) };
+    }
+    if (body.source instanceof Blob && typeof body.length === "number") {
+      return { kind: "stream", stream: response.body!, length: body.length };
+    }
+    return undefined;
+  };
+})();
+
+function bodySourceOf(response: Response): BodySource {
+  const known = staticBody(response);
+  if (known !== undefined) return known;
+  const stream = response.body;
+  return stream === null ? NO_BODY : { kind: "stream", stream, length: null };
+}
+
+/** Response header fields the server sets itself from the framing it chooses. */
+const FRAMING_FIELDS = new Set(["connection", "content-length", "transfer-encoding", "keep-alive"]);
+
+/** Serialises the response's own header fields, skipping the framing fields. */
+function headerLines(
+  response: Response,
+  state: { date: boolean; close: boolean; length: string | null },
+): string {
+  let lines = "";
+  for (const [name, value] of response.headers) {
+    if (FRAMING_FIELDS.has(name)) {
+      if (name === "content-length") state.length = value;
+      else if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) state.close = true;
+      continue;
+    }
+    if (name === "date") state.date = true;
+    lines += name + ": " + value + "\r\n";
+  }
+  return lines;
+}
+
+/** Encodes a response head: UTF-8 would mangle ByteString values above 0x7F. */
+function encodeHead(head: string): Uint8Array {
+  for (let i = 0; i < head.length; i++) {
+    if (head.charCodeAt(i) > 0x7f) return latin1Bytes(head);
+  }
+  return encoder.encode(head);
+}
+
+/**
+ * Writes `response` for `state`'s request. Resolves to whether the connection
+ * may carry another request (framing intact, nobody asked to close).
+ */
+async function writeResponse(
+  c: Connection,
+  state: RequestState,
+  response: Response,
+  keepAlive: boolean,
+): Promise<boolean> {
+  const { head } = state;
+  const status = response.status;
+  const bodyless = head.method === "HEAD" || status === 204 || status === 304 || status < 200;
+  const source = bodySourceOf(response);
+  const fields = { date: false, close: false, length: null as string | null };
+  let text = statusLine(status, response.statusText) + headerLines(response, fields);
+  if (!fields.date) text += dateHeaderLine();
+  if (fields.close) keepAlive = false;
+
+  let length: number | null = null;
+  if (source.kind === "none") length = 0;
+  else if (source.kind === "bytes") length = source.bytes.length;
+  else if (source.length !== null) length = source.length;
+  else if (fields.length !== null && /^\d{1,15}$/.test(fields.length)) {
+    length = Number(fields.length);
+  }
+  const chunked = length === null && !bodyless && !head.http10;
+  if (length === null && !bodyless && head.http10) keepAlive = false; // close-delimited body
+  if (c.server.closing) keepAlive = false;
+
+  if (length !== null && status !== 204 && status !== 304 && status >= 200) {
+    text += "content-length: " + length + "\r\n";
+  } else if (chunked) {
+    text += "transfer-encoding: chunked\r\n";
+  }
+  if (!keepAlive) text += "connection: close\r\n";
+  else if (head.http10) text += "connection: keep-alive\r\n";
+  text += "\r\n";
+  const headBytes = encodeHead(text);
+  c.responding = true;
+
+  if (bodyless || source.kind === "none") {
+    if (source.kind === "stream") source.stream.cancel().catch(() => {});
+    await c.write(headBytes);
+    return keepAlive;
+  }
+  if (source.kind === "bytes") {
+    await writeHeadAndBody(c, headBytes, source.bytes);
+    return keepAlive;
+  }
+  await c.write(headBytes);
+  const complete = await writeStream(c, source.stream, chunked, length);
+  return keepAlive && complete;
+}
+
+async function writeHeadAndBody(c: Connection, head: Uint8Array, body: Uint8Array): Promise<void> {
+  if (body.length > MAX_COALESCED_BODY) {
+    await c.write(head);
+    await c.write(body);
+    return;
+  }
+  const both = new Uint8Array(head.length + body.length);
+  both.set(head);
+  both.set(body, head.length);
+  await c.write(both);
+}
+
+const CRLF = encoder.encode("\r\n");
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+
+/**
+ * Copies a response stream to the socket, chunked or as is. Returns false when
+ * the body did not end as framed (the stream failed or had the wrong length):
+ * then the connection must close, and a chunked body is left unterminated so
+ * the client sees it is incomplete.
+ */
+async function writeStream(
+  c: Connection,
+  stream: ReadableStream<Uint8Array>,
+  chunked: boolean,
+  length: number | null,
+): Promise<boolean> {
+  const reader = stream.getReader();
+  c.streamReader = reader;
+  let sent = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (c.state === "closed") throw new ClientGoneError();
+      if (done) break;
+      if (!(value instanceof Uint8Array)) {
+        throw new TypeError("A response body stream must produce Uint8Array chunks");
+      }
+      if (value.length === 0) continue;
+      sent += value.length;
+      if (length !== null && sent > length) {
+        throw new RangeError(`The response body is longer than its Content-Length ${length}`);
+      }
+      if (chunked) await writeChunk(c, value);
+      else await c.write(value);
+    }
+  } catch (error) {
+    reader.cancel(error).catch(() => {});
+    if (!(error instanceof ClientGoneError)) reportError(error, "The response body stream failed");
+    return false;
+  } finally {
+    c.streamReader = null;
+  }
+  if (chunked) await c.write(LAST_CHUNK);
+  return length === null || sent === length;
+}
+
+async function writeChunk(c: Connection, data: Uint8Array): Promise<void> {
+  const size = encoder.encode(data.length.toString(16) + "\r\n");
+  if (data.length <= MAX_COALESCED_BODY) {
+    const frame = new Uint8Array(size.length + data.length + 2);
+    frame.set(size);
+    frame.set(data, size.length);
+    frame.set(CRLF, size.length + data.length);
+    await c.write(frame);
+  } else {
+    await c.write(size);
+    await c.write(data);
+    await c.write(CRLF);
+  }
+}
+
+function reportError(error: unknown, context: string): void {
+  console.error(`brick: ${context}:`, error);
+}
+
+function defaultOnError(error: unknown): Response {
+  reportError(error, "The handler failed");
+  return new Response("Internal Server Error\n", {
+    status: 500,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+}
+
+// ─── 10. The connection loop ────────────────────────────────────────────────
+
+/**
+ * Serves one connection, as Go's `conn.serve` does: read a request head (under
+ * its deadline), answer protocol errors, run the handler, finish the body,
+ * decide whether the connection can be reused, then wait as idle.
+ */
+async function serveConnection(c: Connection): Promise<void> {
+  const server = c.server;
+  try {
+    for (;;) {
+      const headEnd = await readRequestHead(c);
+      if (headEnd < 0) return; // closed between requests
+      c.state = "active";
+      const keepAlive = await serveRequest(c, headEnd);
+      if (!keepAlive || server.closing || (c.state as ConnState) === "closed") return;
+      c.state = "idle";
+    }
+  } catch (error) {
+    await answerProtocolError(c, error);
+  } finally {
+    c.close();
+  }
+}
+
+/**
+ * Waits until a whole request head is buffered. Returns the index past its
+ * end, or -1 when the connection ended cleanly before a request began.
+ */
+async function readRequestHead(c: Connection): Promise<number> {
+  const { options } = c.server;
+  c.responding = false;
+  let waitingForFirstByte = true;
+  for (;;) {
+    const headEnd = findHeadEnd(c, options.maxHeaderBytes);
+    if (headEnd >= 0) return headEnd;
+    if (c.buffered > 0 && waitingForFirstByte) {
+      waitingForFirstByte = false;
+      if (c.state !== "new") c.setDeadline("header", options.readHeaderTimeout);
+    } else if (c.buffered === 0) {
+      if (c.server.closing) return -1;
+      c.setDeadline(
+        c.state === "new" ? "header" : "idle",
+        c.state === "new" ? options.readHeaderTimeout : options.idleTimeout,
+      );
+    }
+    const n = await c.fill(options.maxHeaderBytes + 4);
+    if (n === 0) {
+      if (c.buffered === 0 || c.state === "closed") return -1;
+      throw badRequest("The connection closed before the request head was complete");
+    }
+  }
+}
+
+/** Parses, runs and answers one request. Resolves to whether to keep the connection. */
+async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
+  const server = c.server;
+  const { options } = server;
+  const headStart = c.start;
+  const head = parseHead(c.buf, headStart, headEnd);
+  const requestStarted = Date.now();
+  if (head.form === "authority") throw new HttpError(501, "CONNECT is not supported", false);
+  if (head.framing === Framing.Length && head.contentLength > options.maxBodyBytes) {
+    throw tooLarge();
+  }
+
+  const body = new BodyReader(
+    c,
+    head.framing,
+    head.contentLength,
+    options.maxBodyBytes,
+    head.expectContinue,
+  );
+  const state = new RequestState(head, body, requestUrl(head, server));
+  const info: ServeInfo = {
+    remoteAddr: c.remoteAddr,
+    get completed() {
+      return state.completed;
+    },
+  };
+  if (options.onRequestHead) options.onRequestHead(c.buf.subarray(headStart, headEnd), info);
+  c.start = headEnd;
+  c.current = state;
+  c.setDeadline("write", options.writeTimeout);
+  if (!body.done && options.readTimeout > 0) {
+    c.setDeadline("read", options.readTimeout - (Date.now() - requestStarted));
+  }
+
+  const pending = runHandler(server, new LazyRequest(state) as unknown as Request, info, state);
+  watchForDisconnect(c, body);
+  const response = await pending;
+  if (c.state === "closed") {
+    state.finish(new ClientGoneError());
+    return false;
+  }
+  // A body whose framing broke, or that was too large, is answered by the server.
+  if (body.error instanceof HttpError) throw body.error;
+  c.setDeadline("write", options.writeTimeout);
+
+  let keepAlive = head.keepAlive && !c.eof;
+  if (!body.done && (body.continueOwed || body.error)) keepAlive = false;
+  if (head.framing === Framing.Length && !body.done && body.remaining > MAX_DRAIN_BYTES) {
+    keepAlive = false;
+  }
+  try {
+    keepAlive = await writeResponse(c, state, response, keepAlive);
+    if (keepAlive) keepAlive = await body.drain();
+  } catch (error) {
+    state.finish(error);
+    throw error;
+  } finally {
+    c.current = null;
+  }
+  state.finish();
+  return keepAlive;
+}
+
+/**
+ * While the handler runs and the body has been read, keeps one read pending
+ * so that a client that leaves is noticed: EOF or a reset aborts
+ * `request.signal`. Bytes that arrive (a pipelined request) stay buffered.
+ */
+function watchForDisconnect(c: Connection, body: BodyReader): void {
+  if (!body.done || c.buffered > 0 || c.eof || c.state === "closed") return;
+  c.fill().catch(() => {});
+}
+
+/** Calls the handler, turning a throw or a non-Response into onError's response. */
+async function runHandler(
+  server: ServerImpl,
+  request: Request,
+  info: ServeInfo,
+  state: RequestState,
+): Promise<Response> {
+  try {
+    const response = await server.handler(request, info);
+    if (!(response instanceof Response)) {
+      throw new TypeError(
+        `The handler returned ${describe(response)} instead of a Response`,
+      );
+    }
+    return response;
+  } catch (error) {
+    if (state.body.error instanceof HttpError || state.aborted) {
+      return new Response(null, { status: 500 }); // replaced or never sent
+    }
+    try {
+      const response = await server.options.onError(error);
+      if (response instanceof Response) return response;
+    } catch (onErrorFailure) {
+      reportError(onErrorFailure, "onError failed");
+    }
+    return new Response("Internal Server Error\n", { status: 500 });
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return `an object (${value.constructor?.name ?? "Object"})`;
+  return `a ${typeof value}`;
+}
+
+/** The absolute URL of the request, from its target and Host (RFC 9112 §3.3). */
+function requestUrl(head: RequestHead, server: ServerImpl): string {
+  if (head.form === "absolute") return head.target;
+  const host = head.host || server.defaultHost;
+  if (head.form === "asterisk") return `http://${host}/*`;
+  return "http://" + host + head.target;
+}
+
+/** Answers a protocol error on the wire, if nothing of a response was sent yet. */
+async function answerProtocolError(c: Connection, error: unknown): Promise<void> {
+  c.current?.abort(error);
+  if (c.state === "closed" || error instanceof ClientGoneError) return;
+  if (!(error instanceof HttpError)) {
+    reportError(error, "Unexpected failure while serving a connection");
+    return;
+  }
+  if (c.responding) return;
+  try {
+    c.responding = true;
+    await c.write(errorResponseBytes(error.status, error.message, error.withBody));
+    await lingeringClose(c);
+  } catch { /* the client is gone */ }
+}
+
+/**
+ * Half-closes and reads what the client is still sending for a short while
+ * before the close, so that unread request bytes do not make the kernel reset
+ * the connection and destroy the error response in flight.
+ */
+async function lingeringClose(c: Connection): Promise<void> {
+  await c.conn.closeWrite();
+  c.setDeadline("idle", LINGER_MS);
+  let discarded = 0;
+  while (discarded < MAX_LINGER_BYTES && c.state !== "closed") {
+    c.start = c.end = 0;
+    const n = await c.fill();
+    if (n === 0) return;
+    discarded += n;
+  }
+}
+
+// ─── 11. The server ─────────────────────────────────────────────────────────
+
+type ResolvedOptions = Required<Omit<ServeOptions, "signal" | "onListen" | "onRequestHead">> & {
+  onRequestHead?: ServeOptions["onRequestHead"];
+};
+
+class ServerImpl implements Server {
+  readonly connections = new Set<Connection>();
+  readonly addr: NetAddr;
+  readonly defaultHost: string;
+  readonly finished: Promise<void>;
+  closing = false;
+  #listener: Listener;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+  #resolveFinished!: () => void;
+  #acceptDone: Promise<void>;
+  #shutdown: Promise<void> | null = null;
+
+  constructor(readonly options: ResolvedOptions, readonly handler: Handler, listener: Listener) {
+    this.#listener = listener;
+    this.addr = toNetAddr(listener.addr);
+    const h = this.addr.hostname;
+    const shown = h === "0.0.0.0" || h === "::" ? "localhost" : h.includes(":") ? `[${h}]` : h;
+    this.defaultHost = `${shown}:${this.addr.port}`;
+    this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
+    this.#acceptDone = this.#acceptLoop();
+    this.#startSweep();
+  }
+
+  /**
+   * Accepts connections until the listener closes. A failed accept (a client
+   * that reset before it was accepted, or no file descriptors left) is retried,
+   * after a growing pause for the lasting kinds, as Go's `Serve` does.
+   */
+  async #acceptLoop(): Promise<void> {
+    let pause = 0;
+    while (!this.closing) {
+      let conn: Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.closing || error instanceof Deno.errors.BadResource) return;
+        if (isPerConnectionError(error)) continue;
+        pause = Math.min(Math.max(5, pause * 2), 1000);
+        reportError(error, `Accepting a connection failed; retrying in ${pause} ms`);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        continue;
+      }
+      pause = 0;
+      if (this.closing) {
+        conn.close();
+        return;
+      }
+      const c = new Connection(conn, this);
+      this.connections.add(c);
+      serveConnection(c);
+    }
+  }
+
+  /** One timer for all deadlines: precise to a quarter of the shortest timeout. */
+  #startSweep(): void {
+    const o = this.options;
+    const timeouts = [o.readHeaderTimeout, o.readTimeout, o.writeTimeout, o.idleTimeout]
+      .filter((t) => t > 0 && t !== Infinity);
+    const every = Math.max(5, Math.min(1000, Math.floor(Math.min(...timeouts, 4000) / 4)));
+    this.#sweep = setInterval(() => {
+      const now = Date.now();
+      for (const c of this.connections) {
+        if (c.deadline !== "none" && now >= c.deadlineAt) c.expire();
+      }
+    }, every);
+    Deno.unrefTimer(this.#sweep as unknown as number);
+  }
+
+  connectionClosed(): void {
+    if (this.closing && this.connections.size === 0) this.#finish();
+  }
+
+  #finish(): void {
+    clearInterval(this.#sweep);
+    this.#acceptDone.then(() => this.#resolveFinished());
+  }
+
+  shutdown(): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    this.closing = true;
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    for (const c of this.connections) {
+      if ((c.state === "idle" || c.state === "new") && c.buffered === 0) c.close();
+    }
+    if (this.connections.size === 0) this.#finish();
+    const deadline = setTimeout(() => {
+      for (const c of [...this.connections]) {
+        c.current?.abort(new ClientGoneError("The server shut down"));
+        c.close();
+      }
+    }, this.options.shutdownTimeout);
+    this.#shutdown = this.finished.then(() => clearTimeout(deadline));
+    return this.#shutdown;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/**
+ * Starts an HTTP/1.1 server that answers every request with `handler`.
+ *
+ * The call forms match `Deno.serve`: `serve(handler)`, `serve(options,
+ * handler)` and `serve({ ...options, handler })`.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ *
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, (request, info) => {
+ *   return Response.json({ url: request.url, from: info.remoteAddr.hostname });
+ * });
+ * console.log(`Listening on port ${server.addr.port}`);
+ * await server.shutdown();
+ * ```
+ *
+ * @param handler The fetch handler that answers each request.
+ * @returns The running server.
+ * @throws {Deno.errors.AddrInUse} When the port is already taken.
+ */
+export function serve(handler: Handler): Server;
+/**
+ * Starts an HTTP/1.1 server with options.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ *
+ * const controller = new AbortController();
+ * serve({ port: 8080, signal: controller.signal }, () => new Response("ok"));
+ * controller.abort(); // graceful shutdown
+ * ```
+ *
+ * @param options Where to listen, timeouts, limits and callbacks.
+ * @param handler The fetch handler that answers each request.
+ * @returns The running server.
+ */
+export function serve(options: ServeOptions, handler: Handler): Server;
+/**
+ * Starts an HTTP/1.1 server whose handler is given among the options.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ *
+ * serve({ port: 8080, handler: () => new Response("ok") });
+ * ```
+ *
+ * @param init The options, with the handler as `init.handler`.
+ * @returns The running server.
+ */
+export function serve(init: ServeInit): Server;
+export function serve(
+  first: Handler | ServeOptions | ServeInit,
+  second?: Handler,
+): Server {
+  const { handler, options } = resolveArguments(first, second);
+  const listener = listenTcp(options.hostname, options.port);
+  const server = new ServerImpl(options, handler, listener);
+  const userOptions = typeof first === "function" ? {} : first;
+  if (userOptions.onListen) userOptions.onListen(server.addr);
+  else printListening(server.addr);
+  const signal = userOptions.signal;
+  if (signal) {
+    if (signal.aborted) server.shutdown();
+    else signal.addEventListener("abort", () => server.shutdown(), { once: true });
+  }
+  return server;
+}
+
+function resolveArguments(
+  first: Handler | ServeOptions | ServeInit,
+  second?: Handler,
+): { handler: Handler; options: ResolvedOptions } {
+  const given: ServeOptions = typeof first === "function" ? {} : first;
+  const handler = typeof first === "function" ? first : second ?? (first as ServeInit).handler;
+  if (typeof handler !== "function") {
+    throw new TypeError('serve() needs a handler function: serve((request) => new Response("hi"))');
+  }
+  const options: ResolvedOptions = {
+    port: given.port ?? DEFAULTS.port,
+    hostname: given.hostname ?? DEFAULTS.hostname,
+    onError: given.onError ?? defaultOnError,
+    onRequestHead: given.onRequestHead,
+    readHeaderTimeout: given.readHeaderTimeout ?? DEFAULTS.readHeaderTimeout,
+    readTimeout: given.readTimeout ?? DEFAULTS.readTimeout,
+    writeTimeout: given.writeTimeout ?? DEFAULTS.writeTimeout,
+    idleTimeout: given.idleTimeout ?? DEFAULTS.idleTimeout,
+    maxHeaderBytes: given.maxHeaderBytes ?? DEFAULTS.maxHeaderBytes,
+    maxBodyBytes: given.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+    shutdownTimeout: given.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
+  };
+  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
+    throw new RangeError(`Invalid port "${options.port}": use a whole number from 0 to 65535`);
+  }
+  for (
+    const key of [
+      "readHeaderTimeout",
+      "readTimeout",
+      "writeTimeout",
+      "idleTimeout",
+      "shutdownTimeout",
+    ] as const
+  ) {
+    if (!(options[key] >= 0)) {
+      throw new RangeError(`Invalid ${key} "${options[key]}": use milliseconds ≥ 0`);
+    }
+  }
+  for (const key of ["maxHeaderBytes", "maxBodyBytes"] as const) {
+    if (!(options[key] > 0)) {
+      throw new RangeError(`Invalid ${key} "${options[key]}": use a byte count > 0`);
+    }
+  }
+  return { handler, options };
+}
+
+function printListening(addr: NetAddr): void {
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  console.log(`Listening on http://${host}:${addr.port}/`);
+}
