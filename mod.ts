@@ -209,6 +209,10 @@ const DEFAULTS = {
 
 /** Size of each connection's read buffer; it grows only for long heads. */
 const READ_BUFFER_BYTES = 8192;
+/** Initial size of a connection's output buffer, taken at its first response. */
+const OUT_BUFFER_BYTES = 4096;
+/** Buffered responses are written once they reach this size, pipelined or not. */
+const MAX_BUFFERED_OUT = 65_536;
 /** An unread request body up to this size is read and dropped to keep the connection. */
 const MAX_DRAIN_BYTES = 65_536;
 /** Head and body are copied into one write up to this body size. */
@@ -346,13 +350,6 @@ function latin1(bytes: Uint8Array, start: number, end: number): string {
   return s;
 }
 
-/** Encodes a ByteString (code points 0–255) to bytes, one byte each. */
-function latin1Bytes(s: string): Uint8Array {
-  const bytes = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-  return bytes;
-}
-
 // ─── 3. Errors ──────────────────────────────────────────────────────────────
 
 /**
@@ -447,6 +444,14 @@ class Connection {
   current: RequestState | null = null;
   /** The response stream being written, cancelled if the connection closes. */
   streamReader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  /**
+   * Responses not yet written: out[0, outLength). Small responses are built
+   * here, so that the answers to pipelined requests leave in one write.
+   */
+  out: Uint8Array | null = null;
+  outLength = 0;
+  /** Requests whose responses sit in `out`: their `completed` settles on flush. */
+  unflushed: RequestState[] = [];
   /** Progress of the head scan, relative to `start`, so a dribbled head is scanned once. */
   scanned = 0;
   lineStart = 0;
@@ -518,8 +523,40 @@ class Connection {
     }
   }
 
-  /** Writes all of `data`, respecting the socket's backpressure. */
+  /** Makes room for `bytes` more bytes in the output buffer and returns it. */
+  reserveOut(bytes: number): Uint8Array {
+    const need = this.outLength + bytes;
+    if (this.out === null || this.out.length < need) {
+      const grown = new Uint8Array(Math.max(OUT_BUFFER_BYTES, 2 ** Math.ceil(Math.log2(need))));
+      if (this.out !== null) grown.set(this.out.subarray(0, this.outLength));
+      this.out = grown;
+    }
+    return this.out;
+  }
+
+  /** Writes the buffered responses, then settles their `completed` promises. */
+  async flush(): Promise<void> {
+    if (this.outLength === 0) return;
+    const data = this.out!.subarray(0, this.outLength);
+    this.outLength = 0;
+    const done = this.unflushed;
+    this.unflushed = [];
+    try {
+      await this.#writeAll(data);
+    } catch (error) {
+      for (const state of done) state.finish(error);
+      throw error;
+    }
+    for (const state of done) state.finish();
+  }
+
+  /** Writes all of `data` after any buffered responses, respecting backpressure. */
   async write(data: Uint8Array): Promise<void> {
+    if (this.outLength > 0) await this.flush();
+    await this.#writeAll(data);
+  }
+
+  async #writeAll(data: Uint8Array): Promise<void> {
     try {
       let written = 0;
       while (written < data.length) {
@@ -662,9 +699,11 @@ function equalsLower(buf: Uint8Array, start: number, end: number, lower: string)
 
 /** Parses the request head in buf[start, end) into a {@linkcode RequestHead}. */
 function parseHead(buf: Uint8Array, start: number, end: number): RequestHead {
+  // One decode of the whole head; names and values are slices of it.
+  const text = latin1(buf, start, end);
   let lf = lineEndAt(buf, start, end);
   const lineEnd = contentEnd(buf, start, lf);
-  const head = parseRequestLine(buf, start, lineEnd);
+  const head = parseRequestLine(buf, start, lineEnd, text, start);
   let transferCodings: string | null = null;
   let connection = "";
   let expect: string | null = null;
@@ -690,8 +729,8 @@ function parseHead(buf: Uint8Array, start: number, end: number): RequestHead {
     for (let i = vs; i < ve; i++) {
       if (FIELD_CHAR[buf[i]] !== 1) throw badRequest("Invalid character in a header field value");
     }
-    const name = latin1(buf, pos, colon);
-    const value = latin1(buf, vs, ve);
+    const name = text.slice(pos - start, colon - start);
+    const value = text.slice(vs - start, ve - start);
     head.fields.push(name, value);
     switch (colon - pos) {
       case 4:
@@ -745,7 +784,13 @@ function parseHead(buf: Uint8Array, start: number, end: number): RequestHead {
 }
 
 /** Parses `method SP request-target SP HTTP-version` (RFC 9112 §3). */
-function parseRequestLine(buf: Uint8Array, start: number, end: number): RequestHead {
+function parseRequestLine(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  text: string,
+  textStart: number,
+): RequestHead {
   let i = start;
   while (i < end && TCHAR[buf[i]] === 1) i++;
   if (i === start || i === end || buf[i] !== SP) throw badRequest("Malformed request line");
@@ -759,7 +804,7 @@ function parseRequestLine(buf: Uint8Array, start: number, end: number): RequestH
   const form = checkTarget(buf, targetStart, targetEnd, method);
   return {
     method,
-    target: latin1(buf, targetStart, targetEnd),
+    target: text.slice(targetStart - textStart, targetEnd - textStart),
     form,
     http10,
     fields: [],
@@ -1211,6 +1256,15 @@ class RequestState {
   }
 }
 
+/** The {@linkcode ServeInfo} handed to the handler beside the request. */
+class RequestInfo implements ServeInfo {
+  constructor(readonly remoteAddr: NetAddr, readonly state: RequestState) {}
+
+  get completed(): Promise<void> {
+    return this.state.completed;
+  }
+}
+
 const hasBodyMethod = (method: string) => method !== "GET" && method !== "HEAD";
 
 /**
@@ -1384,6 +1438,7 @@ function errorResponseBytes(status: number, message: string, withBody = true): U
 type BodySource =
   | { kind: "none" }
   | { kind: "bytes"; bytes: Uint8Array }
+  | { kind: "text"; text: string }
   | { kind: "stream"; stream: ReadableStream<Uint8Array>; length: number | null };
 
 const NO_BODY: BodySource = { kind: "none" };
@@ -1411,7 +1466,7 @@ const staticBody = (() => {
     const record = response as unknown as Record<symbol, unknown>;
     if (lazy !== undefined) {
       const text = record[lazy];
-      if (typeof text === "string") return { kind: "bytes", bytes: encoder.encode(text) };
+      if (typeof text === "string") return { kind: "text", text };
     }
     if (inner === undefined) return undefined;
     const body = (record[inner] as Inner | undefined)?.body;
@@ -1422,7 +1477,7 @@ const staticBody = (() => {
       return { kind: "bytes", bytes: content };
     }
     if (typeof content === "string" && body.streamOrStatic!.consumed === false) {
-      return { kind: "bytes", bytes: encoder.encode(content) };
+      return { kind: "text", text: content };
     }
     if (body.source instanceof Blob && typeof body.length === "number") {
       return { kind: "stream", stream: response.body!, length: body.length };
@@ -1441,97 +1496,191 @@ function bodySourceOf(response: Response): BodySource {
 /** Response header fields the server sets itself from the framing it chooses. */
 const FRAMING_FIELDS = new Set(["connection", "content-length", "transfer-encoding", "keep-alive"]);
 
-/** Serialises the response's own header fields, skipping the framing fields. */
-function headerLines(
-  response: Response,
-  state: { date: boolean; close: boolean; length: string | null },
-): string {
-  let lines = "";
-  for (const [name, value] of response.headers) {
-    if (FRAMING_FIELDS.has(name)) {
-      if (name === "content-length") state.length = value;
-      else if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) state.close = true;
-      continue;
-    }
-    if (name === "date") state.date = true;
-    lines += name + ": " + value + "\r\n";
-  }
-  return lines;
+/** What the response's own header fields say about framing. */
+interface HeadFacts {
+  lines: string;
+  date: boolean;
+  close: boolean;
+  length: string | null;
 }
 
-/** Encodes a response head: UTF-8 would mangle ByteString values above 0x7F. */
-function encodeHead(head: string): Uint8Array {
-  for (let i = 0; i < head.length; i++) {
-    if (head.charCodeAt(i) > 0x7f) return latin1Bytes(head);
-  }
-  return encoder.encode(head);
+/** Serialises the response's own header fields, skipping the framing fields. */
+function headerLines(response: Response): HeadFacts {
+  const facts: HeadFacts = { lines: "", date: false, close: false, length: null };
+  response.headers.forEach((value, name) => {
+    if (FRAMING_FIELDS.has(name)) {
+      if (name === "content-length") facts.length = value;
+      else if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) facts.close = true;
+      return;
+    }
+    if (name === "date") facts.date = true;
+    facts.lines += name + ": " + value + "\r\n";
+  });
+  return facts;
 }
 
 /**
- * Writes `response` for `state`'s request. Resolves to whether the connection
- * may carry another request (framing intact, nobody asked to close).
+ * Writes a response head (a ByteString) into `out` at `at`. Code points above
+ * 0x7F are written as single bytes: UTF-8 would mangle ByteString values.
  */
-async function writeResponse(
+function putHead(out: Uint8Array, at: number, head: string): void {
+  const { written } = encoder.encodeInto(head, out.subarray(at, at + head.length));
+  if (written === head.length) return;
+  for (let i = 0; i < head.length; i++) out[at + i] = head.charCodeAt(i);
+}
+
+/** A response head and its framing decisions. */
+interface ResponsePlan {
+  head: string;
+  keepAlive: boolean;
+  chunked: boolean;
+  length: number | null;
+}
+
+/** Decides the framing of a response and builds its head (RFC 9112 §6.1–§6.3, §9.6). */
+function planResponse(
   c: Connection,
   state: RequestState,
   response: Response,
+  facts: HeadFacts,
+  source: BodySource,
+  bodyLength: number | null,
   keepAlive: boolean,
-): Promise<boolean> {
+): ResponsePlan {
   const { head } = state;
   const status = response.status;
-  const bodyless = head.method === "HEAD" || status === 204 || status === 304 || status < 200;
-  const source = bodySourceOf(response);
-  const fields = { date: false, close: false, length: null as string | null };
-  let text = statusLine(status, response.statusText) + headerLines(response, fields);
-  if (!fields.date) text += dateHeaderLine();
-  if (fields.close) keepAlive = false;
-
-  let length: number | null = null;
-  if (source.kind === "none") length = 0;
-  else if (source.kind === "bytes") length = source.bytes.length;
-  else if (source.length !== null) length = source.length;
-  else if (fields.length !== null && /^\d{1,15}$/.test(fields.length)) {
-    length = Number(fields.length);
+  const bodyless = head.method === "HEAD" || status === 204 || status === 304;
+  let text = statusLine(status, response.statusText) + facts.lines;
+  if (!facts.date) text += dateHeaderLine();
+  if (facts.close || c.server.closing) keepAlive = false;
+  let length = bodyLength;
+  if (length === null && facts.length !== null && /^\d{1,15}$/.test(facts.length)) {
+    length = Number(facts.length);
   }
   const chunked = length === null && !bodyless && !head.http10;
   if (length === null && !bodyless && head.http10) keepAlive = false; // close-delimited body
-  if (c.server.closing) keepAlive = false;
-
-  if (length !== null && status !== 204 && status !== 304 && status >= 200) {
+  if (length !== null && status !== 204 && status !== 304) {
     text += "content-length: " + length + "\r\n";
   } else if (chunked) {
     text += "transfer-encoding: chunked\r\n";
   }
   if (!keepAlive) text += "connection: close\r\n";
   else if (head.http10) text += "connection: keep-alive\r\n";
-  text += "\r\n";
-  const headBytes = encodeHead(text);
-  c.responding = true;
-
-  if (bodyless || source.kind === "none") {
-    if (source.kind === "stream") source.stream.cancel().catch(() => {});
-    await c.write(headBytes);
-    return keepAlive;
-  }
-  if (source.kind === "bytes") {
-    await writeHeadAndBody(c, headBytes, source.bytes);
-    return keepAlive;
-  }
-  await c.write(headBytes);
-  const complete = await writeStream(c, source.stream, chunked, length);
-  return keepAlive && complete;
+  return { head: text + "\r\n", keepAlive, chunked: chunked && source.kind === "stream", length };
 }
 
-async function writeHeadAndBody(c: Connection, head: Uint8Array, body: Uint8Array): Promise<void> {
-  if (body.length > MAX_COALESCED_BODY) {
-    await c.write(head);
-    await c.write(body);
-    return;
+/**
+ * Writes `response` for `state`'s request. Resolves to whether the connection
+ * may carry another request (framing intact, nobody asked to close).
+ * A head with a small static body is built in the connection's output buffer
+ * and left there for the connection loop to flush.
+ */
+function writeResponse(
+  c: Connection,
+  state: RequestState,
+  response: Response,
+  keepAlive: boolean,
+): boolean | Promise<boolean> {
+  const source = bodySourceOf(response);
+  const sendsBody = state.head.method !== "HEAD" && response.status !== 204 &&
+    response.status !== 304;
+  const facts = headerLines(response);
+  c.responding = true;
+  if (source.kind === "text" && source.text.length * 3 <= MAX_COALESCED_BODY) {
+    return bufferTextResponse(c, state, response, facts, source.text, sendsBody, keepAlive);
   }
-  const both = new Uint8Array(head.length + body.length);
-  both.set(head);
-  both.set(body, head.length);
-  await c.write(both);
+  const bodyLength = source.kind === "none"
+    ? 0
+    : source.kind === "bytes"
+    ? source.bytes.length
+    : source.kind === "text"
+    ? null
+    : source.length;
+  if (source.kind === "text") {
+    const bytes = encoder.encode(source.text);
+    return writeBytesResponse(c, state, response, facts, bytes, sendsBody, keepAlive);
+  }
+  if (source.kind === "bytes") {
+    return writeBytesResponse(c, state, response, facts, source.bytes, sendsBody, keepAlive);
+  }
+  const plan = planResponse(c, state, response, facts, source, bodyLength, keepAlive);
+  bufferHead(c, state, plan.head);
+  if (source.kind === "none" || !sendsBody) {
+    if (source.kind === "stream") source.stream.cancel().catch(() => {});
+    return plan.keepAlive;
+  }
+  return writeStreamResponse(c, source.stream, plan);
+}
+
+/** Sends the buffered head, then the stream; false when the body did not end as framed. */
+async function writeStreamResponse(
+  c: Connection,
+  stream: ReadableStream<Uint8Array>,
+  plan: ResponsePlan,
+): Promise<boolean> {
+  await c.flush();
+  const complete = await writeStream(c, stream, plan.chunked, plan.length);
+  return plan.keepAlive && complete;
+}
+
+/** Puts a head (and nothing else) in the output buffer. */
+function bufferHead(c: Connection, state: RequestState, head: string): void {
+  const out = c.reserveOut(head.length);
+  putHead(out, c.outLength, head);
+  c.outLength += head.length;
+  c.unflushed.push(state);
+}
+
+/** A text body: UTF-8 encoded straight into the output buffer, behind its head. */
+function bufferTextResponse(
+  c: Connection,
+  state: RequestState,
+  response: Response,
+  facts: HeadFacts,
+  text: string,
+  sendsBody: boolean,
+  keepAlive: boolean,
+): boolean {
+  // Encode the body first, leaving room for the head, whose Content-Length
+  // depends on the body's byte length; then put the head right before it.
+  const source: BodySource = { kind: "text", text };
+  const plan0 = planResponse(c, state, response, facts, source, 0, keepAlive);
+  const room = plan0.head.length + 16;
+  const out = c.reserveOut(room + text.length * 3);
+  const bodyAt = c.outLength + room;
+  const { written } = encoder.encodeInto(text, out.subarray(bodyAt));
+  const plan = written === 0
+    ? plan0
+    : planResponse(c, state, response, facts, source, written, keepAlive);
+  const headAt = bodyAt - plan.head.length;
+  putHead(out, headAt, plan.head);
+  const size = plan.head.length + (sendsBody ? written : 0);
+  if (headAt !== c.outLength) out.copyWithin(c.outLength, headAt, headAt + size);
+  c.outLength += size;
+  c.unflushed.push(state);
+  return plan.keepAlive;
+}
+
+/** A bytes body: copied behind its head when small, else written after it. */
+async function writeBytesResponse(
+  c: Connection,
+  state: RequestState,
+  response: Response,
+  facts: HeadFacts,
+  bytes: Uint8Array,
+  sendsBody: boolean,
+  keepAlive: boolean,
+): Promise<boolean> {
+  const plan = planResponse(c, state, response, facts, NO_BODY, bytes.length, keepAlive);
+  bufferHead(c, state, plan.head);
+  if (!sendsBody || bytes.length === 0) return plan.keepAlive;
+  if (bytes.length <= MAX_COALESCED_BODY) {
+    c.reserveOut(bytes.length).set(bytes, c.outLength);
+    c.outLength += bytes.length;
+  } else {
+    await c.write(bytes);
+  }
+  return plan.keepAlive;
 }
 
 const CRLF = encoder.encode("\r\n");
@@ -1627,6 +1776,7 @@ async function serveConnection(c: Connection): Promise<void> {
   } catch (error) {
     await answerProtocolError(c, error);
   } finally {
+    await c.flush().catch(() => {});
     c.close();
   }
 }
@@ -1652,6 +1802,7 @@ async function readRequestHead(c: Connection): Promise<number> {
         c.state === "new" ? options.readHeaderTimeout : options.idleTimeout,
       );
     }
+    if (c.outLength > 0) await c.flush();
     const n = await c.fill(options.maxHeaderBytes + 4);
     if (n === 0) {
       if (c.buffered === 0 || c.state === "closed") return -1;
@@ -1680,12 +1831,7 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     head.expectContinue,
   );
   const state = new RequestState(head, body, requestUrl(head, server));
-  const info: ServeInfo = {
-    remoteAddr: c.remoteAddr,
-    get completed() {
-      return state.completed;
-    },
-  };
+  const info = new RequestInfo(c.remoteAddr, state);
   if (options.onRequestHead) options.onRequestHead(c.buf.subarray(headStart, headEnd), info);
   c.start = headEnd;
   c.current = state;
@@ -1694,9 +1840,12 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     c.setDeadline("read", options.readTimeout - (Date.now() - requestStarted));
   }
 
-  const pending = runHandler(server, new LazyRequest(state) as unknown as Request, info, state);
-  watchForDisconnect(c, body);
-  const response = await pending;
+  let response = callHandler(server, new LazyRequest(state) as unknown as Request, info, state);
+  if (!(response instanceof Response)) {
+    watchForDisconnect(c, body);
+    if (c.outLength > 0) await c.flush(); // earlier answers must not wait for this one
+    response = await response;
+  }
   if (c.state === "closed") {
     state.finish(new ClientGoneError());
     return false;
@@ -1711,15 +1860,16 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     keepAlive = false;
   }
   try {
-    keepAlive = await writeResponse(c, state, response, keepAlive);
-    if (keepAlive) keepAlive = await body.drain();
+    const written = writeResponse(c, state, response, keepAlive);
+    keepAlive = typeof written === "boolean" ? written : await written;
+    if (keepAlive && !body.done) keepAlive = await body.drain();
   } catch (error) {
     state.finish(error);
     throw error;
   } finally {
     c.current = null;
   }
-  state.finish();
+  if (c.outLength > MAX_BUFFERED_OUT) await c.flush();
   return keepAlive;
 }
 
@@ -1733,33 +1883,54 @@ function watchForDisconnect(c: Connection, body: BodyReader): void {
   c.fill().catch(() => {});
 }
 
-/** Calls the handler, turning a throw or a non-Response into onError's response. */
-async function runHandler(
+/**
+ * Calls the handler. A Response returned at once is used at once (no promise
+ * is made for it); a promise, a throw or a value that is not a Response goes
+ * through {@linkcode settleResponse}.
+ */
+function callHandler(
   server: ServerImpl,
   request: Request,
   info: ServeInfo,
   state: RequestState,
+): Response | Promise<Response> {
+  let result: unknown;
+  try {
+    result = server.handler(request, info);
+  } catch (error) {
+    return recover(server, state, error);
+  }
+  return result instanceof Response ? result : settleResponse(server, state, result);
+}
+
+/** Awaits what the handler returned; anything but a Response goes to onError. */
+async function settleResponse(
+  server: ServerImpl,
+  state: RequestState,
+  result: unknown,
 ): Promise<Response> {
   try {
-    const response = await server.handler(request, info);
-    if (!(response instanceof Response)) {
-      throw new TypeError(
-        `The handler returned ${describe(response)} instead of a Response`,
-      );
-    }
-    return response;
+    const response = await result;
+    if (response instanceof Response) return response;
+    throw new TypeError(`The handler returned ${describe(response)} instead of a Response`);
   } catch (error) {
-    if (state.body.error instanceof HttpError || state.aborted) {
-      return new Response(null, { status: 500 }); // replaced or never sent
-    }
-    try {
-      const response = await server.options.onError(error);
-      if (response instanceof Response) return response;
-    } catch (onErrorFailure) {
-      reportError(onErrorFailure, "onError failed");
-    }
-    return new Response("Internal Server Error\n", { status: 500 });
+    return recover(server, state, error);
   }
+}
+
+/** Turns a handler failure into onError's response (or a plain 500). */
+async function recover(server: ServerImpl, state: RequestState, error: unknown): Promise<Response> {
+  if (state.body.error instanceof HttpError || state.aborted) {
+    return new Response(null, { status: 500 }); // replaced by the body's error, or never sent
+  }
+  try {
+    const response = await server.options.onError(error);
+    if (response instanceof Response) return response;
+    reportError(new TypeError(`onError returned ${describe(response)}`), "onError failed");
+  } catch (onErrorFailure) {
+    reportError(onErrorFailure, "onError failed");
+  }
+  return new Response("Internal Server Error\n", { status: 500 });
 }
 
 function describe(value: unknown): string {
@@ -1862,6 +2033,7 @@ class ServerImpl implements Server {
         conn.close();
         return;
       }
+      (conn as Deno.TcpConn).setNoDelay?.(true);
       const c = new Connection(conn, this);
       this.connections.add(c);
       serveConnection(c);
