@@ -421,6 +421,22 @@ function toNetAddr(addr: Deno.Addr): NetAddr {
 
 // ─── 5. Connections ─────────────────────────────────────────────────────────
 
+/**
+ * Buffers of closed connections, kept for new ones: a fresh ArrayBuffer per
+ * connection costs allocation and GC time when clients connect per request.
+ */
+const readBuffers: Uint8Array[] = [];
+const outBuffers: Uint8Array[] = [];
+const MAX_POOLED_BUFFERS = 256;
+
+function takeBuffer(pool: Uint8Array[], size: number): Uint8Array {
+  return pool.pop() ?? new Uint8Array(size);
+}
+
+function giveBuffer(pool: Uint8Array[], buffer: Uint8Array): void {
+  if (pool.length < MAX_POOLED_BUFFERS) pool.push(buffer);
+}
+
 /** Go's ConnState: where a connection is in its life. */
 type ConnState = "new" | "active" | "idle" | "closed";
 
@@ -429,7 +445,7 @@ type Deadline = "none" | "header" | "idle" | "read" | "write";
 
 /** One client connection: its socket, read buffer, state and deadline. */
 class Connection {
-  buf = new Uint8Array(READ_BUFFER_BYTES);
+  buf: Uint8Array = takeBuffer(readBuffers, READ_BUFFER_BYTES);
   /** Unconsumed bytes are buf[start, end). */
   start = 0;
   end = 0;
@@ -458,6 +474,7 @@ class Connection {
   firstLineEnd = -1;
   readonly remoteAddr: NetAddr;
   #reading: Promise<number> | null = null;
+  #writing = 0;
 
   constructor(readonly conn: Conn, readonly server: ServerImpl) {
     this.remoteAddr = toNetAddr(conn.remoteAddr);
@@ -527,7 +544,9 @@ class Connection {
   reserveOut(bytes: number): Uint8Array {
     const need = this.outLength + bytes;
     if (this.out === null || this.out.length < need) {
-      const grown = new Uint8Array(Math.max(OUT_BUFFER_BYTES, 2 ** Math.ceil(Math.log2(need))));
+      const grown = need <= OUT_BUFFER_BYTES
+        ? takeBuffer(outBuffers, OUT_BUFFER_BYTES)
+        : new Uint8Array(2 ** Math.ceil(Math.log2(need)));
       if (this.out !== null) grown.set(this.out.subarray(0, this.outLength));
       this.out = grown;
     }
@@ -557,6 +576,7 @@ class Connection {
   }
 
   async #writeAll(data: Uint8Array): Promise<void> {
+    this.#writing++;
     try {
       let written = 0;
       while (written < data.length) {
@@ -565,6 +585,8 @@ class Connection {
     } catch (error) {
       this.clientGone();
       throw new ClientGoneError(`Writing the response failed: ${(error as Error).message}`);
+    } finally {
+      this.#writing--;
     }
   }
 
@@ -583,7 +605,20 @@ class Connection {
     try {
       this.conn.close();
     } catch { /* already closed */ }
+    this.#releaseBuffers();
     this.server.connectionClosed();
+  }
+
+  /** Gives the buffers back for the next connection, unless a read or write still holds them. */
+  #releaseBuffers(): void {
+    // A pending read or write still holds its buffer: leave both to the GC.
+    if (this.#reading !== null || this.#writing > 0) return;
+    if (this.buf.length === READ_BUFFER_BYTES) giveBuffer(readBuffers, this.buf);
+    if (this.out !== null && this.out.length === OUT_BUFFER_BYTES && this.outLength === 0) {
+      giveBuffer(outBuffers, this.out);
+    }
+    this.out = null;
+    this.start = this.end = this.outLength = 0;
   }
 
   /** Called by the server's sweep when the deadline has passed. */
