@@ -356,8 +356,11 @@ export interface BannerOptions {
   host: string;
   /** The port the server actually listens on. */
   port: number;
-  /** This machine's non-internal IPv4 addresses, for the Network lines. */
-  networkAddresses: string[];
+  /**
+   * This machine's non-internal IPv4 addresses, for the Network lines; null
+   * when listing them was not permitted (no `--allow-sys`), to print a hint.
+   */
+  networkAddresses: string[] | null;
   /** Whether to use ANSI colours. */
   color: boolean;
 }
@@ -384,7 +387,12 @@ export function formatBanner(options: BannerOptions): string {
   const lines = [`${bold("brick")} ${VERSION} is listening`];
   if (isWildcard(host)) {
     lines.push(`  Local:   ${url("localhost")}`);
-    for (const address of options.networkAddresses) lines.push(`  Network: ${url(address)}`);
+    if (options.networkAddresses === null) {
+      lines.push(`  Network: ${dim("add --allow-sys to list this machine's addresses")}`);
+    }
+    for (const address of options.networkAddresses ?? []) {
+      lines.push(`  Network: ${url(address)}`);
+    }
   } else if (isLoopback(host)) {
     lines.push(`  Local:   ${url(host)}`);
   } else {
@@ -411,10 +419,10 @@ function formatHost(host: string): string {
  * This machine's non-internal IPv4 addresses, or none when `--allow-sys` was
  * not given: the permission is queried first, so this never prompts.
  */
-function networkAddresses(): string[] {
+function networkAddresses(): string[] | null {
   try {
     const { state } = Deno.permissions.querySync({ name: "sys", kind: "networkInterfaces" });
-    if (state !== "granted") return [];
+    if (state !== "granted") return null;
     const addresses = Deno.networkInterfaces()
       .filter((i) => i.family === "IPv4" && !i.address.startsWith("127."))
       .map((i) => i.address);

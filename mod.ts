@@ -2131,7 +2131,7 @@ class ServerImpl implements Server {
  * handler)` and `serve({ ...options, handler })`.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { serve } from "@brick/http";
  *
  * const server = serve({ port: 0, hostname: "127.0.0.1" }, (request, info) => {
@@ -2150,12 +2150,18 @@ export function serve(handler: Handler): Server;
  * Starts an HTTP/1.1 server with options.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { serve } from "@brick/http";
  *
  * const controller = new AbortController();
- * serve({ port: 8080, signal: controller.signal }, () => new Response("ok"));
+ * const server = serve(
+ *   { port: 0, hostname: "127.0.0.1", signal: controller.signal },
+ *   () => new Response("ok"),
+ * );
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * console.log(await response.text()); // "ok"
  * controller.abort(); // graceful shutdown
+ * await server.finished;
  * ```
  *
  * @param options Where to listen, timeouts, limits and callbacks.
@@ -2167,10 +2173,15 @@ export function serve(options: ServeOptions, handler: Handler): Server;
  * Starts an HTTP/1.1 server whose handler is given among the options.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { serve } from "@brick/http";
  *
- * serve({ port: 8080, handler: () => new Response("ok") });
+ * await using server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   handler: () => new Response("ok"),
+ * });
+ * console.log(server.addr.port); // shuts down when `server` goes out of scope
  * ```
  *
  * @param init The options, with the handler as `init.handler`.
