@@ -33,6 +33,8 @@
  * @module
  */
 
+import * as net from "node:net";
+
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
 /** The address of a TCP endpoint: where the server listens or a client is. */
@@ -380,15 +382,27 @@ class ClientGoneError extends Error {
 const badRequest = (why: string) => new HttpError(400, why);
 
 // ─── 4. The transport ───────────────────────────────────────────────────────
-// The HTTP engine needs only this much of a socket. On Deno, `Deno.Listener`
-// and `Deno.Conn` have exactly this shape and are used as they are.
+// The HTTP engine needs only this much of a socket: listen, accept, read,
+// write with backpressure, half-close, close and the peer's address. The
+// transport is chosen at run time: `Deno.listen` where `globalThis.Deno`
+// exists, `node:net` elsewhere (Node and Bun). One source file then serves
+// every runtime, and the engine above this section is byte for byte the same.
+
+/** A host and port, as a transport reports them. */
+interface SocketAddr {
+  hostname: string;
+  port: number;
+}
 
 /** A connected TCP socket, as the engine uses it. */
 interface Conn {
-  readonly remoteAddr: Deno.Addr;
+  readonly remoteAddr: SocketAddr;
   /** Reads into `buffer`; resolves to the byte count, or null at end of stream. */
   read(buffer: Uint8Array): Promise<number | null>;
-  /** Writes some of `data`; resolves to the byte count written. */
+  /**
+   * Writes some of `data`; resolves to the byte count written, once `data`
+   * may be reused. Waiting for it is the backpressure.
+   */
   write(data: Uint8Array): Promise<number>;
   /** Sends FIN: no more bytes from this side, while still reading. */
   closeWrite(): Promise<void>;
@@ -397,14 +411,233 @@ interface Conn {
 
 /** A listening TCP socket, as the engine uses it. */
 interface Listener {
-  readonly addr: Deno.Addr;
-  /** Resolves to the next connection; rejects once the listener is closed. */
-  accept(): Promise<Conn>;
+  /** Where it listens; on Node and Bun, known once `ready` resolves. */
+  readonly addr: SocketAddr;
+  /** Resolves once listening; rejects with a readable error when binding failed. */
+  readonly ready: Promise<void>;
+  /** True when the address was bound before the constructor returned. */
+  readonly bound: boolean;
+  /** Resolves to the next connection, or null once the listener is closed. */
+  accept(): Promise<Conn | null>;
   close(): void;
 }
 
+type DenoRuntime = typeof Deno;
+const deno: DenoRuntime | undefined = (globalThis as { Deno?: DenoRuntime }).Deno;
+
 function listenTcp(hostname: string, port: number): Listener {
-  return Deno.listen({ hostname, port, transport: "tcp" });
+  return deno ? new DenoListener(deno, hostname, port) : new NodeListener(hostname, port);
+}
+
+/** `Deno.listen`, whose connections already have the {@linkcode Conn} shape. */
+class DenoListener implements Listener {
+  readonly addr: SocketAddr;
+  readonly ready: Promise<void> = Promise.resolve();
+  readonly bound = true;
+  #listener: Deno.Listener;
+
+  constructor(readonly runtime: DenoRuntime, hostname: string, port: number) {
+    this.#listener = runtime.listen({ hostname, port, transport: "tcp" });
+    this.addr = this.#listener.addr as Deno.NetAddr;
+  }
+
+  async accept(): Promise<Conn | null> {
+    try {
+      const conn = await this.#listener.accept() as Deno.TcpConn;
+      conn.setNoDelay(true);
+      return conn;
+    } catch (error) {
+      if (error instanceof this.runtime.errors.BadResource) return null;
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.#listener.close();
+  }
+}
+
+/** A `node:net` server turned into a pull-style listener. */
+class NodeListener implements Listener {
+  addr: SocketAddr;
+  readonly ready: Promise<void>;
+  readonly bound = false;
+  #server: net.Server;
+  #arrived: net.Socket[] = [];
+  #waiting: ((conn: Conn | null) => void) | null = null;
+  #closed = false;
+
+  constructor(hostname: string, port: number) {
+    this.addr = { hostname, port };
+    this.#server = net.createServer({ noDelay: true }, (socket) => this.#arrive(socket));
+    this.ready = new Promise((resolve, reject) => {
+      this.#server.once("listening", () => {
+        if (this.#closed) this.#server.close(); // shut down while binding
+        const { address, port } = this.#server.address() as net.AddressInfo;
+        this.addr = { hostname: address, port };
+        this.#server.on("error", (error) => reportError(error, "The listener failed"));
+        resolve();
+      });
+      this.#server.once("error", (error) => reject(listenError(error, hostname, port)));
+    });
+    this.#server.listen({ port, host: hostname });
+  }
+
+  #arrive(socket: net.Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+    } else if (this.#waiting) {
+      const waiting = this.#waiting;
+      this.#waiting = null;
+      waiting(new NodeConn(socket));
+    } else {
+      this.#arrived.push(socket);
+    }
+  }
+
+  accept(): Promise<Conn | null> {
+    const socket = this.#arrived.shift();
+    if (socket) return Promise.resolve(new NodeConn(socket));
+    if (this.#closed) return Promise.resolve(null);
+    return new Promise((resolve) => this.#waiting = resolve);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#server.close();
+    this.#waiting?.(null);
+    this.#waiting = null;
+    for (const socket of this.#arrived.splice(0)) socket.destroy();
+  }
+}
+
+/** Node's bind errors, in the words Deno uses, with the code kept. */
+function listenError(error: Error & { code?: string }, hostname: string, port: number): Error {
+  const why = error.code === "EADDRINUSE"
+    ? "address already in use"
+    : error.code === "EACCES"
+    ? "permission denied"
+    : error.code === "EADDRNOTAVAIL"
+    ? "address not available"
+    : error.message;
+  return Object.assign(
+    new Error(`Cannot listen on ${hostname}:${port}: ${why}`, { cause: error }),
+    {
+      code: error.code,
+    },
+  );
+}
+
+/** Received bytes beyond this are left in the kernel (the socket pauses) until read. */
+const NODE_PAUSE_BYTES = 65_536;
+
+/**
+ * A `node:net` socket as a {@linkcode Conn}: chunks that arrive are queued and
+ * copied out by `read()`; the socket pauses while the queue is full, so a
+ * handler that does not read the body holds the client back.
+ */
+class NodeConn implements Conn {
+  readonly remoteAddr: SocketAddr;
+  #socket: net.Socket;
+  #chunks: Uint8Array[] = [];
+  #queued = 0;
+  #ended = false;
+  #failure: Error | null = null;
+  #reader: {
+    buffer: Uint8Array;
+    resolve(n: number | null): void;
+    reject(error: Error): void;
+  } | null = null;
+
+  constructor(socket: net.Socket) {
+    this.#socket = socket;
+    this.remoteAddr = { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+    socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
+    socket.on("end", () => {
+      this.#ended = true;
+      this.#settleReader();
+    });
+    // Every socket error is handled here: a reset must never crash the process.
+    socket.on("error", (error) => {
+      this.#failure ??= error;
+      this.#settleReader();
+    });
+    socket.on("close", () => {
+      if (!this.#ended) this.#failure ??= new Error("The socket closed");
+      this.#settleReader();
+    });
+  }
+
+  #receive(chunk: Uint8Array): void {
+    this.#chunks.push(chunk);
+    this.#queued += chunk.length;
+    if (this.#reader) this.#settleReader();
+    else if (this.#queued >= NODE_PAUSE_BYTES) this.#socket.pause();
+  }
+
+  #settleReader(): void {
+    const reader = this.#reader;
+    if (reader === null) return;
+    if (this.#queued > 0) {
+      this.#reader = null;
+      reader.resolve(this.#take(reader.buffer));
+    } else if (this.#failure) {
+      this.#reader = null;
+      reader.reject(this.#failure);
+    } else if (this.#ended) {
+      this.#reader = null;
+      reader.resolve(null);
+    }
+  }
+
+  /** Copies queued bytes into `buffer`. */
+  #take(buffer: Uint8Array): number {
+    let n = 0;
+    while (n < buffer.length && this.#chunks.length > 0) {
+      const chunk = this.#chunks[0];
+      const count = Math.min(chunk.length, buffer.length - n);
+      buffer.set(count === chunk.length ? chunk : chunk.subarray(0, count), n);
+      n += count;
+      if (count === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(count);
+    }
+    this.#queued -= n;
+    if (this.#queued < NODE_PAUSE_BYTES && this.#socket.isPaused()) this.#socket.resume();
+    return n;
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    if (this.#queued > 0) return Promise.resolve(this.#take(buffer));
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#ended) return Promise.resolve(null);
+    return new Promise((resolve, reject) => {
+      this.#reader = { buffer, resolve, reject };
+    });
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    // Node keeps a reference to `data` until its callback: resolve only then.
+    return new Promise((resolve, reject) => {
+      this.#socket.write(data, (error) => error ? reject(error) : resolve(data.length));
+    });
+  }
+
+  closeWrite(): Promise<void> {
+    return new Promise((resolve) => this.#socket.end(resolve));
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+}
+
+/** Lets a timer run without keeping the process alive, on every runtime. */
+function unrefTimer(timer: ReturnType<typeof setInterval>): void {
+  if (typeof timer === "object" && timer !== null && "unref" in timer) {
+    (timer as { unref(): void }).unref();
+  } else if (deno) {
+    deno.unrefTimer(timer as unknown as number);
+  }
 }
 
 /** Accept errors that concern one connection only: the next accept may succeed at once. */
@@ -414,9 +647,8 @@ function isPerConnectionError(error: unknown): boolean {
     code === "EPROTO" || code === "EPERM";
 }
 
-function toNetAddr(addr: Deno.Addr): NetAddr {
-  const { hostname, port } = addr as Deno.NetAddr;
-  return { hostname, port, transport: "tcp" };
+function toNetAddr(addr: SocketAddr): NetAddr {
+  return { hostname: addr.hostname, port: addr.port, transport: "tcp" };
 }
 
 // ─── 5. Connections ─────────────────────────────────────────────────────────
@@ -515,8 +747,11 @@ class Connection {
       throw new ClientGoneError(`The connection failed: ${(error as Error).message}`);
     }
     if (n === null || n === 0) {
+      // Like Deno.serve: a client that closed its side is gone; a response
+      // stream still being written is cancelled, a buffered response still goes.
       this.eof = true;
       this.current?.abort(new ClientGoneError());
+      this.streamReader?.cancel(new ClientGoneError()).catch(() => {});
       return 0;
     }
     this.end += n;
@@ -688,21 +923,26 @@ function findHeadEnd(c: Connection, maxHeaderBytes: number): number {
     const lineStart = base + c.lineStart;
     if (c.firstLineEnd < 0) c.firstLineEnd = i - base;
     else if (i === lineStart || (i === lineStart + 1 && buf[lineStart] === CR)) {
+      const requestLineBytes = c.firstLineEnd;
       c.scanned = c.lineStart = 0;
       c.firstLineEnd = -1;
-      if (i + 1 - base > maxHeaderBytes + 2) {
-        throw new HttpError(431, "The request header fields are too large");
-      }
+      if (i + 1 - base > maxHeaderBytes + 2) throw headTooLarge(requestLineBytes, maxHeaderBytes);
       return i + 1;
     }
     c.lineStart = i + 1 - base;
   }
   c.scanned = c.end - base;
   if (c.buffered > maxHeaderBytes) {
-    if (c.firstLineEnd < 0) throw new HttpError(414, "The request target is too long");
-    throw new HttpError(431, "The request header fields are too large");
+    throw headTooLarge(c.firstLineEnd < 0 ? c.buffered : c.firstLineEnd, maxHeaderBytes);
   }
   return -1;
+}
+
+/** 414 when the request line alone is over the limit, else 431. */
+function headTooLarge(requestLineBytes: number, maxHeaderBytes: number): HttpError {
+  return requestLineBytes > maxHeaderBytes
+    ? new HttpError(414, "The request target is too long")
+    : new HttpError(431, "The request header fields are too large");
 }
 
 /** Rejects at once a request whose first bytes cannot start `method SP`. */
@@ -1487,32 +1727,38 @@ const NO_BODY: BodySource = { kind: "none" };
 const staticBody = (() => {
   const probe = new Response("");
   const symbols = Object.getOwnPropertySymbols(probe);
-  const lazy = symbols.find((s) => s.description === "lazy static body");
-  const inner = symbols.find((s) => s.description === "response");
-  type Inner = {
-    body: null | {
-      streamOrStatic?: { body?: unknown; consumed?: boolean };
-      source?: unknown;
-      length?: number | null;
-    };
+  const find = (name: string) => symbols.find((s) => s.description === name);
+  // Deno keeps a string body aside until something reads it.
+  const lazy = find("lazy static body");
+  // Deno's inner response, or undici's (Node) state: both hold `body`.
+  const inner = find("response") ?? find("state");
+  type InnerBody = {
+    streamOrStatic?: { body?: unknown; consumed?: boolean };
+    source?: unknown;
+    length?: number | null;
   };
   return (response: Response): BodySource | undefined => {
-    if (response.bodyUsed) return undefined;
+    if (inner === undefined || response.bodyUsed) return undefined;
     const record = response as unknown as Record<symbol, unknown>;
     if (lazy !== undefined) {
       const text = record[lazy];
       if (typeof text === "string") return { kind: "text", text };
     }
-    if (inner === undefined) return undefined;
-    const body = (record[inner] as Inner | undefined)?.body;
+    const body = (record[inner] as { body?: InnerBody | null } | undefined)?.body;
     if (body === undefined) return undefined;
-    if (body === null) return lazy !== undefined ? NO_BODY : undefined;
-    const content = body.streamOrStatic?.body;
-    if (content instanceof Uint8Array && body.streamOrStatic!.consumed === false) {
-      return { kind: "bytes", bytes: content };
+    if (body === null) return NO_BODY;
+    // Deno: a static body sits in streamOrStatic until it is read.
+    const fixed = body.streamOrStatic;
+    if (fixed !== undefined && !(fixed instanceof ReadableStream)) {
+      if (fixed.consumed !== false) return undefined;
+      if (fixed.body instanceof Uint8Array) return { kind: "bytes", bytes: fixed.body };
+      if (typeof fixed.body === "string") return { kind: "text", text: fixed.body };
+      return undefined;
     }
-    if (typeof content === "string" && body.streamOrStatic!.consumed === false) {
-      return { kind: "text", text: content };
+    // undici: `source` is what was given to the constructor.
+    if (fixed === undefined) {
+      if (typeof body.source === "string") return { kind: "text", text: body.source };
+      if (body.source instanceof Uint8Array) return { kind: "bytes", bytes: body.source };
     }
     if (body.source instanceof Blob && typeof body.length === "number") {
       return { kind: "stream", stream: response.body!, length: body.length };
@@ -1559,8 +1805,8 @@ function headerLines(response: Response): HeadFacts {
  * 0x7F are written as single bytes: UTF-8 would mangle ByteString values.
  */
 function putHead(out: Uint8Array, at: number, head: string): void {
-  const { written } = encoder.encodeInto(head, out.subarray(at, at + head.length));
-  if (written === head.length) return;
+  const { read, written } = encoder.encodeInto(head, out.subarray(at, at + head.length));
+  if (read === head.length && written === head.length) return; // all ASCII
   for (let i = 0; i < head.length; i++) out[at + i] = head.charCodeAt(i);
 }
 
@@ -1589,8 +1835,13 @@ function planResponse(
   if (!facts.date) text += dateHeaderLine();
   if (facts.close || c.server.closing) keepAlive = false;
   let length = bodyLength;
-  if (length === null && facts.length !== null && /^\d{1,15}$/.test(facts.length)) {
-    length = Number(facts.length);
+  const declared = facts.length !== null && /^\d{1,15}$/.test(facts.length)
+    ? Number(facts.length)
+    : null;
+  // A stream's length is what the handler declared; a HEAD response keeps the
+  // length the GET would have, which only the handler knows (RFC 9110 §8.6).
+  if (length === null || (head.method === "HEAD" && source.kind === "none")) {
+    length = declared ?? length;
   }
   const chunked = length === null && !bodyless && !head.http10;
   if (length === null && !bodyless && head.http10) keepAlive = false; // close-delimited body
@@ -1639,31 +1890,36 @@ function writeResponse(
     return writeBytesResponse(c, state, response, facts, source.bytes, sendsBody, keepAlive);
   }
   const plan = planResponse(c, state, response, facts, source, bodyLength, keepAlive);
-  bufferHead(c, state, plan.head);
   if (source.kind === "none" || !sendsBody) {
     if (source.kind === "stream") source.stream.cancel().catch(() => {});
+    bufferHead(c, state, plan.head);
     return plan.keepAlive;
   }
-  return writeStreamResponse(c, source.stream, plan);
+  bufferHead(c, null, plan.head); // `completed` waits for the end of the stream
+  return writeStreamResponse(c, state, source.stream, plan);
 }
 
 /** Sends the buffered head, then the stream; false when the body did not end as framed. */
 async function writeStreamResponse(
   c: Connection,
+  state: RequestState,
   stream: ReadableStream<Uint8Array>,
   plan: ResponsePlan,
 ): Promise<boolean> {
   await c.flush();
+  watchForDisconnect(c, state.body);
   const complete = await writeStream(c, stream, plan.chunked, plan.length);
+  if (complete) state.finish();
+  else state.finish(new Error("The response body stream failed before its end"));
   return plan.keepAlive && complete;
 }
 
-/** Puts a head (and nothing else) in the output buffer. */
-function bufferHead(c: Connection, state: RequestState, head: string): void {
+/** Puts a head in the output buffer; `state`'s response is complete once it is flushed. */
+function bufferHead(c: Connection, state: RequestState | null, head: string): void {
   const out = c.reserveOut(head.length);
   putHead(out, c.outLength, head);
   c.outLength += head.length;
-  c.unflushed.push(state);
+  if (state !== null) c.unflushed.push(state);
 }
 
 /** A text body: UTF-8 encoded straight into the output buffer, behind its head. */
@@ -1739,7 +1995,7 @@ async function writeStream(
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (c.state === "closed") throw new ClientGoneError();
+      if (c.state === "closed" || c.eof) throw new ClientGoneError();
       if (done) break;
       if (!(value instanceof Uint8Array)) {
         throw new TypeError("A response body stream must produce Uint8Array chunks");
@@ -1754,13 +2010,21 @@ async function writeStream(
     }
   } catch (error) {
     reader.cancel(error).catch(() => {});
-    if (!(error instanceof ClientGoneError)) reportError(error, "The response body stream failed");
+    if (error instanceof ClientGoneError) throw error;
+    reportError(error, "The response body stream failed");
     return false;
   } finally {
     c.streamReader = null;
   }
+  if (length !== null && sent !== length) {
+    reportError(
+      new RangeError(`The response body is shorter (${sent} bytes) than its Content-Length`),
+      "The response body stream failed",
+    );
+    return false;
+  }
   if (chunked) await c.write(LAST_CHUNK);
-  return length === null || sent === length;
+  return true;
 }
 
 async function writeChunk(c: Connection, data: Uint8Array): Promise<void> {
@@ -1897,7 +2161,10 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
   try {
     const written = writeResponse(c, state, response, keepAlive);
     keepAlive = typeof written === "boolean" ? written : await written;
-    if (keepAlive && !body.done) keepAlive = await body.drain();
+    if (keepAlive && !body.done) {
+      await c.flush(); // the client may wait for the answer before sending the rest
+      keepAlive = await body.drain();
+    }
   } catch (error) {
     state.finish(error);
     throw error;
@@ -1909,9 +2176,10 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
 }
 
 /**
- * While the handler runs and the body has been read, keeps one read pending
- * so that a client that leaves is noticed: EOF or a reset aborts
- * `request.signal`. Bytes that arrive (a pipelined request) stay buffered.
+ * While the handler runs or a response streams, once the request body has
+ * been read, keeps one read pending so that a client that leaves is noticed:
+ * EOF or a reset aborts `request.signal` and cancels the response stream.
+ * Bytes that arrive (a pipelined request) stay buffered.
  */
 function watchForDisconnect(c: Connection, body: BodyReader): void {
   if (!body.done || c.buffered > 0 || c.eof || c.state === "closed") return;
@@ -2023,25 +2291,56 @@ type ResolvedOptions = Required<Omit<ServeOptions, "signal" | "onListen" | "onRe
 
 class ServerImpl implements Server {
   readonly connections = new Set<Connection>();
-  readonly addr: NetAddr;
-  readonly defaultHost: string;
+  addr: NetAddr;
+  /** The authority for request URLs when a request has no Host (HTTP/1.0). */
+  defaultHost = "";
   readonly finished: Promise<void>;
   closing = false;
   #listener: Listener;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #resolveFinished!: () => void;
-  #acceptDone: Promise<void>;
+  #rejectFinished!: (error: unknown) => void;
+  #acceptDone: Promise<void> = Promise.resolve();
   #shutdown: Promise<void> | null = null;
 
-  constructor(readonly options: ResolvedOptions, readonly handler: Handler, listener: Listener) {
+  constructor(
+    readonly options: ResolvedOptions,
+    readonly handler: Handler,
+    listener: Listener,
+    onListen: (addr: NetAddr) => void,
+  ) {
     this.#listener = listener;
-    this.addr = toNetAddr(listener.addr);
+    this.addr = this.#updateAddr();
+    this.finished = new Promise((resolve, reject) => {
+      this.#resolveFinished = resolve;
+      this.#rejectFinished = reject;
+    });
+    this.#startSweep();
+    // Deno binds before listen() returns, so onListen runs at once, as with
+    // Deno.serve; node:net binds in the background.
+    if (listener.bound) this.#start(onListen);
+    else {
+      listener.ready.then(() => this.#start(onListen), (error) => {
+        this.closing = true;
+        clearInterval(this.#sweep);
+        this.#rejectFinished(error);
+      });
+    }
+  }
+
+  #start(onListen: (addr: NetAddr) => void): void {
+    this.#updateAddr();
+    if (this.closing) return;
+    this.#acceptDone = this.#acceptLoop();
+    onListen(this.addr);
+  }
+
+  #updateAddr(): NetAddr {
+    this.addr = toNetAddr(this.#listener.addr);
     const h = this.addr.hostname;
     const shown = h === "0.0.0.0" || h === "::" ? "localhost" : h.includes(":") ? `[${h}]` : h;
     this.defaultHost = `${shown}:${this.addr.port}`;
-    this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
-    this.#acceptDone = this.#acceptLoop();
-    this.#startSweep();
+    return this.addr;
   }
 
   /**
@@ -2052,11 +2351,12 @@ class ServerImpl implements Server {
   async #acceptLoop(): Promise<void> {
     let pause = 0;
     while (!this.closing) {
-      let conn: Conn;
+      let conn: Conn | null;
       try {
         conn = await this.#listener.accept();
+        if (conn === null) return; // the listener was closed
       } catch (error) {
-        if (this.closing || error instanceof Deno.errors.BadResource) return;
+        if (this.closing) return;
         if (isPerConnectionError(error)) continue;
         pause = Math.min(Math.max(5, pause * 2), 1000);
         reportError(error, `Accepting a connection failed; retrying in ${pause} ms`);
@@ -2068,7 +2368,6 @@ class ServerImpl implements Server {
         conn.close();
         return;
       }
-      (conn as Deno.TcpConn).setNoDelay?.(true);
       const c = new Connection(conn, this);
       this.connections.add(c);
       serveConnection(c);
@@ -2087,7 +2386,7 @@ class ServerImpl implements Server {
         if (c.deadline !== "none" && now >= c.deadlineAt) c.expire();
       }
     }, every);
-    Deno.unrefTimer(this.#sweep as unknown as number);
+    unrefTimer(this.#sweep);
   }
 
   connectionClosed(): void {
@@ -2193,11 +2492,9 @@ export function serve(
   second?: Handler,
 ): Server {
   const { handler, options } = resolveArguments(first, second);
-  const listener = listenTcp(options.hostname, options.port);
-  const server = new ServerImpl(options, handler, listener);
   const userOptions = typeof first === "function" ? {} : first;
-  if (userOptions.onListen) userOptions.onListen(server.addr);
-  else printListening(server.addr);
+  const listener = listenTcp(options.hostname, options.port);
+  const server = new ServerImpl(options, handler, listener, userOptions.onListen ?? printListening);
   const signal = userOptions.signal;
   if (signal) {
     if (signal.aborted) server.shutdown();
