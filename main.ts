@@ -7,7 +7,12 @@
  * deno run --allow-net main.ts                 # all interfaces, port 8888
  * deno run --allow-net main.ts -p 0 -H 127.0.0.1 --verbose
  * deno run --allow-net --allow-sys main.ts     # also lists the Network URLs
+ * npx brick --port 0                           # the npm package, on Node
  * ```
+ *
+ * The same file runs on Deno, Node (as the npm package's `brick` command) and
+ * Bun: it uses `node:` modules, and Deno's permission API only where `Deno`
+ * exists.
  *
  * Flags: `--port/-p`, `--host/-H`, `--verbose/-v` (print each request head as
  * received), `--quiet/-q` (no access log), `--help/-h`, `--version/-V`.
@@ -19,6 +24,10 @@
  * @module
  */
 
+import { realpathSync } from "node:fs";
+import { networkInterfaces } from "node:os";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Handler, serve, type ServeInfo, type Server, VERSION } from "./mod.ts";
 
@@ -27,11 +36,23 @@ export const DEFAULT_PORT = 8888;
 /** The interface used when `--host` is not given: all IPv4 interfaces. */
 export const DEFAULT_HOST = "0.0.0.0";
 
-/** The command shown in the usage line and in permission hints. */
-const COMMAND = "deno run --allow-net main.ts";
+/** Deno's API where this runs on Deno; undefined on Node and Bun. */
+const deno: typeof Deno | undefined = (globalThis as { Deno?: typeof Deno }).Deno;
+
+/**
+ * The command shown in the usage line and in permission hints: how this
+ * runtime starts brick. On Node and Bun that is the npm package's `brick`
+ * command, through `npx` when npx started it.
+ */
+const COMMAND = deno
+  ? "deno run --allow-net main.ts"
+  : process.env.npm_command === "exec"
+  ? "npx brick"
+  : "brick";
 
 /** The one-line usage printed under a flag error and at the top of `--help`. */
-export const USAGE = `Usage: ${COMMAND} [--port <port>] [--host <host>] [--verbose] [--quiet]`;
+export const USAGE: string =
+  `Usage: ${COMMAND} [--port <port>] [--host <host>] [--verbose] [--quiet]`;
 
 /** The flags `brick` understands, after parsing and validation. */
 export interface Flags {
@@ -87,7 +108,7 @@ type OptionName = keyof typeof OPTIONS;
 /**
  * Parses and validates the command line arguments.
  *
- * @param args The arguments after the script name, as in `Deno.args`.
+ * @param args The arguments after the script name, as in `process.argv.slice(2)`.
  * @returns The flags, with defaults applied.
  * @throws {UsageError} On an unknown flag, a missing or malformed value, or a
  * positional argument.
@@ -341,10 +362,12 @@ function requestTarget(url: string): string {
   return start === -1 ? "/" : url.slice(start);
 }
 
-/** Whether a string should be coloured on this stream. */
-function useColor(stream: { isTerminal(): boolean }): boolean {
+/** Whether to colour what goes to stdout: only on a terminal, and never with `NO_COLOR`. */
+function useColor(): boolean {
   try {
-    return !Deno.noColor && stream.isTerminal();
+    // On Deno, reading the environment would need --allow-env; Deno.noColor does not.
+    const noColor = deno ? deno.noColor : Boolean(process.env.NO_COLOR);
+    return !noColor && process.stdout.isTTY === true;
   } catch {
     return false;
   }
@@ -416,15 +439,18 @@ function formatHost(host: string): string {
 }
 
 /**
- * This machine's non-internal IPv4 addresses, or none when `--allow-sys` was
- * not given: the permission is queried first, so this never prompts.
+ * This machine's non-internal IPv4 addresses. On Deno, null when
+ * `--allow-sys` was not given: the permission is queried first, so this never
+ * prompts. Node and Bun need no permission.
  */
 function networkAddresses(): string[] | null {
   try {
-    const { state } = Deno.permissions.querySync({ name: "sys", kind: "networkInterfaces" });
-    if (state !== "granted") return null;
-    const addresses = Deno.networkInterfaces()
-      .filter((i) => i.family === "IPv4" && !i.address.startsWith("127."))
+    if (deno) {
+      const { state } = deno.permissions.querySync({ name: "sys", kind: "networkInterfaces" });
+      if (state !== "granted") return null;
+    }
+    const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? [])
+      .filter((i) => i.family === "IPv4" && !i.internal && !i.address.startsWith("127."))
       .map((i) => i.address);
     return [...new Set(addresses)];
   } catch {
@@ -441,7 +467,7 @@ function networkAddresses(): string[] | null {
 export function printBanner(host: string, port: number): void {
   const addresses = isWildcard(host) ? networkAddresses() : [];
   console.log(
-    formatBanner({ host, port, networkAddresses: addresses, color: useColor(Deno.stdout) }),
+    formatBanner({ host, port, networkAddresses: addresses, color: useColor() }),
   );
 }
 
@@ -457,21 +483,41 @@ function printRequestHead(head: Uint8Array): void {
   }
 }
 
-/** Whether the permission to listen was granted, asked without prompting. */
+/**
+ * Whether the permission to listen was granted, asked without prompting.
+ * Always true on Node and Bun, which have no such permission.
+ */
 function canListen(host: string, port: number): boolean {
+  if (!deno) return true;
   try {
     const descriptor = { name: "net", host: `${formatHost(host)}:${port}` } as const;
-    return Deno.permissions.querySync(descriptor).state === "granted";
+    return deno.permissions.querySync(descriptor).state === "granted";
   } catch {
     return true; // Unknown: let serve() find out.
   }
 }
 
-function isPermissionError(error: unknown): boolean {
-  // Deno 2 reports a missing --allow-net as NotCapable and keeps
-  // PermissionDenied for the OS refusing (a port below 1024, say).
-  const NotCapable = (Deno.errors as Partial<typeof Deno.errors>).NotCapable;
-  return NotCapable ? error instanceof NotCapable : error instanceof Deno.errors.PermissionDenied;
+/**
+ * Why listening failed, as a Node error code (`EADDRINUSE`, `EACCES`,
+ * `EADDRNOTAVAIL`), or `"ENOTCAPABLE"` for Deno's missing `--allow-net`.
+ * Deno's error classes are mapped to the same codes.
+ */
+function listenErrorCode(error: unknown): string | undefined {
+  if (deno) {
+    // Deno 2 reports a missing --allow-net as NotCapable and keeps
+    // PermissionDenied for the OS refusing (a port below 1024, say).
+    const errors = deno.errors as Partial<typeof Deno.errors>;
+    if (errors.NotCapable && error instanceof errors.NotCapable) return "ENOTCAPABLE";
+    if (errors.AddrInUse && error instanceof errors.AddrInUse) return "EADDRINUSE";
+    if (errors.AddrNotAvailable && error instanceof errors.AddrNotAvailable) {
+      return "EADDRNOTAVAIL";
+    }
+    if (errors.PermissionDenied && error instanceof errors.PermissionDenied) {
+      return errors.NotCapable ? "EACCES" : "ENOTCAPABLE";
+    }
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
 }
 
 /** Quotes an argument for a POSIX shell when it needs it. */
@@ -488,58 +534,61 @@ function permissionHint(address: string, args: string[]): string {
 /**
  * Explains why the server could not listen, in words a user can act on.
  *
- * @param error What `serve()` threw.
+ * @param error What `serve()` threw (Deno), or what `server.finished`
+ * rejected with before the server listened (Node and Bun).
  * @param flags The parsed flags.
  * @param args The original arguments, to suggest a command to run instead.
  * @returns The message for stderr.
  */
 export function describeListenError(error: unknown, flags: Flags, args: string[]): string {
   const address = `${formatHost(flags.host)}:${flags.port}`;
-  if (error instanceof Deno.errors.AddrInUse) {
-    const next = flags.port === 0 || flags.port === 65535 ? 0 : flags.port + 1;
-    return `Cannot listen on ${address}: address already in use (try --port ${next})`;
-  }
-  if (isPermissionError(error)) return permissionHint(address, args);
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return `Cannot listen on ${address}: permission denied by the system ` +
-      `(ports below 1024 usually need privileges; try --port ${DEFAULT_PORT})`;
-  }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
-    return `Cannot listen on ${address}: address not available on this machine ` +
-      `(try --host ${DEFAULT_HOST})`;
+  switch (listenErrorCode(error)) {
+    case "EADDRINUSE": {
+      const next = flags.port === 0 || flags.port === 65535 ? 0 : flags.port + 1;
+      return `Cannot listen on ${address}: address already in use (try --port ${next})`;
+    }
+    case "ENOTCAPABLE":
+      return permissionHint(address, args);
+    case "EACCES":
+      return `Cannot listen on ${address}: permission denied by the system ` +
+        `(ports below 1024 usually need privileges; try --port ${DEFAULT_PORT})`;
+    case "EADDRNOTAVAIL":
+      return `Cannot listen on ${address}: address not available on this machine ` +
+        `(try --host ${DEFAULT_HOST})`;
   }
   const detail = error instanceof Error ? error.message : String(error);
-  return `Cannot listen on ${address}: ${detail}`;
+  // The error may already say where it could not listen.
+  return detail.startsWith("Cannot listen on ") ? detail : `Cannot listen on ${address}: ${detail}`;
 }
 
 /** Listens for SIGINT and SIGTERM; returns a function that stops listening. */
 function onShutdownSignal(listener: () => void): () => void {
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  const added: Deno.Signal[] = [];
-  for (const signal of signals) {
+  const added: ("SIGINT" | "SIGTERM")[] = [];
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
     try {
-      Deno.addSignalListener(signal, listener);
+      process.on(signal, listener);
       added.push(signal);
     } catch {
-      // SIGTERM cannot be listened for on Windows.
+      // Deno cannot listen for SIGTERM on Windows.
     }
   }
-  return () => added.forEach((signal) => Deno.removeSignalListener(signal, listener));
+  return () => added.forEach((signal) => process.off(signal, listener));
 }
 
 /**
  * Runs the `brick` command line: parses the flags, starts the server and
  * waits until a SIGINT or SIGTERM has shut it down gracefully.
  *
- * @param args The arguments after the script name, as in `Deno.args`.
+ * @param args The arguments after the script name, as in `process.argv.slice(2)`.
  * @returns The exit code: `0` after a graceful shutdown or `--help`/`--version`,
  * `1` when the server cannot start, `2` on a bad flag. A second signal during
  * the shutdown exits at once with `130`.
  *
  * @example Usage
  * ```ts ignore
+ * import process from "node:process";
  * import { main } from "./main.ts";
- * Deno.exit(await main(["--port", "8080"]));
+ * process.exit(await main(["--port", "8080"]));
  * ```
  */
 export async function main(args: string[]): Promise<number> {
@@ -575,13 +624,19 @@ export async function main(args: string[]): Promise<number> {
     heads.push((head, info) => accessLog.recordHead(head, info));
   }
 
+  // Deno binds inside serve() and throws there when it cannot; Node and Bun
+  // bind in the background and reject `server.finished` before onListen.
+  let listening = false;
   let server: Server;
   try {
     server = serve({
       port: flags.port,
       hostname: flags.host,
       handler,
-      onListen: ({ port }) => printBanner(flags.host, port),
+      onListen: ({ port }) => {
+        listening = true;
+        printBanner(flags.host, port);
+      },
       onRequestHead: heads.length === 0 ? undefined : (head, info) => {
         for (const onHead of heads) onHead(head, info);
       },
@@ -595,7 +650,7 @@ export async function main(args: string[]): Promise<number> {
   const removeSignalListeners = onShutdownSignal(() => {
     if (shuttingDown) {
       console.error("Forcing exit");
-      Deno.exit(130);
+      process.exit(130);
     }
     shuttingDown = true;
     console.error("Shutting down");
@@ -607,11 +662,38 @@ export async function main(args: string[]): Promise<number> {
     await server.finished;
     return 0;
   } catch (error) {
-    console.error(`Server stopped: ${error instanceof Error ? error.message : error}`);
+    if (!listening) console.error(describeListenError(error, flags, args));
+    else console.error(`Server stopped: ${error instanceof Error ? error.message : error}`);
     return 1;
   } finally {
     removeSignalListeners();
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+/**
+ * Whether this module is the program's entry point. Deno, Bun and newer Node
+ * versions say so in `import.meta.main`; on older Node it is the script named
+ * in `process.argv[1]`, which for the npm package is the `brick` symlink (or a
+ * shim naming the real file), so both paths are resolved before comparing.
+ */
+function isEntryPoint(): boolean {
+  const meta = import.meta as { main?: boolean };
+  if (typeof meta.main === "boolean") return meta.main;
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    const self = realpathSync(fileURLToPath(import.meta.url));
+    for (const candidate of [script, `${script}.js`]) {
+      try {
+        if (realpathSync(candidate) === self) return true;
+      } catch {
+        // No such file: try the next spelling.
+      }
+    }
+  } catch {
+    // Not a file URL: not started as a script.
+  }
+  return false;
+}
+
+if (isEntryPoint()) process.exit(await main(process.argv.slice(2)));

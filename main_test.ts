@@ -1,16 +1,49 @@
-// Tests for the brick CLI: each one runs main.ts as a child process on
+// Tests for the brick CLI: each one runs the CLI as a child process on
 // 127.0.0.1 with port 0 and talks to it over real sockets.
+//
+// The suite runs on the runtime that runs it, against the CLI beside it: on
+// Deno, `deno test -A main_test.ts` runs main.ts with `deno run`; on Node,
+// `node --test npm/main_test.js` runs the npm build's main.js with node.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import net from "node:net";
+import { extname } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { formatAccessLog, formatBanner, formatClfDate, parseFlags, UsageError } from "./main.ts";
-import denoJson from "./deno.json" with { type: "json" };
 
-const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
+/** Deno's API when the tests run on Deno; undefined on Node and Bun. */
+const deno: typeof Deno | undefined = (globalThis as { Deno?: typeof Deno }).Deno;
+
+/** The CLI beside this file: main.ts in the source, main.js in the npm build. */
+const MAIN = fileURLToPath(new URL(`./main${extname(import.meta.url)}`, import.meta.url));
+/** The version, from deno.json beside the source or the npm build's package.json. */
+const VERSION = readVersion();
+/** How the usage line names the command on this runtime. */
+const COMMAND = deno ? "deno run --allow-net main.ts" : "brick";
 const TIMEOUT = 10_000;
 const CLF_LINE =
   /^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "(.*)" (\d{3}) (\d+|-)$/m;
+
+function readVersion(): string {
+  for (const name of ["deno.json", "package.json"]) {
+    const url = new URL(name, import.meta.url);
+    if (existsSync(url)) return JSON.parse(readFileSync(url, "utf8")).version;
+  }
+  throw new Error("No deno.json or package.json beside main_test");
+}
+
+/**
+ * The command line that runs the CLI on the current runtime. Permissions are
+ * Deno's flags; Node and Bun have none and ignore them.
+ */
+function brickCommand(args: string[], permissions: string[]): [string, string[]] {
+  if (deno) return [deno.execPath(), ["run", "--no-config", ...permissions, MAIN, ...args]];
+  return [process.execPath, [MAIN, ...args]];
+}
 
 /** Collects a child's output as text, and waits for a pattern to appear in it. */
 class Output {
@@ -18,12 +51,18 @@ class Output {
   done: Promise<void>;
   #changed = () => {};
 
-  constructor(stream: ReadableStream<Uint8Array>) {
+  constructor(stream: AsyncIterable<Uint8Array>) {
     this.done = (async () => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        this.text += chunk;
-        this.#changed();
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of stream) {
+          this.text += decoder.decode(chunk, { stream: true });
+          this.#changed();
+        }
+      } catch {
+        // The pipe broke: keep what arrived.
       }
+      this.text += decoder.decode();
     })();
   }
 
@@ -47,25 +86,77 @@ class Output {
   }
 }
 
+/** How a child process ended. */
+interface ExitStatus {
+  /** The exit code, or null when a signal ended it. */
+  code: number | null;
+  /** The signal that ended it, if one did. */
+  signal: string | null;
+}
+
+/** A child process with piped output, whichever runtime started it. */
+interface Child {
+  stdout: AsyncIterable<Uint8Array>;
+  stderr: AsyncIterable<Uint8Array>;
+  status: Promise<ExitStatus>;
+  kill(signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void;
+}
+
+/**
+ * Spawns a child with stdin closed and stdout and stderr piped. On Deno this
+ * uses `Deno.Command`: Deno's `node:child_process` gives a spawned `deno`
+ * every permission (which the permission tests must not have), and reports a
+ * child that handled SIGTERM and exited as if the signal had killed it.
+ */
+function spawnChild(command: string, args: string[], env: Record<string, string>): Child {
+  if (deno) {
+    const child = new deno.Command(command, {
+      args,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return {
+      stdout: child.stdout,
+      stderr: child.stderr,
+      status: child.status.then(({ code, signal }) => ({ code: signal ? null : code, signal })),
+      kill: (signal) => child.kill(signal),
+    };
+  }
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
+  return {
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    status: new Promise((resolve, reject) => {
+      child.once("exit", (code, signal) => resolve({ code, signal }));
+      child.once("error", reject);
+    }),
+    kill: (signal) => child.kill(signal),
+  };
+}
+
 interface Brick {
-  child: Deno.ChildProcess;
   stdout: Output;
   stderr: Output;
+  /** Sends a signal to the process. */
+  kill(signal: "SIGINT" | "SIGTERM"): void;
   /** Waits for the exit, killing the process first if it runs past the timeout. */
-  exit(timeout?: number): Promise<Deno.CommandStatus>;
+  exit(timeout?: number): Promise<ExitStatus>;
   /** Kills the process if it still runs and waits until its output is drained. */
   close(): Promise<void>;
 }
 
-/** Runs `deno run [permissions] main.ts ...args`. */
+/** Runs the CLI with `args`, on Deno with the given permission flags. */
 function spawnBrick(args: string[], permissions = ["--allow-net"]): Brick {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-config", ...permissions, MAIN, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const [command, commandArgs] = brickCommand(args, permissions);
+  // Without npx in the environment, the usage line names the command `brick`.
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value !== undefined && name !== "npm_command") env[name] = value;
+  }
+  env.NO_COLOR = "1";
+  const child = spawnChild(command, commandArgs, env);
   const stdout = new Output(child.stdout);
   const stderr = new Output(child.stderr);
   let exited = false;
@@ -79,9 +170,9 @@ function spawnBrick(args: string[], permissions = ["--allow-net"]): Brick {
     }
   };
   return {
-    child,
     stdout,
     stderr,
+    kill: (signal) => child.kill(signal),
     async exit(timeout = TIMEOUT) {
       const timer = setTimeout(kill, timeout);
       try {
@@ -92,7 +183,7 @@ function spawnBrick(args: string[], permissions = ["--allow-net"]): Brick {
     },
     async close() {
       kill();
-      await status;
+      await status.catch(() => {});
       await Promise.all([stdout.done, stderr.done]);
     },
   };
@@ -110,31 +201,63 @@ async function startBrick(args: string[] = [], permissions?: string[]) {
   }
 }
 
+/** A raw TCP connection to brick; `using` closes it. */
+interface Client extends Disposable {
+  /** Everything received on the connection so far. */
+  received: Received;
+  /** Sends `text` as UTF-8 and resolves once it is handed to the system. */
+  write(text: string): Promise<void>;
+  /** Sends FIN: no more bytes from the client, while it still reads. */
+  closeWrite(): void;
+}
+
+/** Opens a TCP connection to brick on 127.0.0.1. */
+function connect(port: number): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    socket.once("error", reject);
+    socket.once("connect", () => {
+      socket.off("error", reject);
+      resolve({
+        received: new Received(socket),
+        write: (text) =>
+          new Promise((resolve, reject) => {
+            socket.write(new TextEncoder().encode(text), (error) => {
+              if (error) reject(error);
+              else resolve();
+            });
+          }),
+        closeWrite: () => socket.end(),
+        [Symbol.dispose]: () => socket.destroy(),
+      });
+    });
+  });
+}
+
 /** Reads everything a connection receives into one growing buffer. */
 class Received {
   bytes = new Uint8Array(0);
   done: Promise<void>;
   #changed = () => {};
 
-  constructor(conn: Deno.Conn) {
-    this.done = (async () => {
-      const buffer = new Uint8Array(16 * 1024);
-      while (true) {
-        let n: number | null;
-        try {
-          n = await conn.read(buffer);
-        } catch {
-          n = null;
-        }
-        if (n === null) break;
-        const grown = new Uint8Array(this.bytes.length + n);
+  constructor(socket: net.Socket) {
+    this.done = new Promise((resolve) => {
+      socket.on("data", (chunk: Uint8Array) => {
+        const grown = new Uint8Array(this.bytes.length + chunk.length);
         grown.set(this.bytes);
-        grown.set(buffer.subarray(0, n), this.bytes.length);
+        grown.set(chunk, this.bytes.length);
         this.bytes = grown;
         this.#changed();
-      }
-      this.#changed();
-    })();
+      });
+      const ended = () => {
+        resolve();
+        this.#changed();
+      };
+      socket.once("end", ended);
+      socket.once("close", ended);
+      // A reset ends the connection like a close does.
+      socket.on("error", () => {});
+    });
   }
 
   get text(): string {
@@ -258,7 +381,7 @@ test("formatBanner() lists Network URLs only when listening on all interfaces", 
   const networkAddresses = ["192.168.1.5", "10.0.0.2"];
   assert.equal(
     formatBanner({ host: "0.0.0.0", port: 8888, networkAddresses, color: false }),
-    `brick ${denoJson.version} is listening\n` +
+    `brick ${VERSION} is listening\n` +
       "  Local:   http://localhost:8888/\n" +
       "  Network: http://192.168.1.5:8888/\n" +
       "  Network: http://10.0.0.2:8888/\n" +
@@ -281,7 +404,7 @@ test("brick CLI serves Hello, World! and prints the real port in the banner", as
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), "text/plain; charset=utf-8");
     assert.equal(await response.text(), "Hello, World!");
-    assert.match(brick.stdout.text, new RegExp(`^brick ${denoJson.version} is listening\n`));
+    assert.match(brick.stdout.text, new RegExp(`^brick ${VERSION} is listening\n`));
   } finally {
     await brick.close();
   }
@@ -303,7 +426,7 @@ test("brick CLI prints 'brick <version>' for --version and -V", async () => {
       const status = await brick.exit();
       await brick.stdout.done;
       assert.equal(status.code, 0);
-      assert.equal(brick.stdout.text, `brick ${denoJson.version}\n`);
+      assert.equal(brick.stdout.text, `brick ${VERSION}\n`);
     } finally {
       await brick.close();
     }
@@ -317,7 +440,7 @@ test("brick CLI prints the usage line and aligned options for --help", async () 
     await brick.stdout.done;
     assert.equal(status.code, 0);
     const text = brick.stdout.text;
-    assert.match(text, /^Usage: deno run --allow-net main\.ts /m);
+    assert.match(text, new RegExp(`^Usage: ${escapeRegExp(COMMAND)} \\[`, "m"));
     const options = text.split("\n").filter((line) => /^ {2}-\w, --/.test(line));
     assert.deepEqual(
       options.map((line) => line.match(/--(\w+)/)![1]),
@@ -338,7 +461,7 @@ test("brick CLI exits 2 with the usage line on an unknown flag", async () => {
     assert.equal(status.code, 2);
     const [error, usage] = brick.stderr.text.split("\n");
     assert.equal(error, 'Unknown flag "--nope"');
-    assert.match(usage, /^Usage: deno run --allow-net main\.ts \[--port <port>\]/);
+    assert.equal(usage, `Usage: ${COMMAND} [--port <port>] [--host <host>] [--verbose] [--quiet]`);
   } finally {
     await brick.close();
   }
@@ -361,8 +484,12 @@ test("brick CLI exits 2 with the usage line on a bad port", async () => {
 });
 
 test("brick CLI exits 1 with 'address already in use' when the port is taken", async () => {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
+  const listener = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen({ host: "127.0.0.1", port: 0 }, resolve);
+  });
+  const { port } = listener.address() as net.AddressInfo;
   const brick = spawnBrick(["--host", "127.0.0.1", "--port", String(port)]);
   try {
     const status = await brick.exit();
@@ -374,10 +501,13 @@ test("brick CLI exits 1 with 'address already in use' when the port is taken", a
     );
   } finally {
     await brick.close();
+    await new Promise((resolve) => listener.close(resolve));
   }
 });
 
-test("brick CLI exits 1 with the command to run when --allow-net is missing", async () => {
+test("brick CLI exits 1 with the command to run when --allow-net is missing", {
+  skip: deno ? false : "Deno only: Node and Bun have no permissions",
+}, async () => {
   const brick = spawnBrick(["--host", "127.0.0.1", "--port", "0"], []);
   try {
     const status = await brick.exit();
@@ -399,7 +529,7 @@ test("brick CLI shuts down gracefully and exits 0 on SIGTERM and SIGINT", async 
     const { brick, url } = await startBrick();
     try {
       await (await fetch(url)).text();
-      brick.child.kill(signal);
+      brick.kill(signal);
       const status = await brick.exit();
       await brick.stderr.done;
       assert.equal(status.code, 0, `after ${signal}: ${brick.stderr.text}`);
@@ -413,15 +543,15 @@ test("brick CLI shuts down gracefully and exits 0 on SIGTERM and SIGINT", async 
 test("brick CLI exits 130 at once on a second SIGINT while a request is unfinished", async () => {
   const { brick, port } = await startBrick();
   try {
-    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    const received = new Received(conn);
-    await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\n"));
+    using conn = await connect(port);
+    const { received } = conn;
+    await conn.write("GET / HTTP/1.1\r\n");
     await delay(100);
-    brick.child.kill("SIGINT");
+    brick.kill("SIGINT");
     await brick.stderr.waitFor(/Shutting down\n/);
     await delay(100);
     const started = Date.now();
-    brick.child.kill("SIGINT");
+    brick.kill("SIGINT");
     const status = await brick.exit();
     assert.equal(status.code, 130);
     assert.ok(Date.now() - started < 2000, "the second SIGINT does not wait for the request");
@@ -460,9 +590,9 @@ test("brick CLI logs the request line as received, with its HTTP version", async
         ],
       ]
     ) {
-      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      const received = new Received(conn);
-      await conn.write(new TextEncoder().encode(head));
+      using conn = await connect(port);
+      const { received } = conn;
+      await conn.write(head);
       await received.responses(1);
       await received.done;
       const match = await brick.stdout.waitFor(new RegExp(`.*${escapeRegExp(line)}$`, "m"));
@@ -477,7 +607,7 @@ test("brick CLI prints no access log with --quiet", async () => {
   const { brick, url } = await startBrick(["--quiet"]);
   try {
     await (await fetch(url + "quiet")).text();
-    brick.child.kill("SIGTERM");
+    brick.kill("SIGTERM");
     assert.equal((await brick.exit()).code, 0);
     await brick.stdout.done;
     assert.doesNotMatch(brick.stdout.text, /quiet|HTTP\/1\.1/);
@@ -489,10 +619,10 @@ test("brick CLI prints no access log with --quiet", async () => {
 test("brick CLI prints each raw request head as received with --verbose", async () => {
   const { brick, port } = await startBrick(["--verbose"]);
   try {
-    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    const received = new Received(conn);
+    using conn = await connect(port);
+    const { received } = conn;
     const head = "GET /verbose?q=1 HTTP/1.1\r\nHost: example\r\nX-Trace:  MiXeD case \r\n\r\n";
-    await conn.write(new TextEncoder().encode(head));
+    await conn.write(head);
     await received.responses(1);
     await brick.stdout.waitFor(/"GET \/verbose\?q=1 HTTP\/1\.1" 200 13$/m);
     assert.ok(
@@ -509,9 +639,9 @@ test("brick CLI prints each raw request head as received with --verbose", async 
 test("brick CLI answers a request typed line by line and keeps the connection open", async () => {
   const { brick, port } = await startBrick();
   try {
-    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    const received = new Received(conn);
-    const type = (line: string) => conn.write(new TextEncoder().encode(line + "\r\n"));
+    using conn = await connect(port);
+    const { received } = conn;
+    const type = (line: string) => conn.write(line + "\r\n");
     for (const line of ["GET / HTTP/1.1", "Host: x"]) {
       await type(line);
       await delay(300);
