@@ -1298,6 +1298,13 @@ class BodyReader {
   }
 
   async #nextLength(): Promise<Uint8Array | null> {
+    const piece = await this.#takeContent();
+    if (this.remaining === 0) this.done = true;
+    return piece;
+  }
+
+  /** Takes up to `remaining` bytes of content: what is buffered, or the next read. */
+  async #takeContent(): Promise<Uint8Array> {
     const c = this.c;
     if (c.buffered === 0 && await c.fill() === 0) throw this.#truncated();
     const n = Math.min(this.remaining, c.buffered);
@@ -1305,7 +1312,6 @@ class BodyReader {
     c.start += n;
     this.remaining -= n;
     this.received += n;
-    if (this.remaining === 0) this.done = true;
     return piece;
   }
 
@@ -1321,12 +1327,7 @@ class BodyReader {
           break;
         }
         case Chunk.Data: {
-          if (c.buffered === 0 && await c.fill() === 0) throw this.#truncated();
-          const n = Math.min(this.remaining, c.buffered);
-          const piece = c.buf.slice(c.start, c.start + n);
-          c.start += n;
-          this.remaining -= n;
-          this.received += n;
+          const piece = await this.#takeContent();
           if (this.remaining === 0) this.chunk = Chunk.DataEnd;
           return piece;
         }
