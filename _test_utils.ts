@@ -91,15 +91,33 @@ export function deferred<T = void>(): {
 export type ServerInit = Handler | (ServeOptions & { handler: Handler });
 
 /**
+ * Starts brick with `init` and resolves once it listens. Deno binds before
+ * serve() returns, node:net (Node, Bun) in the background: onListen is the
+ * moment every runtime agrees on.
+ */
+export async function serveListening(init: ServeOptions & { handler: Handler }): Promise<Server> {
+  const listening = deferred();
+  const server = serve({
+    ...init,
+    onListen(addr) {
+      init.onListen?.(addr);
+      listening.resolve();
+    },
+  });
+  await Promise.race([listening.promise, server.finished]);
+  return server;
+}
+
+/**
  * Starts brick on 127.0.0.1 with a free port and a quiet onListen. The
  * shutdown timeout is 1 s unless given, so a test that fails with a request in
  * flight still ends quickly.
  */
-export function startServer(
+export async function startServer(
   handler: Handler,
   options: ServeOptions = {},
-): { server: Server; port: number } {
-  const server = serve({
+): Promise<{ server: Server; port: number }> {
+  const server = await serveListening({
     hostname: HOST,
     port: 0,
     onListen() {},
@@ -108,6 +126,15 @@ export function startServer(
     handler,
   });
   return { server, port: server.addr.port };
+}
+
+/** Resolves once `ready()` holds, checking every 5 ms; rejects after `ms`. */
+export async function until(ready: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await delay(5);
+  }
 }
 
 /** What {@linkcode withServer} hands to the test body. */
@@ -127,7 +154,7 @@ export async function withServer(
   body: (harness: Harness) => Promise<void>,
 ): Promise<void> {
   const { handler, ...options } = typeof init === "function" ? { handler: init } : init;
-  const { server, port } = startServer(handler, options);
+  const { server, port } = await startServer(handler, options);
   const clients: RawClient[] = [];
   try {
     await body({
@@ -558,7 +585,7 @@ export function header(response: ParsedResponse, name: string): string | undefin
  */
 export async function capturing(
   method: "log" | "error",
-  body: () => unknown,
+  body: (lines: string[]) => unknown,
 ): Promise<string[]> {
   const original = console[method];
   const lines: string[] = [];
@@ -566,7 +593,7 @@ export async function capturing(
     lines.push(args.map((arg) => arg instanceof Error ? arg.message : String(arg)).join(" "));
   };
   try {
-    await body();
+    await body(lines);
     return lines;
   } finally {
     console[method] = original;

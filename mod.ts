@@ -469,7 +469,11 @@ class NodeListener implements Listener {
 
   constructor(hostname: string, port: number) {
     this.addr = { hostname, port };
-    this.#server = net.createServer({ noDelay: true }, (socket) => this.#arrive(socket));
+    // allowHalfOpen: a client's FIN must not end our side before the response is out.
+    this.#server = net.createServer(
+      { noDelay: true, allowHalfOpen: true },
+      (socket) => this.#arrive(socket),
+    );
     this.ready = new Promise((resolve, reject) => {
       this.#server.once("listening", () => {
         if (this.#closed) this.#server.close(); // shut down while binding

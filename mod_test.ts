@@ -23,7 +23,9 @@ import {
   parseResponses,
   RawClient,
   rawExchange,
+  serveListening,
   startServer,
+  until,
   within,
   withServer,
 } from "./_test_utils.ts";
@@ -247,14 +249,18 @@ describe("parseResponses() (test helper)", () => {
 describe("serve() API", () => {
   test("serve(handler) listens on 0.0.0.0:8888 and prints where", async (t) => {
     let server: Server | undefined;
-    const printed = await capturing("log", () => {
+    let taken = false;
+    const printed = await capturing("log", async (lines) => {
       try {
         server = serve(() => new Response("default"));
+        server.finished.catch((error) => taken = isAddrInUse(error));
+        await until(() => lines.length > 0 || taken, 2000, "the listening line");
       } catch (error) {
         if (!isAddrInUse(error)) throw error;
+        taken = true;
       }
     });
-    if (server === undefined) return t.skip?.("port 8888 is taken on this machine");
+    if (server === undefined || taken) return t.skip?.("port 8888 is taken on this machine");
     try {
       assert.deepEqual(server.addr, { hostname: "0.0.0.0", port: 8888, transport: "tcp" });
       assert.deepEqual(printed, ["Listening on http://0.0.0.0:8888/"]);
@@ -266,12 +272,21 @@ describe("serve() API", () => {
   });
 
   test("serve(options, handler) and serve({ ...options, handler }) both serve", async () => {
-    const options = { hostname: HOST, port: 0, onListen() {} };
+    const options = { hostname: HOST, port: 0 };
+    const listening = [deferred(), deferred()];
     const servers = [
-      serve(options, () => new Response("two arguments")),
-      serve({ ...options, handler: () => new Response("init") }),
+      serve(
+        { ...options, onListen: () => listening[0].resolve() },
+        () => new Response("two arguments"),
+      ),
+      serve({
+        ...options,
+        onListen: () => listening[1].resolve(),
+        handler: () => new Response("init"),
+      }),
     ];
     try {
+      await within(Promise.all(listening.map((l) => l.promise)), 2000, "both servers");
       const texts = [];
       for (const server of servers) {
         texts.push((await answer(server.addr.port, GET_CLOSE)).response.text);
@@ -284,7 +299,12 @@ describe("serve() API", () => {
 
   test("serve() reports the real port in server.addr and to onListen", async () => {
     const heard: unknown[] = [];
-    const server = serve({ hostname: HOST, port: 0, onListen: (addr) => heard.push(addr) }, ok);
+    const server = await serveListening({
+      hostname: HOST,
+      port: 0,
+      onListen: (addr) => heard.push(addr),
+      handler: ok,
+    });
     try {
       assert.equal(server.addr.hostname, HOST);
       assert.equal(server.addr.transport, "tcp");
@@ -299,8 +319,9 @@ describe("serve() API", () => {
   test("serve() prints 'Listening on http://127.0.0.1:<port>/' without onListen", async () => {
     let server: Server | undefined;
     try {
-      const printed = await capturing("log", () => {
+      const printed = await capturing("log", async (lines) => {
         server = serve({ hostname: HOST, port: 0 }, ok);
+        await until(() => lines.length > 0, 2000, "the listening line");
       });
       assert.deepEqual(printed, [`Listening on http://${HOST}:${server!.addr.port}/`]);
     } finally {
@@ -363,7 +384,7 @@ describe("serve() API", () => {
 
   test("serve() shuts down gracefully when its signal aborts", async () => {
     const controller = new AbortController();
-    const { server, port } = startServer(ok, { signal: controller.signal });
+    const { server, port } = await startServer(ok, { signal: controller.signal });
     try {
       assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       controller.abort();
@@ -378,7 +399,7 @@ describe("serve() API", () => {
     let port = 0;
     let server: Server;
     {
-      await using disposable = startServer(ok).server;
+      await using disposable = (await startServer(ok)).server;
       server = disposable;
       port = disposable.addr.port;
       assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
@@ -1448,8 +1469,8 @@ describe("serve() timeouts and limits", () => {
 describe("serve() with real clients", () => {
   let server: Server;
   let base = "";
-  before(() => {
-    const started = startServer(async (request) => {
+  before(async () => {
+    const started = await startServer(async (request) => {
       const { pathname } = new URL(request.url);
       if (pathname === "/stream") return new Response(tickingStream(5, 3).stream);
       return new Response(`${request.method} ${pathname} ${await request.text()}`);
