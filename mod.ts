@@ -1391,14 +1391,7 @@ class BodyReader {
       pieces.push(piece);
       total += piece.length;
     }
-    if (pieces.length === 1) return pieces[0];
-    const all = new Uint8Array(total);
-    let offset = 0;
-    for (const piece of pieces) {
-      all.set(piece, offset);
-      offset += piece.length;
-    }
-    return all;
+    return concatBytes(pieces, total);
   }
 
   /**
@@ -1719,7 +1712,13 @@ type BodySource =
   | { kind: "none" }
   | { kind: "bytes"; bytes: Uint8Array }
   | { kind: "text"; text: string }
-  | { kind: "stream"; stream: ReadableStream<Uint8Array>; length: number | null };
+  | {
+    kind: "stream";
+    stream: ReadableStream<Uint8Array>;
+    length: number | null;
+    /** The runtime hides whether the body is static: peek to find out. */
+    peek?: boolean;
+  };
 
 const NO_BODY: BodySource = { kind: "none" };
 
@@ -1729,6 +1728,9 @@ const NO_BODY: BodySource = { kind: "none" };
  * Response`): reading such a body as a stream costs several microseconds per
  * response. Whatever is not recognised falls back to `response.body`.
  */
+/** True where a Response's static body can be seen without reading it (Deno, Node). */
+let staticBodyVisible = true;
+
 const staticBody = (() => {
   const probe = new Response("");
   const symbols = Object.getOwnPropertySymbols(probe);
@@ -1737,6 +1739,7 @@ const staticBody = (() => {
   const lazy = find("lazy static body");
   // Deno's inner response, or undici's (Node) state: both hold `body`.
   const inner = find("response") ?? find("state");
+  staticBodyVisible = inner !== undefined;
   type InnerBody = {
     streamOrStatic?: { body?: unknown; consumed?: boolean };
     source?: unknown;
@@ -1776,7 +1779,69 @@ function bodySourceOf(response: Response): BodySource {
   const known = staticBody(response);
   if (known !== undefined) return known;
   const stream = response.body;
-  return stream === null ? NO_BODY : { kind: "stream", stream, length: null };
+  if (stream === null) return NO_BODY;
+  return { kind: "stream", stream, length: null, peek: !staticBodyVisible };
+}
+
+/** Peeking stops holding back a stream past this many bytes: it is sent chunked. */
+const MAX_PEEK_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Where the runtime hides static bodies (Bun), reads chunks for as long as
+ * each arrives within a macrotask: a body that ends that way is sent with a
+ * Content-Length, anything else streams with the peeked chunks put back.
+ */
+async function peekBody(stream: ReadableStream<Uint8Array>): Promise<BodySource> {
+  type Read = ReadableStreamReadResult<Uint8Array> | { failure: unknown };
+  const reader = stream.getReader();
+  const peeked: Uint8Array[] = [];
+  let size = 0;
+  let pending: Promise<Read> | null = null;
+  while (size <= MAX_PEEK_BYTES) {
+    const next: Promise<Read> = reader.read().catch((failure) => ({ failure }));
+    const soon = await (peeked.length === 0 ? next : Promise.race([next, nextMacrotask()]));
+    if (soon === undefined) {
+      pending = next; // a real stream: the next chunk is not there yet
+      break;
+    }
+    if ("failure" in soon) {
+      pending = next;
+      break;
+    }
+    if (soon.done) return { kind: "bytes", bytes: concatBytes(peeked, size) };
+    peeked.push(soon.value);
+    size += soon.value.length;
+  }
+  const resumed = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (peeked.length > 0) return controller.enqueue(peeked.shift()!);
+      const read = await (pending ?? reader.read());
+      pending = null;
+      if ("failure" in read) controller.error(read.failure);
+      else if (read.done) controller.close();
+      else controller.enqueue(read.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  return { kind: "stream", stream: resumed, length: null };
+}
+
+function concatBytes(pieces: Uint8Array[], size: number): Uint8Array {
+  if (pieces.length === 1) return pieces[0];
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const piece of pieces) {
+    all.set(piece, offset);
+    offset += piece.length;
+  }
+  return all;
+}
+
+/** The end of this event-loop turn: setImmediate where it exists (Node, Bun). */
+function nextMacrotask(): Promise<undefined> {
+  const later = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ??
+    ((f: () => void) => setTimeout(f, 0));
+  return new Promise((resolve) => later(() => resolve(undefined)));
 }
 
 /** Response header fields the server sets itself from the framing it chooses. */
@@ -1873,6 +1938,21 @@ function writeResponse(
   keepAlive: boolean,
 ): boolean | Promise<boolean> {
   const source = bodySourceOf(response);
+  if (source.kind === "stream" && source.peek && !response.headers.has("content-length")) {
+    return peekBody(source.stream).then((peeked) =>
+      writeSource(c, state, response, peeked, keepAlive)
+    );
+  }
+  return writeSource(c, state, response, source, keepAlive);
+}
+
+function writeSource(
+  c: Connection,
+  state: RequestState,
+  response: Response,
+  source: BodySource,
+  keepAlive: boolean,
+): boolean | Promise<boolean> {
   const sendsBody = state.head.method !== "HEAD" && response.status !== 204 &&
     response.status !== 304;
   const facts = headerLines(response);

@@ -39,6 +39,9 @@ const GET_CLOSE = head("GET / HTTP/1.1", "Host: x", "Connection: close");
 
 const ok = () => new Response("ok");
 
+/** Bun runs this file too (against the npm build); a few of its node:net gaps are named where they bite. */
+const onBun = "Bun" in globalThis;
+
 /** A POST with a Content-Length body and the given extra fields. */
 function post(body: string, ...fields: string[]): string {
   return head("POST / HTTP/1.1", "Host: x", `Content-Length: ${body.length}`, ...fields) + body;
@@ -1086,7 +1089,10 @@ describe("serve() persistent connections", () => {
     });
   });
 
-  test("serve() still answers a client that half-closes after its request", async () => {
+  test("serve() still answers a client that half-closes after its request", {
+    skip: onBun &&
+      "Bun's node:net ends our side at the client's FIN despite allowHalfOpen (oven-sh/bun#34285)",
+  }, async () => {
     await withServer(async () => {
       await delay(20);
       return ok();
