@@ -189,6 +189,18 @@ function spawnBrick(args: string[], permissions = ["--allow-net"]): Brick {
   };
 }
 
+/** Runs brick until it exits by itself and returns its exit code and output. */
+async function runBrick(args: string[], permissions?: string[]) {
+  const brick = spawnBrick(args, permissions);
+  try {
+    const status = await brick.exit();
+    await Promise.all([brick.stdout.done, brick.stderr.done]);
+    return { code: status.code, stdout: brick.stdout.text, stderr: brick.stderr.text };
+  } finally {
+    await brick.close();
+  }
+}
+
 /** Starts brick on 127.0.0.1 with a free port and returns the base URL from its banner. */
 async function startBrick(args: string[] = [], permissions?: string[]) {
   const brick = spawnBrick(["--port", "0", "--host", "127.0.0.1", ...args], permissions);
@@ -421,65 +433,40 @@ test("brick CLI shows only the Local URL with --host 127.0.0.1, even with --allo
 
 test("brick CLI prints 'brick <version>' for --version and -V", async () => {
   for (const flag of ["--version", "-V"]) {
-    const brick = spawnBrick([flag]);
-    try {
-      const status = await brick.exit();
-      await brick.stdout.done;
-      assert.equal(status.code, 0);
-      assert.equal(brick.stdout.text, `brick ${VERSION}\n`);
-    } finally {
-      await brick.close();
-    }
+    const { code, stdout } = await runBrick([flag]);
+    assert.equal(code, 0);
+    assert.equal(stdout, `brick ${VERSION}\n`);
   }
 });
 
 test("brick CLI prints the usage line and aligned options for --help", async () => {
-  const brick = spawnBrick(["-h"]);
-  try {
-    const status = await brick.exit();
-    await brick.stdout.done;
-    assert.equal(status.code, 0);
-    const text = brick.stdout.text;
-    assert.match(text, new RegExp(`^Usage: ${escapeRegExp(COMMAND)} \\[`, "m"));
-    const options = text.split("\n").filter((line) => /^ {2}-\w, --/.test(line));
-    assert.deepEqual(
-      options.map((line) => line.match(/--(\w+)/)![1]),
-      ["port", "host", "verbose", "quiet", "help", "version"],
-    );
-    const columns = options.map((line) => line.search(/(?<=\S {2,})\S/));
-    assert.equal(new Set(columns).size, 1, `descriptions start in one column:\n${text}`);
-  } finally {
-    await brick.close();
-  }
+  const { code, stdout: text } = await runBrick(["-h"]);
+  assert.equal(code, 0);
+  assert.match(text, new RegExp(`^Usage: ${escapeRegExp(COMMAND)} \\[`, "m"));
+  const options = text.split("\n").filter((line) => /^ {2}-\w, --/.test(line));
+  assert.deepEqual(
+    options.map((line) => line.match(/--(\w+)/)![1]),
+    ["port", "host", "verbose", "quiet", "help", "version"],
+  );
+  const columns = options.map((line) => line.search(/(?<=\S {2,})\S/));
+  assert.equal(new Set(columns).size, 1, `descriptions start in one column:\n${text}`);
 });
 
 test("brick CLI exits 2 with the usage line on an unknown flag", async () => {
-  const brick = spawnBrick(["--nope"]);
-  try {
-    const status = await brick.exit();
-    await brick.stderr.done;
-    assert.equal(status.code, 2);
-    const [error, usage] = brick.stderr.text.split("\n");
-    assert.equal(error, 'Unknown flag "--nope"');
-    assert.equal(usage, `Usage: ${COMMAND} [--port <port>] [--host <host>] [--verbose] [--quiet]`);
-  } finally {
-    await brick.close();
-  }
+  const { code, stderr } = await runBrick(["--nope"]);
+  assert.equal(code, 2);
+  const [error, usage] = stderr.split("\n");
+  assert.equal(error, 'Unknown flag "--nope"');
+  assert.equal(usage, `Usage: ${COMMAND} [--port <port>] [--host <host>] [--verbose] [--quiet]`);
 });
 
 test("brick CLI exits 2 with the usage line on a bad port", async () => {
   for (const port of ["abc", "-1", "65536"]) {
-    const brick = spawnBrick(["--port", port]);
-    try {
-      const status = await brick.exit();
-      await brick.stderr.done;
-      assert.equal(status.code, 2, `for --port ${port}`);
-      const [error, usage] = brick.stderr.text.split("\n");
-      assert.equal(error, `Invalid port "${port}": expected a number from 0 to 65535`);
-      assert.match(usage, /^Usage: /);
-    } finally {
-      await brick.close();
-    }
+    const { code, stderr } = await runBrick(["--port", port]);
+    assert.equal(code, 2, `for --port ${port}`);
+    const [error, usage] = stderr.split("\n");
+    assert.equal(error, `Invalid port "${port}": expected a number from 0 to 65535`);
+    assert.match(usage, /^Usage: /);
   }
 });
 
@@ -490,17 +477,14 @@ test("brick CLI exits 1 with 'address already in use' when the port is taken", a
     listener.listen({ host: "127.0.0.1", port: 0 }, resolve);
   });
   const { port } = listener.address() as net.AddressInfo;
-  const brick = spawnBrick(["--host", "127.0.0.1", "--port", String(port)]);
   try {
-    const status = await brick.exit();
-    await brick.stderr.done;
-    assert.equal(status.code, 1);
+    const { code, stderr } = await runBrick(["--host", "127.0.0.1", "--port", String(port)]);
+    assert.equal(code, 1);
     assert.equal(
-      brick.stderr.text,
+      stderr,
       `Cannot listen on 127.0.0.1:${port}: address already in use (try --port ${port + 1})\n`,
     );
   } finally {
-    await brick.close();
     await new Promise((resolve) => listener.close(resolve));
   }
 });
@@ -508,20 +492,14 @@ test("brick CLI exits 1 with 'address already in use' when the port is taken", a
 test("brick CLI exits 1 with the command to run when --allow-net is missing", {
   skip: deno ? false : "Deno only: Node and Bun have no permissions",
 }, async () => {
-  const brick = spawnBrick(["--host", "127.0.0.1", "--port", "0"], []);
-  try {
-    const status = await brick.exit();
-    await brick.stderr.done;
-    assert.equal(status.code, 1);
-    assert.equal(
-      brick.stderr.text,
-      "Cannot listen on 127.0.0.1:0: network access is not allowed\n" +
-        "Run it with network access instead: " +
-        "deno run --allow-net main.ts --host 127.0.0.1 --port 0\n",
-    );
-  } finally {
-    await brick.close();
-  }
+  const { code, stderr } = await runBrick(["--host", "127.0.0.1", "--port", "0"], []);
+  assert.equal(code, 1);
+  assert.equal(
+    stderr,
+    "Cannot listen on 127.0.0.1:0: network access is not allowed\n" +
+      "Run it with network access instead: " +
+      "deno run --allow-net main.ts --host 127.0.0.1 --port 0\n",
+  );
 });
 
 test("brick CLI shuts down gracefully and exits 0 on SIGTERM and SIGINT", async () => {
