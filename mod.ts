@@ -1653,28 +1653,41 @@ class LazyRequest {
 const decoder = new TextDecoder();
 
 // Every other Request member answers from a real Request built on first use.
-Object.setPrototypeOf(LazyRequest.prototype, Request.prototype);
-for (const key of Object.getOwnPropertyNames(Request.prototype)) {
-  if (key === "constructor" || Object.hasOwn(LazyRequest.prototype, key)) continue;
-  const descriptor = Object.getOwnPropertyDescriptor(Request.prototype, key)!;
-  if (typeof descriptor.get === "function") {
-    const get = descriptor.get;
-    Object.defineProperty(LazyRequest.prototype, key, {
-      configurable: true,
-      enumerable: descriptor.enumerable,
-      get(this: LazyRequest) {
-        return get.call(LazyRequest.materialize(this));
-      },
-    });
-  } else if (typeof descriptor.value === "function") {
-    const method = descriptor.value as (...args: unknown[]) => unknown;
-    Object.defineProperty(LazyRequest.prototype, key, {
-      configurable: true,
-      writable: true,
-      value(this: LazyRequest, ...args: unknown[]) {
-        return method.apply(LazyRequest.materialize(this), args);
-      },
-    });
+lendMembers(
+  LazyRequest.prototype,
+  Request.prototype,
+  (request) => LazyRequest.materialize(request),
+);
+
+/**
+ * Makes `light` a stand-in for the web class whose prototype is `native`:
+ * `light` inherits from it (so `instanceof` holds) and answers every member it
+ * does not define itself from the real object that `real(this)` builds.
+ */
+function lendMembers<T extends object>(light: T, native: object, real: (self: T) => object): void {
+  Object.setPrototypeOf(light, native);
+  for (const key of Object.getOwnPropertyNames(native)) {
+    if (key === "constructor" || Object.hasOwn(light, key)) continue;
+    const descriptor = Object.getOwnPropertyDescriptor(native, key)!;
+    if (typeof descriptor.get === "function") {
+      const get = descriptor.get;
+      Object.defineProperty(light, key, {
+        configurable: true,
+        enumerable: descriptor.enumerable,
+        get(this: T) {
+          return get.call(real(this));
+        },
+      });
+    } else if (typeof descriptor.value === "function") {
+      const method = descriptor.value as (...args: unknown[]) => unknown;
+      Object.defineProperty(light, key, {
+        configurable: true,
+        writable: true,
+        value(this: T, ...args: unknown[]) {
+          return method.apply(real(this), args);
+        },
+      });
+    }
   }
 }
 
@@ -1776,6 +1789,14 @@ const staticBody = (() => {
 })();
 
 function bodySourceOf(response: Response): BodySource {
+  const light = lightOf(response);
+  if (light) {
+    const body = lightBody(light);
+    if (body !== undefined) return body;
+  }
+  // A light response with a stream, Blob or form body: undici's handles it.
+  const lent = (response as unknown as Partial<LightResponse>)[LIGHT];
+  if (lent !== undefined) response = realResponse(response as unknown as LightResponse);
   const known = staticBody(response);
   if (known !== undefined) return known;
   const stream = response.body;
@@ -1844,6 +1865,156 @@ function nextMacrotask(): Promise<undefined> {
   return new Promise((resolve) => later(() => resolve(undefined)));
 }
 
+// A lightweight Response for Node. undici's constructor builds a
+// ReadableStream for every body, strings included: about a fifth of brick's
+// time per request on hello world. As @hono/node-server does, brick puts a
+// lighter Response in `globalThis` while it serves on Node. It keeps the body
+// and init as given; brick reads them directly, and any other use builds the
+// real Response once. `instanceof Response` holds for it and for undici's own
+// responses; `Response.json()`, `redirect()` and `error()` are undici's.
+
+const NativeResponse = globalThis.Response;
+const LIGHT = Symbol("brick.lightResponse");
+
+/** What a light response was given, and the real Response once one was needed. */
+interface LightState {
+  body: unknown;
+  init: ResponseInit | undefined;
+  real: Response | null;
+}
+
+class LightResponse {
+  [LIGHT]: LightState;
+
+  constructor(body?: BodyInit | null, init?: ResponseInit) {
+    this[LIGHT] = { body, init, real: null };
+    // Whatever the real constructor would reject, it rejects here, at once.
+    if (init !== undefined && !isPlainInit(body, init)) realResponse(this);
+  }
+
+  get status(): number {
+    const { real, init } = this[LIGHT];
+    return real ? real.status : init?.status ?? 200;
+  }
+
+  get statusText(): string {
+    const { real, init } = this[LIGHT];
+    return real ? real.statusText : init?.statusText ?? "";
+  }
+
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+
+  static json(data: unknown, init?: ResponseInit): Response {
+    return NativeResponse.json(data, init);
+  }
+
+  static redirect(url: string | URL, status?: number): Response {
+    return NativeResponse.redirect(url, status);
+  }
+
+  static error(): Response {
+    return NativeResponse.error();
+  }
+
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return value instanceof NativeResponse;
+  }
+}
+
+function realResponse(light: LightResponse): Response {
+  const state = light[LIGHT];
+  state.real ??= new NativeResponse(state.body as BodyInit | null, state.init);
+  return state.real;
+}
+
+lendMembers(LightResponse.prototype, NativeResponse.prototype, realResponse);
+
+/** The light state of `response` while no real Response stands behind it. */
+function lightOf(response: Response): LightState | undefined {
+  const state = (response as unknown as Partial<LightResponse>)[LIGHT];
+  return state !== undefined && state.real === null ? state : undefined;
+}
+
+/** An init brick can send as given: a valid status and header fields, no statusText. */
+function isPlainInit(body: unknown, init: ResponseInit): boolean {
+  const { status, statusText, headers } = init;
+  if (statusText !== undefined) return false;
+  if (status !== undefined) {
+    if (!Number.isInteger(status) || status < 200 || status > 599) return false;
+    if ((status === 204 || status === 205 || status === 304) && body != null) return false;
+  }
+  if (headers === undefined) return true;
+  let valid = true;
+  forEachField(headers, (name, value) => {
+    if (!isToken(name) || !isFieldValue(value)) valid = false;
+  });
+  return valid;
+}
+
+/** Calls `fn` for each field of a HeadersInit, value trimmed as Headers does. */
+function forEachField(headers: HeadersInit, fn: (name: string, value: string) => void): void {
+  if (headers instanceof Headers) {
+    headers.forEach((value, name) => fn(name, value));
+  } else if (Array.isArray(headers) || Symbol.iterator in headers) {
+    for (const pair of headers as Iterable<string[]>) {
+      if (pair.length !== 2) fn("", ""); // invalid: the real constructor will say so
+      else fn(String(pair[0]), String(pair[1]).trim());
+    }
+  } else {
+    for (const name of Object.keys(headers)) fn(name, String(headers[name]).trim());
+  }
+}
+
+function isToken(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code > 255 || TCHAR[code] !== 1) return false;
+  }
+  return true;
+}
+
+function isFieldValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code > 255 || FIELD_CHAR[code] !== 1) return false;
+  }
+  return true;
+}
+
+/** The body of a light response, when brick can send it as it is. */
+function lightBody(state: LightState): BodySource | undefined {
+  const body = state.body;
+  if (typeof body === "string") return { kind: "text", text: body };
+  if (body === null || body === undefined) return NO_BODY;
+  if (body instanceof Uint8Array) return { kind: "bytes", bytes: body };
+  if (body instanceof ArrayBuffer) return { kind: "bytes", bytes: new Uint8Array(body) };
+  return undefined;
+}
+
+/** The header fields of a light response, with the Content-Type a string body implies. */
+function lightFields(state: LightState, fn: (name: string, value: string) => void): void {
+  let typed = false;
+  if (state.init?.headers !== undefined) {
+    forEachField(state.init.headers, (name, value) => {
+      const lower = name.toLowerCase();
+      if (lower === "content-type") typed = true;
+      fn(lower, value);
+    });
+  }
+  if (!typed && typeof state.body === "string") fn("content-type", "text/plain;charset=UTF-8");
+}
+
+/** On Node, serves with the light Response in place of undici's (once per process). */
+function useLightResponse(): void {
+  if (deno || !staticBodyVisible || "Bun" in globalThis) return;
+  if (globalThis.Response === NativeResponse) {
+    globalThis.Response = LightResponse as unknown as typeof Response;
+  }
+}
+
 /** Response header fields the server sets itself from the framing it chooses. */
 const FRAMING_FIELDS = new Set(["connection", "content-length", "transfer-encoding", "keep-alive"]);
 
@@ -1858,7 +2029,7 @@ interface HeadFacts {
 /** Serialises the response's own header fields, skipping the framing fields. */
 function headerLines(response: Response): HeadFacts {
   const facts: HeadFacts = { lines: "", date: false, close: false, length: null };
-  response.headers.forEach((value, name) => {
+  const add = (value: string, name: string) => {
     if (FRAMING_FIELDS.has(name)) {
       if (name === "content-length") facts.length = value;
       else if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) facts.close = true;
@@ -1866,7 +2037,10 @@ function headerLines(response: Response): HeadFacts {
     }
     if (name === "date") facts.date = true;
     facts.lines += name + ": " + value + "\r\n";
-  });
+  };
+  const light = lightOf(response);
+  if (light) lightFields(light, (name, value) => add(value, name));
+  else response.headers.forEach(add);
   return facts;
 }
 
@@ -2578,6 +2752,7 @@ export function serve(
 ): Server {
   const { handler, options } = resolveArguments(first, second);
   const userOptions = typeof first === "function" ? {} : first;
+  useLightResponse();
   const listener = listenTcp(options.hostname, options.port);
   const server = new ServerImpl(options, handler, listener, userOptions.onListen ?? printListening);
   const signal = userOptions.signal;

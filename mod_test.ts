@@ -1470,6 +1470,78 @@ describe("serve() timeouts and limits", () => {
   });
 });
 
+// ─── Responses the handler builds (on Node, brick's light Response) ─────────
+
+describe("serve() with the Response class handlers see", () => {
+  /** Runs `body` while a server is up: on Node, that is when the light Response is in place. */
+  async function whileServing(body: () => Promise<void> | void): Promise<void> {
+    await withServer(ok, async () => await body());
+  }
+
+  test("serve() keeps instanceof Response true for built and fetched responses", async () => {
+    await withServer(() => new Response("built"), async ({ port }) => {
+      const built = new Response("x");
+      const fetched = await fetch(`http://${HOST}:${port}/`);
+      assert.ok(built instanceof Response && fetched instanceof Response);
+      assert.equal(await fetched.text(), "built");
+      assert.equal(await built.text(), "x");
+    });
+  });
+
+  test("serve() keeps a Response's constructor errors where the handler makes it", async () => {
+    await whileServing(() => {
+      assert.throws(() => new Response("x", { headers: { "x-bad": "a\nb" } }), TypeError);
+      assert.throws(() => new Response("x", { status: 99 }), RangeError);
+      // Bun's own Response accepts a body with 204; undici's (Node) and Deno's do not.
+      if (!onBun) assert.throws(() => new Response("x", { status: 204 }), TypeError);
+    });
+  });
+
+  test("serve() sends header fields a handler sets after building the Response", async () => {
+    await withServer(() => {
+      const response = new Response("late", { headers: { "x-early": "1" } });
+      response.headers.set("x-late", "2");
+      return response;
+    }, async ({ port }) => {
+      const [response] = (await exchange(port, GET_CLOSE)).responses;
+      assert.deepEqual([header(response, "x-early"), header(response, "x-late")], ["1", "2"]);
+      assert.equal(response.text, "late");
+    });
+  });
+
+  test("serve() sends Response.json() and the Content-Type the runtime gives strings", async () => {
+    let expected: string | undefined;
+    await withServer((request) => {
+      expected = new Response("probe").headers.get("content-type") ?? undefined;
+      return new URL(request.url).pathname === "/json"
+        ? Response.json({ a: 1 })
+        : new Response("text");
+    }, async ({ port }) => {
+      const [json, text] = (await exchange(
+        port,
+        head("GET /json HTTP/1.1", "Host: x") + GET_CLOSE,
+      )).responses;
+      assert.match(header(json, "content-type") ?? "", /^application\/json/);
+      assert.equal(json.text, '{"a":1}');
+      assert.equal(header(text, "content-type"), expected);
+    });
+  });
+
+  test("serve() sends the fields of a Headers object, an array and a record alike", async () => {
+    const inits: HeadersInit[] = [
+      new Headers({ "X-A": "1" }),
+      [["X-A", "1"]],
+      { "X-A": " 1 " },
+    ];
+    for (const headers of inits) {
+      await withServer(() => new Response("h", { headers }), async ({ port }) => {
+        const [response] = (await exchange(port, GET_CLOSE)).responses;
+        assert.equal(header(response, "x-a"), "1");
+      });
+    }
+  });
+});
+
 // ─── 14. Real clients ───────────────────────────────────────────────────────
 
 describe("serve() with real clients", () => {
