@@ -1,22 +1,43 @@
 /**
- * Throughput benchmark of brick against Deno.serve, driven by wrk.
+ * Throughput benchmark of brick on Deno and on Node against each runtime's own server, driven by
+ * wrk.
  *
  * ```sh
- * deno task bench                                   # all scenarios, 5 s x 3 rounds
+ * deno task bench                                   # all scenarios and servers, 5 s x 3 rounds
  * deno task bench --quick                           # smoke test: 1 s x 1 round
+ * deno task bench --runtime node                    # only the Node rows
  * deno task bench --scenario hello,close --duration 10 --rounds 5
  * deno task bench --server deno                     # only Deno.serve (no ratio)
  * deno task bench --help
  * ```
  *
+ * The servers form two groups, one per runtime, each with its baseline:
+ *
+ * - Deno: brick (`mod.ts`) and `Deno.serve`, the baseline.
+ * - Node: brick (the npm build, `npm/mod.js`), `node:http`, the baseline, and Hono on
+ *   `@hono/node-server`.
+ *
  * Every measurement starts a fresh server pinned to CPU 0 (`taskset -c 0`) on a free port of
  * 127.0.0.1 and drives it with wrk pinned to CPU 1 (`taskset -c 1`): a warm-up run whose numbers
  * are discarded, then a measured run with `--latency`. Within a round the servers take turns
- * (brick, deno, brick, deno, ...). The report gives, per scenario and server, the median req/s,
- * the median p99 latency and the median of the per-round ratios against Deno.serve. It is
- * printed as a markdown table and written to BENCH.md with the machine, Deno and wrk versions.
+ * (brick, Deno.serve, brick on Node, node:http, Hono, then again), so every server of a group is
+ * measured under the same machine conditions as its baseline. The report gives, per scenario and
+ * server, the median req/s, the median p99 latency and the median of the per-round ratios against
+ * the row's baseline, and a second table of brick against each of the others. Both are printed as
+ * markdown and written to BENCH.md with the machine and tool versions.
  *
- * Needs `wrk` and `taskset` on PATH and at least two CPUs.
+ * Before the first measurement the Node servers are prepared: `npm/` is rebuilt with
+ * `deno task build:npm` when `npm/mod.js` is missing or older than `mod.ts`, and a copy of it is
+ * taken, so that a rebuild during the run changes nothing; `hono` and `@hono/node-server`, at
+ * pinned versions, are installed with npm into a cache directory outside the repository
+ * (`$XDG_CACHE_HOME/brick-bench/node`, or `~/.cache/...`) unless already there. If that install
+ * fails (no network, say) the Hono rows are skipped with a note; without `node` on PATH, all Node
+ * rows are. A server that fails during the run (a crash, a failed start) is reported with the end
+ * of its stderr and left out of the rest of that scenario; the others go on, and the exit code
+ * is 1.
+ *
+ * Needs `wrk` and `taskset` on PATH and at least two CPUs; the Node rows need `node` (20 or
+ * later) and, for Hono, `npm`.
  *
  * To add a server, append to {@linkcode SERVERS} a command that starts it on a free port of
  * 127.0.0.1 and prints `LISTENING <port>` on stdout once it accepts connections. To add a
@@ -29,17 +50,52 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
+/** The runtime a server runs on; each has its own baseline server. */
+type Runtime = "deno" | "node";
+
+const RUNTIME_LABELS: Record<Runtime, string> = { deno: "Deno", node: "Node" };
+
 /** A server under test. */
 interface Server {
   /** Identifier used by `--server`. */
   name: string;
-  /** Name shown in the report. */
+  /** Name shown in the report's server column. */
   label: string;
+  /** Name shown where the runtime column is absent: in logs and in the brick-vs table. */
+  title: string;
+  runtime: Runtime;
+  /** Name of the server this one's ratio is taken against (measured in the same rounds). */
+  baseline: string;
   /**
    * Command line starting the server on a free port of 127.0.0.1; it must print
    * `LISTENING <port>` on stdout once it accepts connections.
    */
   command: string[];
+  /**
+   * Runs once before the first measurement (builds, installs) and returns environment variables
+   * for the server process and lines for the report's environment list. Throws
+   * {@linkcode SkipServer} to leave the server out of the run.
+   */
+  prepare?: (tmpDir: string) => Promise<Prepared>;
+}
+
+/** What {@linkcode Server.prepare} hands to the run. */
+interface Prepared {
+  env?: Record<string, string>;
+  environment?: string[];
+}
+
+/** A server ready to start. */
+interface ReadyServer extends Server {
+  env: Record<string, string>;
+}
+
+/** Thrown by a server's preparation when the server cannot run here; the run goes on without it. */
+class SkipServer extends Error {
+  /** `message` is one line for the report; `detail`, printed below it, may be more. */
+  constructor(message: string, readonly detail = "") {
+    super(message);
+  }
 }
 
 /** A load pattern applied to every server. */
@@ -87,10 +143,17 @@ interface Measurement {
 interface RunningServer {
   child: Deno.ChildProcess;
   port: number;
+  /** Set once the process has exited, with how it exited. */
+  exit?: string;
+  /** The last {@linkcode STDERR_TAIL_CHARS} characters the server wrote to stderr. */
+  stderrTail: () => string;
 }
 
-/** Measurements of one scenario: per server name, one per round. */
-type ScenarioResults = Map<string, Measurement[]>;
+/**
+ * Measurements of one scenario: per server name, one entry per round, undefined for the rounds
+ * the server did not complete.
+ */
+type ScenarioResults = Map<string, (Measurement | undefined)[]>;
 
 const HOSTNAME = "127.0.0.1";
 const SERVER_CPU = "0";
@@ -101,15 +164,68 @@ const STARTUP_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 /** Time wrk may take beyond its `-d` duration before it is killed. */
 const WRK_GRACE_MS = 15_000;
-const BASELINE = "deno";
+const BUILD_TIMEOUT_MS = 300_000;
+const NPM_INSTALL_TIMEOUT_MS = 180_000;
+/** How much of a failing server's stderr the report quotes. */
+const STDERR_TAIL_CHARS = 2_000;
+
+/** Exact versions of the npm packages behind the Hono rows. */
+const HONO_PACKAGES = { "@hono/node-server": "2.1.8", "hono": "4.13.19" };
 
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 const BENCH_DIR = fileURLToPath(new URL("./bench/", import.meta.url));
 
-/** Servers in the order they take turns within a round. */
+/** Servers in the order they take turns within a round, grouped by runtime. */
 const SERVERS: Server[] = [
-  denoScriptServer("brick", "brick", "brick_hello.ts"),
-  denoScriptServer("deno", "Deno.serve", "deno_hello.ts"),
+  {
+    name: "brick",
+    label: "brick",
+    title: "brick on Deno",
+    runtime: "deno",
+    baseline: "deno",
+    command: denoCommand("brick_hello.ts"),
+  },
+  {
+    name: "deno",
+    label: "Deno.serve",
+    title: "Deno.serve",
+    runtime: "deno",
+    baseline: "deno",
+    command: denoCommand("deno_hello.ts"),
+  },
+  {
+    name: "brick-node",
+    label: "brick",
+    title: "brick on Node",
+    runtime: "node",
+    baseline: "node-http",
+    command: ["node", BENCH_DIR + "brick_node.mjs"],
+    prepare: prepareBrickNode,
+  },
+  {
+    name: "node-http",
+    label: "node:http",
+    title: "node:http",
+    runtime: "node",
+    baseline: "node-http",
+    command: ["node", BENCH_DIR + "node_http.mjs"],
+  },
+  {
+    name: "hono-node",
+    label: "@hono/node-server",
+    title: "@hono/node-server",
+    runtime: "node",
+    baseline: "node-http",
+    command: ["node", BENCH_DIR + "hono_node.mjs"],
+    prepare: prepareHono,
+  },
+];
+
+/** Pairs reported in the brick-vs table: the first server's req/s over the second's. */
+const COMPARISONS: [string, string][] = [
+  ["brick", "deno"],
+  ["brick-node", "node-http"],
+  ["brick-node", "hono-node"],
 ];
 
 const SCENARIOS: Scenario[] = [
@@ -134,12 +250,14 @@ const SCENARIOS: Scenario[] = [
 
 const USAGE = `Usage: deno task bench [options]
 
-Benchmarks brick against Deno.serve with wrk (servers on CPU ${SERVER_CPU}, wrk on CPU ${WRK_CPU})
-and writes the results to BENCH.md.
+Benchmarks brick against Deno.serve on Deno, and brick's npm build against node:http and
+@hono/node-server on Node, with wrk (servers on CPU ${SERVER_CPU}, wrk on CPU ${WRK_CPU}), and
+writes the results to BENCH.md.
 
 Options:
   --scenario <names>  scenarios to run, repeatable or comma-separated (default: all)
                       ${SCENARIOS.map((s) => s.name).join(", ")}
+  --runtime <names>   runtimes to run, repeatable or comma-separated (default: deno,node)
   --server <names>    servers to run, repeatable or comma-separated (default: all)
                       ${SERVERS.map((s) => s.name).join(", ")}
   --duration <s>      measured seconds per run (default: 5)
@@ -155,12 +273,8 @@ const children = new Set<Deno.ChildProcess>();
 /** Set on Ctrl-C; no process is started after it. */
 let interrupted = false;
 
-function denoScriptServer(name: string, label: string, script: string): Server {
-  return {
-    name,
-    label,
-    command: [Deno.execPath(), "run", "--allow-net", BENCH_DIR + script],
-  };
+function denoCommand(script: string): string[] {
+  return [Deno.execPath(), "run", "--allow-net", BENCH_DIR + script];
 }
 
 /** wrk Lua script sending `depth` pipelined requests per write. */
@@ -180,16 +294,20 @@ end
 `;
 }
 
-/** Splits repeated, comma-separated values and resolves them against `known`. */
+/** Splits repeated, comma-separated values. */
+function splitList(values: string[]): string[] {
+  const names = values.flatMap((value) => value.split(",")).map((name) => name.trim());
+  return [...new Set(names.filter((name) => name !== ""))];
+}
+
+/** Resolves repeated, comma-separated names against `known`. */
 function selectByName<T extends { name: string }>(
   kind: string,
   known: T[],
   values: string[] | undefined,
 ): T[] {
   if (values === undefined) return known;
-  const names = values.flatMap((value) => value.split(",")).map((name) => name.trim())
-    .filter((name) => name !== "");
-  return [...new Set(names)].map((name) => {
+  return splitList(values).map((name) => {
     const found = known.find((item) => item.name === name);
     if (found === undefined) {
       const choices = known.map((item) => item.name).join(", ");
@@ -210,6 +328,26 @@ function parsePositive(flag: string, value: string | undefined, fallback: number
   return number;
 }
 
+/** The selected servers, in {@linkcode SERVERS} order, whatever order the flags named them in. */
+function selectServers(serverFlag: string[] | undefined, runtimeFlag: string[] | undefined) {
+  const named = selectByName("server", SERVERS, serverFlag);
+  const runtimes = selectByName(
+    "runtime",
+    Object.keys(RUNTIME_LABELS).map((name) => ({ name })),
+    runtimeFlag,
+  ).map(({ name }) => name);
+  const servers = SERVERS.filter((server) =>
+    named.includes(server) && runtimes.includes(server.runtime)
+  );
+  if (servers.length === 0) {
+    throw new UsageError(
+      `no server is left: --server ${splitList(serverFlag ?? []).join(",")} ` +
+        `runs none on --runtime ${runtimes.join(",")}`,
+    );
+  }
+  return servers;
+}
+
 /** Parses the command line; returns undefined when help was requested. */
 function parseOptions(args: string[]): Options | undefined {
   let values;
@@ -218,6 +356,7 @@ function parseOptions(args: string[]): Options | undefined {
       args,
       options: {
         scenario: { type: "string", multiple: true },
+        runtime: { type: "string", multiple: true },
         server: { type: "string", multiple: true },
         duration: { type: "string" },
         warmup: { type: "string" },
@@ -239,7 +378,7 @@ function parseOptions(args: string[]): Options | undefined {
   if (!Number.isInteger(rounds)) throw new UsageError("--rounds must be an integer");
   return {
     scenarios: selectByName("scenario", SCENARIOS, values.scenario),
-    servers: selectByName("server", SERVERS, values.server),
+    servers: selectServers(values.server, values.runtime),
     duration: parsePositive("duration", values.duration, quick ? 1 : 5),
     warmup: parsePositive("warmup", values.warmup, quick ? 1 : 2),
     rounds,
@@ -308,6 +447,223 @@ function killQuietly(child: Deno.ChildProcess, signal: Deno.Signal): void {
   }
 }
 
+function describeExit({ code, signal }: Pick<Deno.CommandStatus, "code" | "signal">): string {
+  return signal === null ? `exit code ${code}` : `stopped by ${signal}`;
+}
+
+/** Result of {@linkcode runBounded}. */
+interface BoundedResult {
+  success: boolean;
+  /** How the process ended, e.g. "exit code 1" or "stopped after 300 s". */
+  exit: string;
+  /** stdout and stderr, as text. */
+  output: string;
+}
+
+/**
+ * Runs a helper command (a build, an install) to completion with its output captured, stopping
+ * it if it takes longer than `timeoutMs`. Throws Deno.errors.NotFound if it is not on PATH.
+ */
+async function runBounded(
+  command: string,
+  args: string[],
+  timeoutMs: number,
+  cwd?: string,
+): Promise<BoundedResult> {
+  const child = spawnTracked(command, {
+    args,
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stopProcess(child).catch(() => {});
+  }, timeoutMs);
+  try {
+    const { success, stdout, stderr, ...status } = await child.output();
+    const decoder = new TextDecoder();
+    return {
+      success: success && !timedOut,
+      exit: timedOut ? `stopped after ${timeoutMs / 1000} s` : describeExit(status),
+      output: (decoder.decode(stdout) + decoder.decode(stderr)).trim(),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The last `lines` lines of a command's output, indented, for an error message. */
+function outputTail(output: string, lines = 15): string {
+  return output.split("\n").slice(-lines).map((line) => `  ${line}`).join("\n");
+}
+
+/** Modification time of a file in milliseconds, or undefined if it does not exist. */
+async function modifiedAt(path: string): Promise<number | undefined> {
+  try {
+    return (await Deno.stat(path)).mtime?.getTime() ?? 0;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Runs `deno task build:npm` when `npm/mod.js` is missing or older than `mod.ts`; returns
+ * whether it did.
+ */
+async function ensureNpmBuild(): Promise<boolean> {
+  const built = await modifiedAt(REPO_ROOT + "npm/mod.js");
+  const source = await modifiedAt(REPO_ROOT + "mod.ts");
+  if (built !== undefined && source !== undefined && built >= source) return false;
+  console.error(
+    `npm/mod.js is ${built === undefined ? "missing" : "older than mod.ts"}: ` +
+      "running deno task build:npm",
+  );
+  const result = await runBounded(
+    Deno.execPath(),
+    ["task", "build:npm"],
+    BUILD_TIMEOUT_MS,
+    REPO_ROOT,
+  );
+  if (!result.success) {
+    throw new Error(`deno task build:npm failed (${result.exit}):\n${outputTail(result.output)}`);
+  }
+  return true;
+}
+
+/**
+ * Builds `npm/` if needed and snapshots `npm/mod.js` into the run's temporary directory, which
+ * the server imports instead (`BRICK_BENCH_MODULE`): every round measures the same build even if
+ * `npm/` is rebuilt meanwhile.
+ */
+async function prepareBrickNode(tmpDir: string): Promise<Prepared> {
+  const rebuilt = await ensureNpmBuild();
+  // .mjs: outside npm/ there is no package.json saying "type": "module".
+  const snapshot = join(tmpDir, "brick_mod.mjs");
+  await Deno.copyFile(REPO_ROOT + "npm/mod.js", snapshot);
+  return {
+    env: { BRICK_BENCH_MODULE: snapshot },
+    environment: [
+      `brick on Node: \`npm/mod.js\` from \`deno task build:npm\` (${
+        rebuilt ? "rebuilt by this run" : "up to date with mod.ts"
+      })`,
+    ],
+  };
+}
+
+/** Where the Hono packages are installed: a cache directory outside the repository. */
+function honoInstallDir(): string {
+  const cache = Deno.env.get("XDG_CACHE_HOME") || join(Deno.env.get("HOME") ?? "/tmp", ".cache");
+  return join(cache, "brick-bench", "node");
+}
+
+/** Whether every package of {@linkcode HONO_PACKAGES} is installed in `dir` at its version. */
+async function honoInstalled(dir: string): Promise<boolean> {
+  for (const [name, version] of Object.entries(HONO_PACKAGES)) {
+    try {
+      const manifest = JSON.parse(
+        await Deno.readTextFile(join(dir, "node_modules", name, "package.json")),
+      );
+      if (manifest.version !== version) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Installs `hono` and `@hono/node-server` into {@linkcode honoInstallDir} unless they are there
+ * at the pinned versions; skips the Hono rows if npm is missing or the install fails.
+ */
+async function prepareHono(): Promise<Prepared> {
+  const dir = honoInstallDir();
+  const specs = Object.entries(HONO_PACKAGES).map(([name, version]) => `${name}@${version}`);
+  const environment = [`Hono on Node: ${specs.join(", ")} from npm, installed in \`${dir}\``];
+  if (await honoInstalled(dir)) return { env: { BRICK_BENCH_NODE_DIR: dir }, environment };
+
+  console.error(`Installing ${specs.join(" ")} into ${dir}`);
+  const args = [
+    "install",
+    "--prefix",
+    dir,
+    "--no-save",
+    "--no-package-lock",
+    "--no-audit",
+    "--no-fund",
+    ...specs,
+  ];
+  let result;
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    result = await runBounded("npm", args, NPM_INSTALL_TIMEOUT_MS);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new SkipServer("npm is not on PATH, so hono and @hono/node-server cannot be installed");
+  }
+  if (!result.success || !(await honoInstalled(dir))) {
+    // npm's own summary lines, without the stack trace it prints after them.
+    const errors = result.output.split("\n").filter((line) =>
+      line.startsWith("npm error") && !/^npm error\s+at /.test(line)
+    );
+    const code = errors.find((line) => line.startsWith("npm error code "))?.slice(10);
+    throw new SkipServer(
+      `npm install ${specs.join(" ")} failed (${result.exit}${code ? `, ${code}` : ""}; ` +
+        "no network?)",
+      outputTail(errors.length > 0 ? errors.slice(0, 4).join("\n") : result.output, 8),
+    );
+  }
+  return { env: { BRICK_BENCH_NODE_DIR: dir }, environment };
+}
+
+/** Result of {@linkcode prepareServers}. */
+interface Preparation {
+  servers: ReadyServer[];
+  /** Lines for the report's environment list. */
+  environment: string[];
+  /** Why servers were left out, one line each. */
+  skipped: string[];
+}
+
+/**
+ * Prepares the selected servers before any measurement: checks for Node when Node servers are
+ * selected, runs each server's {@linkcode Server.prepare}, and leaves out (with a note) those
+ * that cannot run here.
+ */
+async function prepareServers(options: Options, tmpDir: string): Promise<Preparation> {
+  const preparation: Preparation = { servers: [], environment: [], skipped: [] };
+  const skip = (server: Server, reason: string, detail = "") => {
+    const line = `${server.title}: skipped, ${reason}`;
+    console.error(detail === "" ? line : `${line}\n${detail}`);
+    preparation.skipped.push(line);
+  };
+  let nodeMissing = false;
+  if (options.servers.some((server) => server.runtime === "node")) {
+    const version = (await commandOutput("node", ["--version"]))?.trim();
+    if (version === undefined) nodeMissing = true;
+    else preparation.environment.push(`Node: ${version}`);
+  }
+  for (const server of options.servers) {
+    if (server.runtime === "node" && nodeMissing) {
+      skip(server, "node is not on PATH");
+      continue;
+    }
+    try {
+      const prepared = await server.prepare?.(tmpDir) ?? {};
+      preparation.servers.push({ ...server, env: prepared.env ?? {} });
+      preparation.environment.push(...prepared.environment ?? []);
+    } catch (error) {
+      if (!(error instanceof SkipServer)) throw error;
+      skip(server, error.message, error.detail);
+    }
+  }
+  if (preparation.servers.length === 0) throw new Error("no server can run");
+  return preparation;
+}
+
 /** Reads stdout until the `LISTENING <port>` line, then keeps draining it in the background. */
 async function readListeningPort(child: Deno.ChildProcess): Promise<number> {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -346,22 +702,58 @@ function drain(reader: ReadableStreamDefaultReader<string>): void {
   })().catch(() => {});
 }
 
+/**
+ * Copies a server's stderr to ours as it comes and keeps its last
+ * {@linkcode STDERR_TAIL_CHARS} characters; returns a function reading them.
+ */
+function teeStderr(stream: ReadableStream<Uint8Array>): () => string {
+  let tail = "";
+  const decoder = new TextDecoder();
+  (async () => {
+    for await (const chunk of stream) {
+      await Deno.stderr.write(chunk);
+      tail = (tail + decoder.decode(chunk, { stream: true })).slice(-STDERR_TAIL_CHARS);
+    }
+  })().catch(() => {});
+  return () => tail.trim();
+}
+
 /** Starts a server pinned to the server CPU and waits until it listens. */
-async function startServer(server: Server): Promise<RunningServer> {
+async function startServer(server: ReadyServer): Promise<RunningServer> {
   const child = spawnTracked("taskset", {
     args: ["-c", SERVER_CPU, ...server.command],
+    env: server.env,
     stdin: "null",
     stdout: "piped",
-    stderr: "inherit",
+    stderr: "piped",
   });
+  const stderrTail = teeStderr(child.stderr);
   try {
-    return { child, port: await readListeningPort(child) };
+    const running: RunningServer = { child, port: await readListeningPort(child), stderrTail };
+    child.status.then((status) => running.exit = describeExit(status));
+    return running;
   } catch (error) {
     await stopProcess(child);
-    const { code, signal } = await child.status;
-    const exit = signal === null ? `exit code ${code}` : `stopped by ${signal}`;
     const message = error instanceof Error ? error.message : error;
-    throw new Error(`${server.name}: ${message} (${exit})`);
+    throw new ServerFailure(
+      `${message} (${describeExit(await child.status)})`,
+      stderrTail(),
+    );
+  }
+}
+
+/** A server run that failed, for the report. */
+interface Failure {
+  /** Scenario, round and server, with what went wrong, on one line. */
+  summary: string;
+  /** The end of the server's stderr, if it wrote any. */
+  stderr: string;
+}
+
+/** A server failed to start or died under load; carries the end of its stderr. */
+class ServerFailure extends Error {
+  constructor(message: string, readonly stderr: string) {
+    super(message);
   }
 }
 
@@ -455,18 +847,44 @@ function parseWrkOutput(output: string): Measurement {
   };
 }
 
+/**
+ * Runs wrk against a running server; if the server died meanwhile, fails with that (and the end
+ * of its stderr) rather than with what wrk made of it.
+ */
+async function load(
+  running: RunningServer,
+  seconds: number,
+  wrkArgs: string[],
+  options: Options,
+  phase: string,
+): Promise<string> {
+  const url = `http://${HOSTNAME}:${running.port}/`;
+  let output, wrkError;
+  try {
+    output = await runWrk(url, seconds, options.connections, wrkArgs);
+  } catch (error) {
+    wrkError = error;
+  }
+  // Give an exit that happened during the load the time to be noticed.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  if (running.exit !== undefined) {
+    throw new ServerFailure(`exited during the ${phase} (${running.exit})`, running.stderrTail());
+  }
+  if (output === undefined) throw wrkError;
+  return output;
+}
+
 /** Starts a fresh server, warms it up, measures it and stops it. */
 async function measure(
-  server: Server,
+  server: ReadyServer,
   scenario: Scenario,
   wrkArgs: string[],
   options: Options,
 ): Promise<Measurement> {
   const running = await startServer(server);
   try {
-    const url = `http://${HOSTNAME}:${running.port}/`;
-    await runWrk(url, options.warmup, options.connections, wrkArgs);
-    const output = await runWrk(url, options.duration, options.connections, wrkArgs);
+    await load(running, options.warmup, wrkArgs, options, "warm-up");
+    const output = await load(running, options.duration, wrkArgs, options, "measured run");
     const measurement = parseWrkOutput(output);
     if (scenario.latencyPercentiles === false) measurement.p99Ms = NaN;
     return measurement;
@@ -493,24 +911,43 @@ function logMeasurement(
 ): void {
   const errors = m.errors > 0 ? `  ${m.errors} errors` : "";
   console.error(
-    `${scenario.padEnd(9)} round ${round}/${options.rounds}  ${server.label.padEnd(11)}` +
+    `${scenario.padEnd(9)} round ${round}/${options.rounds}  ${server.title.padEnd(18)}` +
       `${formatRate(m.requestsPerSec).padStart(10)} req/s  p99 ${formatLatency(m.p99Ms)}${errors}`,
   );
 }
 
-/** Runs all rounds of one scenario, servers taking turns within each round. */
+/**
+ * Runs all rounds of one scenario, servers taking turns within each round. A server that fails
+ * is recorded in `failures` and not run again in this scenario.
+ */
 async function runScenario(
   scenario: Scenario,
+  servers: ReadyServer[],
   options: Options,
   tmpDir: string,
+  failures: Failure[],
 ): Promise<ScenarioResults> {
   const wrkArgs = await scenarioWrkArgs(scenario, tmpDir);
-  const results: ScenarioResults = new Map(options.servers.map((server) => [server.name, []]));
+  const results: ScenarioResults = new Map(servers.map((server) => [server.name, []]));
+  const failed = new Set<string>();
   for (let round = 1; round <= options.rounds; round++) {
-    for (const server of options.servers) {
-      const measurement = await measure(server, scenario, wrkArgs, options);
-      results.get(server.name)!.push(measurement);
-      logMeasurement(scenario.name, round, options, server, measurement);
+    for (const server of servers) {
+      if (failed.has(server.name)) continue;
+      try {
+        const measurement = await measure(server, scenario, wrkArgs, options);
+        results.get(server.name)![round - 1] = measurement;
+        logMeasurement(scenario.name, round, options, server, measurement);
+      } catch (error) {
+        if (interrupted) throw error;
+        failed.add(server.name);
+        const message = error instanceof Error ? error.message : String(error);
+        const summary = `${scenario.name}, round ${round}, ${server.title}: ${message}`;
+        const stderr = error instanceof ServerFailure ? error.stderr : "";
+        console.error(
+          `error: ${summary}\n(${server.title} is left out of the rest of this scenario)`,
+        );
+        failures.push({ summary, stderr });
+      }
     }
   }
   return results;
@@ -524,9 +961,23 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** Median over rounds of the server's req/s divided by the baseline's in the same round. */
-function medianRatio(server: Measurement[], baseline: Measurement[]): number {
-  return median(server.map((m, round) => m.requestsPerSec / baseline[round].requestsPerSec));
+/**
+ * Median over the rounds both completed of the server's req/s divided by the other's in the same
+ * round; NaN if they share no round.
+ */
+function medianRatio(
+  server: (Measurement | undefined)[],
+  other: (Measurement | undefined)[],
+): number {
+  const ratios = server.flatMap((m, round) => {
+    const o = other[round];
+    return m !== undefined && o !== undefined ? [m.requestsPerSec / o.requestsPerSec] : [];
+  });
+  return median(ratios);
+}
+
+function formatRatio(ratio: number): string {
+  return Number.isNaN(ratio) ? "n/a" : ratio.toFixed(2);
 }
 
 /** Markdown table with padded columns; `rightAligned[i]` right-aligns column i. */
@@ -543,27 +994,62 @@ function markdownTable(header: string[], rightAligned: boolean[], rows: string[]
   return [line(header), line(rule), ...rows.map(line)].join("\n") + "\n";
 }
 
-/** One row per scenario and server: median req/s, median p99, ratio, errors. */
-function formatResults(results: Map<string, ScenarioResults>, options: Options): string {
-  const baselineLabel = SERVERS.find((server) => server.name === BASELINE)!.label;
+/**
+ * One row per scenario and server: runtime, median req/s, median p99, the baseline it is
+ * compared with and the median per-round ratio against it, errors (and "failed" if the server
+ * did not complete every round).
+ */
+function formatResults(
+  results: Map<string, ScenarioResults>,
+  servers: ReadyServer[],
+  rounds: number,
+): string {
   const rows: string[][] = [];
   for (const [scenario, byServer] of results) {
-    const baseline = byServer.get(BASELINE);
-    for (const server of options.servers) {
+    for (const server of servers) {
       const measurements = byServer.get(server.name)!;
+      const completed = measurements.filter((m) => m !== undefined);
+      const baseline = byServer.get(server.baseline);
+      const errors = completed.reduce((sum, m) => sum + m.errors, 0);
       rows.push([
         scenario,
+        RUNTIME_LABELS[server.runtime],
         server.label,
-        formatRate(median(measurements.map((m) => m.requestsPerSec))),
-        formatLatency(median(measurements.map((m) => m.p99Ms))),
-        baseline ? medianRatio(measurements, baseline).toFixed(2) : "n/a",
-        String(measurements.reduce((sum, m) => sum + m.errors, 0)),
+        completed.length === 0
+          ? "failed"
+          : formatRate(median(completed.map((m) => m.requestsPerSec))),
+        formatLatency(median(completed.map((m) => m.p99Ms))),
+        SERVERS.find((s) => s.name === server.baseline)!.label,
+        baseline ? formatRatio(medianRatio(measurements, baseline)) : "n/a",
+        completed.length < rounds ? `${errors}, failed` : String(errors),
       ]);
     }
   }
   return markdownTable(
-    ["scenario", "server", "req/s", "p99", `ratio vs ${baselineLabel}`, "errors"],
-    [false, false, true, true, true, true],
+    ["scenario", "runtime", "server", "req/s", "p99", "baseline", "ratio", "errors"],
+    [false, false, false, true, true, false, true, true],
+    rows,
+  );
+}
+
+/**
+ * brick against each other server of its runtime ({@linkcode COMPARISONS}): one column per pair
+ * whose servers both ran, the median of per-round ratios; undefined if no pair ran.
+ */
+function formatComparisons(
+  results: Map<string, ScenarioResults>,
+  servers: ReadyServer[],
+): string | undefined {
+  const byName = new Map(servers.map((server) => [server.name, server]));
+  const pairs = COMPARISONS.filter(([a, b]) => byName.has(a) && byName.has(b));
+  if (pairs.length === 0) return undefined;
+  const rows = [...results].map(([scenario, byServer]) => [
+    scenario,
+    ...pairs.map(([a, b]) => formatRatio(medianRatio(byServer.get(a)!, byServer.get(b)!))),
+  ]);
+  return markdownTable(
+    ["scenario", ...pairs.map(([a, b]) => `${byName.get(a)!.title} / ${byName.get(b)!.title}`)],
+    [false, ...pairs.map(() => true)],
     rows,
   );
 }
@@ -591,10 +1077,36 @@ async function brickRevision(): Promise<string> {
   return changed ? `${commit} with uncommitted changes to mod.ts` : commit;
 }
 
-/** Markdown report: environment, method, scenarios and the results table. */
-async function formatReport(table: string, options: Options): Promise<string> {
+/** What the report says besides the tables. */
+interface ReportParts {
+  table: string;
+  comparisons?: string;
+  preparation: Preparation;
+  failures: Failure[];
+}
+
+/** Lines of `text`, indented to sit inside a list item. */
+function indent(text: string): string[] {
+  return text.split("\n").map((line) => line === "" ? "" : `  ${line}`);
+}
+
+/** Markdown report: environment, method, scenarios, the results tables and any failures. */
+async function formatReport(parts: ReportParts, options: Options): Promise<string> {
   const cpus = (await commandOutput("nproc", []))?.trim() ?? "unknown";
   const scenarios = options.scenarios.map((s) => `- \`${s.name}\`: ${s.description}`);
+  const runtimes = new Set(parts.preparation.servers.map((server) => server.runtime));
+  const baselines = [...runtimes].map((runtime) => {
+    const baseline = SERVERS.find((s) => s.runtime === runtime && s.baseline === s.name)!;
+    return `${baseline.label} for the ${RUNTIME_LABELS[runtime]} rows`;
+  });
+  const skipped = parts.preparation.skipped.map((line) => `- ${line}`);
+  const failures = parts.failures.flatMap(({ summary, stderr }) => [
+    `- ${summary}`,
+    ...(stderr === ""
+      ? []
+      : ["", "  Its stderr ended with:", "", "  ```", ...indent(stderr), "  ```"]),
+    "",
+  ]);
   return [
     "# Benchmarks",
     "",
@@ -603,6 +1115,7 @@ async function formatReport(table: string, options: Options): Promise<string> {
     `- Date: ${new Date().toISOString()}`,
     `- Machine: ${cpus} CPUs (nproc), ${await cpuModel()}, ${Deno.build.target}`,
     `- Deno: ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
+    ...parts.preparation.environment.map((line) => `- ${line}`),
     `- wrk: ${await wrkVersion()}`,
     `- brick: ${await brickRevision()}`,
     "",
@@ -612,14 +1125,23 @@ async function formatReport(table: string, options: Options): Promise<string> {
     `${options.rounds} round${
       options.rounds === 1 ? "" : "s"
     }, servers taking turns within a round. req/s and p99 are ` +
-    `medians over rounds; the ratio is the median of per-round ratios; errors are wrk socket ` +
+    `medians over rounds. The ratio is the median of per-round ratios of the row's req/s to its ` +
+    `baseline's, which ran in the same rounds: ${baselines.join(", ")}. ` +
+    `Errors are wrk socket ` +
     `errors plus non-2xx/3xx responses, summed over rounds. p99 is n/a where wrk has no usable ` +
     `percentiles: with pipelining it times batches and corrupts them ` +
     `([wg/wrk#236](https://github.com/wg/wrk/issues/236)).`,
     "",
     ...scenarios,
     "",
-    table,
+    parts.table,
+    ...(parts.comparisons === undefined ? [] : [
+      "brick against each other server of its runtime, median of per-round req/s ratios:",
+      "",
+      parts.comparisons,
+    ]),
+    ...(skipped.length === 0 ? [] : ["Left out:", "", ...skipped, ""]),
+    ...(failures.length === 0 ? [] : ["Failed:", "", ...failures]),
   ].join("\n");
 }
 
@@ -686,14 +1208,26 @@ async function main(): Promise<number> {
   const removeSignalHandler = interruptOnSignal();
   const tmpDir = await Deno.makeTempDir({ prefix: "brick-bench-" });
   try {
+    const preparation = await prepareServers(options, tmpDir);
     const results = new Map<string, ScenarioResults>();
+    const failures: Failure[] = [];
     for (const scenario of options.scenarios) {
-      results.set(scenario.name, await runScenario(scenario, options, tmpDir));
+      results.set(
+        scenario.name,
+        await runScenario(scenario, preparation.servers, options, tmpDir, failures),
+      );
     }
-    const table = formatResults(results, options);
+    const table = formatResults(results, preparation.servers, options.rounds);
+    const comparisons = formatComparisons(results, preparation.servers);
     console.log(`\n${table}`);
-    await writeReport(options.output, await formatReport(table, options));
+    if (comparisons !== undefined) console.log(comparisons);
+    const parts = { table, comparisons, preparation, failures };
+    await writeReport(options.output, await formatReport(parts, options));
     console.error(`Wrote ${options.output}`);
+    if (failures.length > 0) {
+      console.error(`${failures.length} server run(s) failed; see the report`);
+      return 1;
+    }
     return 0;
   } catch (error) {
     if (interrupted) return 130;

@@ -1,0 +1,55 @@
+/**
+ * Hello-world server on Hono with `@hono/node-server`, measured by `deno task bench`.
+ *
+ * The packages are not dependencies of the repository: the bench installs them with npm into a
+ * cache directory outside it and passes that directory in `BRICK_BENCH_NODE_DIR` (the directory
+ * holding `node_modules/`). ES modules ignore `NODE_PATH`, so each package is imported from its
+ * absolute path, resolved through the `import` entry of its `package.json` `exports`.
+ *
+ * Listens on 127.0.0.1 at the port given as the first argument, or on a free port when the
+ * argument is missing or 0, and prints `LISTENING <port>` on stdout once it accepts connections.
+ *
+ * ```sh
+ * npm install --prefix /tmp/hono --no-save --no-package-lock @hono/node-server hono
+ * BRICK_BENCH_NODE_DIR=/tmp/hono node scripts/bench/hono_node.mjs [port]
+ * ```
+ *
+ * @module
+ */
+
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { pathToFileURL } from "node:url";
+
+const dir = process.env.BRICK_BENCH_NODE_DIR;
+if (!dir) {
+  console.error("BRICK_BENCH_NODE_DIR must name the directory holding node_modules/");
+  process.exit(2);
+}
+
+/** The ES module file a package's `exports["."]` maps `import` to (or `main`). */
+function entryPoint(packageDir) {
+  const manifest = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8"));
+  let entry = manifest.exports?.["."] ?? manifest.exports;
+  while (entry !== null && typeof entry === "object") entry = entry.import ?? entry.default;
+  return join(packageDir, typeof entry === "string" ? entry : manifest.main ?? "index.js");
+}
+
+/** Imports an installed package by name from `dir`'s node_modules. */
+function importPackage(name) {
+  return import(pathToFileURL(entryPoint(join(dir, "node_modules", name))).href);
+}
+
+const { Hono } = await importPackage("hono");
+const { serve } = await importPackage("@hono/node-server");
+
+const port = Number(process.argv[2] ?? 0);
+
+const app = new Hono();
+app.get("/", (c) => c.text("Hello, World!"));
+
+serve(
+  { fetch: app.fetch, port, hostname: "127.0.0.1" },
+  (info) => console.log(`LISTENING ${info.port}`),
+);
