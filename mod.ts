@@ -688,6 +688,8 @@ class Connection {
   state: ConnState = "new";
   deadline: Deadline = "none";
   deadlineAt = 0;
+  /** When the current request began; `readTimeout` counts from here. */
+  requestStartedAt = 0;
   /** The client sent FIN; no more bytes will come. */
   eof = false;
   /** True once any byte of the current response has been written. */
@@ -718,6 +720,12 @@ class Connection {
 
   get buffered(): number {
     return this.end - this.start;
+  }
+
+  /** A request begins (its first byte, or a new connection): the head deadline starts. */
+  startRequest(readHeaderTimeout: number): void {
+    this.requestStartedAt = Date.now();
+    this.setDeadline("header", readHeaderTimeout);
   }
 
   setDeadline(kind: Deadline, ms: number): void {
@@ -1483,7 +1491,18 @@ class RequestState {
   settled: "pending" | "done" | "failed" = "pending";
   failure: unknown = undefined;
 
-  constructor(readonly head: RequestHead, readonly body: BodyReader, readonly url: string) {}
+  #url: string | null = null;
+
+  constructor(
+    readonly head: RequestHead,
+    readonly body: BodyReader,
+    readonly defaultHost: string,
+  ) {}
+
+  /** The request URL, built when first asked for: many handlers never read it. */
+  get url(): string {
+    return this.#url ??= requestUrl(this.head, this.defaultHost);
+  }
 
   abort(reason: unknown): void {
     if (this.aborted) return;
@@ -1531,10 +1550,14 @@ class RequestState {
 
 /** The {@linkcode ServeInfo} handed to the handler beside the request. */
 class RequestInfo implements ServeInfo {
-  constructor(readonly remoteAddr: NetAddr, readonly state: RequestState) {}
+  #state: RequestState;
+
+  constructor(readonly remoteAddr: NetAddr, state: RequestState) {
+    this.#state = state;
+  }
 
   get completed(): Promise<void> {
-    return this.state.completed;
+    return this.#state.completed;
   }
 }
 
@@ -2134,13 +2157,6 @@ function writeSource(
   if (source.kind === "text" && source.text.length * 3 <= MAX_COALESCED_BODY) {
     return bufferTextResponse(c, state, response, facts, source.text, sendsBody, keepAlive);
   }
-  const bodyLength = source.kind === "none"
-    ? 0
-    : source.kind === "bytes"
-    ? source.bytes.length
-    : source.kind === "text"
-    ? null
-    : source.length;
   if (source.kind === "text") {
     const bytes = encoder.encode(source.text);
     return writeBytesResponse(c, state, response, facts, bytes, sendsBody, keepAlive);
@@ -2148,6 +2164,7 @@ function writeSource(
   if (source.kind === "bytes") {
     return writeBytesResponse(c, state, response, facts, source.bytes, sendsBody, keepAlive);
   }
+  const bodyLength = source.kind === "none" ? 0 : source.length;
   const plan = planResponse(c, state, response, facts, source, bodyLength, keepAlive);
   if (source.kind === "none" || !sendsBody) {
     if (source.kind === "stream") source.stream.cancel().catch(() => {});
@@ -2352,13 +2369,11 @@ async function readRequestHead(c: Connection): Promise<number> {
     if (headEnd >= 0) return headEnd;
     if (c.buffered > 0 && waitingForFirstByte) {
       waitingForFirstByte = false;
-      if (c.state !== "new") c.setDeadline("header", options.readHeaderTimeout);
+      if (c.state !== "new") c.startRequest(options.readHeaderTimeout);
     } else if (c.buffered === 0) {
       if (c.server.closing) return -1;
-      c.setDeadline(
-        c.state === "new" ? "header" : "idle",
-        c.state === "new" ? options.readHeaderTimeout : options.idleTimeout,
-      );
+      if (c.state === "new") c.startRequest(options.readHeaderTimeout);
+      else c.setDeadline("idle", options.idleTimeout);
     }
     if (c.outLength > 0) await c.flush();
     const n = await c.fill(options.maxHeaderBytes + 4);
@@ -2375,7 +2390,6 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
   const { options } = server;
   const headStart = c.start;
   const head = parseHead(c.buf, headStart, headEnd);
-  const requestStarted = Date.now();
   if (head.form === "authority") throw new HttpError(501, "CONNECT is not supported", false);
   if (head.framing === Framing.Length && head.contentLength > options.maxBodyBytes) {
     throw tooLarge();
@@ -2388,14 +2402,14 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     options.maxBodyBytes,
     head.expectContinue,
   );
-  const state = new RequestState(head, body, requestUrl(head, server));
+  const state = new RequestState(head, body, server.defaultHost);
   const info = new RequestInfo(c.remoteAddr, state);
   if (options.onRequestHead) options.onRequestHead(c.buf.subarray(headStart, headEnd), info);
   c.start = headEnd;
   c.current = state;
   c.setDeadline("write", options.writeTimeout);
   if (!body.done && options.readTimeout > 0) {
-    c.setDeadline("read", options.readTimeout - (Date.now() - requestStarted));
+    c.setDeadline("read", options.readTimeout - (Date.now() - c.requestStartedAt));
   }
 
   let response = callHandler(server, new LazyRequest(state) as unknown as Request, info, state);
@@ -2502,9 +2516,9 @@ function describe(value: unknown): string {
 }
 
 /** The absolute URL of the request, from its target and Host (RFC 9112 §3.3). */
-function requestUrl(head: RequestHead, server: ServerImpl): string {
+function requestUrl(head: RequestHead, defaultHost: string): string {
   if (head.form === "absolute") return head.target;
-  const host = head.host || server.defaultHost;
+  const host = head.host || defaultHost;
   if (head.form === "asterisk") return `http://${host}/*`;
   return "http://" + host + head.target;
 }
