@@ -97,7 +97,10 @@ export interface ServeOptions {
   onListen?: (addr: NetAddr) => void;
   /**
    * Turns an error thrown by the handler into a response. The default logs the
-   * error with `console.error` and answers `500 Internal Server Error`.
+   * error with `console.error` and answers `500 Internal Server Error`. Errors
+   * that carry their own HTTP answer, such as a failed WebSocket handshake
+   * from `@brick/http/websocket` (400 or 426), are answered with it and do not
+   * reach `onError`.
    */
   onError?: (error: unknown) => Response | Promise<Response>;
   /**
@@ -673,8 +676,11 @@ function giveBuffer(pool: Uint8Array[], buffer: Uint8Array): void {
   if (pool.length < MAX_POOLED_BUFFERS) pool.push(buffer);
 }
 
-/** Go's ConnState: where a connection is in its life. */
-type ConnState = "new" | "active" | "idle" | "closed";
+/**
+ * Go's ConnState: where a connection is in its life. "hijacked": handed over
+ * to an upgrade (WebSocket), no longer parsed as HTTP.
+ */
+type ConnState = "new" | "active" | "idle" | "hijacked" | "closed";
 
 /** Which deadline a connection is under; the sweep acts on it when it passes. */
 type Deadline = "none" | "header" | "idle" | "read" | "write";
@@ -696,6 +702,8 @@ class Connection {
   responding = false;
   /** The request being handled, for aborting its signal when the client leaves. */
   current: RequestState | null = null;
+  /** The upgrade that took the connection over, once hijacked. */
+  handedOver: UpgradedConnection | null = null;
   /** The response stream being written, cancelled if the connection closes. */
   streamReader: ReadableStreamDefaultReader<Uint8Array> | null = null;
   /**
@@ -1482,6 +1490,14 @@ function checkTrailerField(buf: Uint8Array, start: number, end: number): void {
 
 // ─── 8. The request object ──────────────────────────────────────────────────
 
+/** The key of the request method that hands the connection over after a 101. */
+const UPGRADE: unique symbol = Symbol.for("brick.upgrade");
+/**
+ * The key of an error's method that gives the HTTP answer for it, as a failed
+ * WebSocket handshake does (400 or 426). Such errors are answered with it.
+ */
+const ERROR_RESPONSE: unique symbol = Symbol.for("brick.errorResponse");
+
 /** Per-request state the server and the request object share. */
 class RequestState {
   controller: AbortController | null = null;
@@ -1490,6 +1506,8 @@ class RequestState {
   completion: { promise: Promise<void>; resolve(): void; reject(e: unknown): void } | null = null;
   settled: "pending" | "done" | "failed" = "pending";
   failure: unknown = undefined;
+  /** Set when the handler asked to take the connection over (see {@linkcode UPGRADE}). */
+  upgrade: PendingUpgrade | null = null;
 
   #url: string | null = null;
 
@@ -1670,6 +1688,85 @@ class LazyRequest {
 
   static materialize(request: LazyRequest): Request {
     return request.#materialize();
+  }
+
+  /** Asks for the connection once `response` is sent; see {@linkcode UPGRADE}. */
+  [UPGRADE](response: Response): Promise<UpgradedConnection> {
+    return requestUpgrade(this.#state, response);
+  }
+}
+
+// Upgrades. A protocol that replaces HTTP on the connection (WebSocket) calls
+// `request[Symbol.for("brick.upgrade")](response)` in the handler and returns
+// that same response. The server then writes it as `101 Switching Protocols`,
+// stops parsing HTTP on the connection and hands the socket over. Modules such
+// as websocket.ts use the symbol, so mod.ts needs no import of them.
+
+/** The connection, as handed over after an upgrade. */
+interface UpgradedConnection {
+  readonly remoteAddr: NetAddr;
+  /** Reads bytes that follow the handshake; null at end of stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes all of `data`; resolves once `data` may be reused. */
+  write(data: Uint8Array): Promise<void>;
+  /** Sends FIN while still reading. */
+  closeWrite(): Promise<void>;
+  close(): void;
+  /** Called when the server shuts down gracefully; force-closed after `shutdownTimeout`. */
+  onShutdown: (() => void) | null;
+}
+
+/** An upgrade the handler asked for, settled when its response is sent. */
+interface PendingUpgrade {
+  response: Response;
+  resolve(conn: UpgradedConnection): void;
+  reject(error: unknown): void;
+}
+
+function requestUpgrade(state: RequestState, response: Response): Promise<UpgradedConnection> {
+  if (state.upgrade !== null) {
+    return Promise.reject(new TypeError("The connection was already claimed for an upgrade"));
+  }
+  if (!(response instanceof Response)) {
+    return Promise.reject(new TypeError("An upgrade needs the Response the handler will return"));
+  }
+  return new Promise((resolve, reject) => {
+    state.upgrade = { response, resolve, reject };
+  });
+}
+
+/** A hijacked {@linkcode Connection} as an {@linkcode UpgradedConnection}. */
+class HandedOverConnection implements UpgradedConnection {
+  onShutdown: (() => void) | null = null;
+  #c: Connection;
+
+  constructor(c: Connection) {
+    this.#c = c;
+  }
+
+  get remoteAddr(): NetAddr {
+    return this.#c.remoteAddr;
+  }
+
+  async read(buffer: Uint8Array): Promise<number | null> {
+    const c = this.#c;
+    if (c.buffered === 0 && await c.fill() === 0) return null;
+    const n = Math.min(buffer.length, c.buffered);
+    buffer.set(c.buf.subarray(c.start, c.start + n));
+    c.start += n;
+    return n;
+  }
+
+  write(data: Uint8Array): Promise<void> {
+    return this.#c.write(data);
+  }
+
+  closeWrite(): Promise<void> {
+    return this.#c.conn.closeWrite();
+  }
+
+  close(): void {
+    this.#c.close();
   }
 }
 
@@ -2345,14 +2442,17 @@ async function serveConnection(c: Connection): Promise<void> {
       if (headEnd < 0) return; // closed between requests
       c.state = "active";
       const keepAlive = await serveRequest(c, headEnd);
+      if ((c.state as ConnState) === "hijacked") return;
       if (!keepAlive || server.closing || (c.state as ConnState) === "closed") return;
       c.state = "idle";
     }
   } catch (error) {
     await answerProtocolError(c, error);
   } finally {
-    await c.flush().catch(() => {});
-    c.close();
+    if (c.state !== "hijacked") {
+      await c.flush().catch(() => {});
+      c.close();
+    }
   }
 }
 
@@ -2424,6 +2524,10 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
   }
   // A body whose framing broke, or that was too large, is answered by the server.
   if (body.error instanceof HttpError) throw body.error;
+  if (state.upgrade !== null) {
+    if (response === state.upgrade.response) return await switchProtocols(c, state, body);
+    state.upgrade.reject(new Error("The handler returned another response than the upgrade's"));
+  }
   c.setDeadline("write", options.writeTimeout);
 
   let keepAlive = head.keepAlive && !c.eof;
@@ -2446,6 +2550,40 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
   }
   if (c.outLength > MAX_BUFFERED_OUT) await c.flush();
   return keepAlive;
+}
+
+/**
+ * Sends the upgrade's response as `101 Switching Protocols` and hands the
+ * connection to whoever asked for it: from here on it is not HTTP.
+ */
+async function switchProtocols(
+  c: Connection,
+  state: RequestState,
+  body: BodyReader,
+): Promise<boolean> {
+  const upgrade = state.upgrade!;
+  try {
+    if (!body.done) throw badRequest("A request with a body cannot be upgraded");
+    let head = "HTTP/1.1 101 Switching Protocols\r\n";
+    upgrade.response.headers.forEach((value, name) => {
+      if (name !== "content-length" && name !== "transfer-encoding") {
+        head += name + ": " + value + "\r\n";
+      }
+    });
+    c.responding = true;
+    bufferHead(c, state, head + "\r\n");
+    await c.flush();
+  } catch (error) {
+    upgrade.reject(error);
+    throw error;
+  }
+  c.state = "hijacked";
+  c.deadline = "none";
+  c.current = null;
+  c.handedOver = new HandedOverConnection(c);
+  upgrade.resolve(c.handedOver);
+  if (c.server.closing) queueMicrotask(() => c.handedOver?.onShutdown?.());
+  return false;
 }
 
 /**
@@ -2499,6 +2637,8 @@ async function recover(server: ServerImpl, state: RequestState, error: unknown):
   if (state.body.error instanceof HttpError || state.aborted) {
     return new Response(null, { status: 500 }); // replaced by the body's error, or never sent
   }
+  const answer = ownAnswer(error);
+  if (answer !== null) return answer;
   try {
     const response = await server.options.onError(error);
     if (response instanceof Response) return response;
@@ -2507,6 +2647,19 @@ async function recover(server: ServerImpl, state: RequestState, error: unknown):
     reportError(onErrorFailure, "onError failed");
   }
   return new Response("Internal Server Error\n", { status: 500 });
+}
+
+/** The response an error carries under {@linkcode ERROR_RESPONSE}, if it carries one. */
+function ownAnswer(error: unknown): Response | null {
+  if (typeof error !== "object" || error === null) return null;
+  const make = (error as { [ERROR_RESPONSE]?: unknown })[ERROR_RESPONSE];
+  if (typeof make !== "function") return null;
+  try {
+    const response = make.call(error);
+    return response instanceof Response ? response : null;
+  } catch {
+    return null;
+  }
 }
 
 function describe(value: unknown): string {
@@ -2557,6 +2710,15 @@ async function lingeringClose(c: Connection): Promise<void> {
 }
 
 // ─── 11. The server ─────────────────────────────────────────────────────────
+
+/** Tells an upgraded connection that the server is going away. */
+function notifyShutdown(upgraded: UpgradedConnection): void {
+  try {
+    upgraded.onShutdown?.();
+  } catch (error) {
+    reportError(error, "An upgraded connection's onShutdown failed");
+  }
+}
 
 type ResolvedOptions = Required<Omit<ServeOptions, "signal" | "onListen" | "onRequestHead">> & {
   onRequestHead?: ServeOptions["onRequestHead"];
@@ -2679,6 +2841,7 @@ class ServerImpl implements Server {
     } catch { /* already closed */ }
     for (const c of this.connections) {
       if ((c.state === "idle" || c.state === "new") && c.buffered === 0) c.close();
+      else if (c.state === "hijacked") notifyShutdown(c.handedOver!);
     }
     if (this.connections.size === 0) this.#finish();
     const deadline = setTimeout(() => {

@@ -1328,6 +1328,144 @@ describe("serve() concurrency", () => {
   });
 });
 
+// ─── Connection upgrades (the hook websocket.ts uses) ────────────────────────
+
+/** What a brick request offers under Symbol.for("brick.upgrade"). */
+interface Upgraded {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<void>;
+  close(): void;
+  onShutdown: (() => void) | null;
+}
+type Upgradable = Request & { [key: symbol]: (response: Response) => Promise<Upgraded> };
+const UPGRADE = Symbol.for("brick.upgrade");
+const UPGRADE_REQUEST = head(
+  "GET /chat HTTP/1.1",
+  "Host: x",
+  "Upgrade: echo",
+  "Connection: upgrade",
+);
+
+/** A handler that upgrades to a line-less echo protocol: every byte read is written back. */
+function echoUpgrade(onUpgraded?: (conn: Upgraded) => void) {
+  return (request: Request) => {
+    const response = new Response(null, { headers: { upgrade: "echo", connection: "Upgrade" } });
+    (request as Upgradable)[UPGRADE](response).then(async (conn) => {
+      onUpgraded?.(conn);
+      const buffer = new Uint8Array(1024);
+      for (;;) {
+        const n = await conn.read(buffer).catch(() => null);
+        if (n === null) return conn.close();
+        await conn.write(buffer.slice(0, n));
+      }
+    });
+    return response;
+  };
+}
+
+describe("serve() connection upgrades", () => {
+  test("serve() answers an upgrade with 101 and hands the raw connection over", async () => {
+    await withServer(echoUpgrade(), async ({ connect }) => {
+      const client = await connect();
+      await client.write(UPGRADE_REQUEST + "early bytes|");
+      await client.waitForText("early bytes|");
+      assert.match(client.text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+      assert.match(client.text, /\r\nupgrade: echo\r\n/i);
+      assert.match(client.text, /\r\nconnection: Upgrade\r\n/i);
+      assert.doesNotMatch(client.text, /content-length|transfer-encoding/i);
+      // After the handover, bytes that look like HTTP are not parsed as a request.
+      await client.write(GET);
+      await client.waitForText("\r\n\r\nearly bytes|" + GET);
+      assert.doesNotMatch(client.text, /HTTP\/1\.1 200/, "the echoed request is not answered");
+    });
+  });
+
+  test("serve() keeps an upgraded connection out of the deadlines", async () => {
+    await withServer(
+      { handler: echoUpgrade(), idleTimeout: 100, readHeaderTimeout: 100 },
+      async ({ connect }) => {
+        const client = await connect();
+        await client.write(UPGRADE_REQUEST);
+        await client.waitForText("\r\n\r\n");
+        await delay(400);
+        await client.write("still here");
+        await client.waitForText("still here");
+        assert.equal(client.closed, false);
+      },
+    );
+  });
+
+  test("serve() rejects the upgrade and answers normally when the handler returns another response", async () => {
+    const rejected = deferred<unknown>();
+    await withServer((request) => {
+      const upgrade = new Response(null);
+      (request as Upgradable)[UPGRADE](upgrade).catch(rejected.resolve);
+      return new Response("not upgraded");
+    }, async ({ connect }) => {
+      const client = await connect();
+      await client.write(UPGRADE_REQUEST + GET);
+      const [first, second] = await client.responses(2);
+      assert.equal(first.status, 200);
+      assert.equal(first.text, "not upgraded");
+      assert.equal(second.status, 200, "the connection stays HTTP");
+      assert.ok(await within(rejected.promise, 1000, "the upgrade to reject") instanceof Error);
+    });
+  });
+
+  test("serve() refuses to upgrade a request that has a body", async () => {
+    const rejected = deferred<unknown>();
+    await withServer((request) => {
+      const upgrade = new Response(null);
+      (request as Upgradable)[UPGRADE](upgrade).catch(rejected.resolve);
+      return upgrade;
+    }, async ({ connect }) => {
+      const client = await connect();
+      await client.write(
+        head(
+          "POST / HTTP/1.1",
+          "Host: x",
+          "Upgrade: echo",
+          "Connection: upgrade",
+          "Content-Length: 5",
+        ) + "hel",
+      );
+      const [response] = await client.responses(1);
+      assert.equal(response.status, 400);
+      assert.ok(await within(rejected.promise, 1000, "the upgrade to reject") instanceof Error);
+    });
+  });
+
+  test("Server.shutdown() tells upgraded connections, then closes them at shutdownTimeout", async () => {
+    const told = deferred<void>();
+    const { server, port } = await startServer(
+      echoUpgrade((conn) => conn.onShutdown = () => told.resolve()),
+      { shutdownTimeout: 200 },
+    );
+    const client = await RawClient.connect(port);
+    await client.write(UPGRADE_REQUEST);
+    await client.waitForText("\r\n\r\n");
+    const finished = server.shutdown();
+    await within(told.promise, 1000, "onShutdown");
+    await client.waitClosed(2000);
+    await within(finished, 2000, "the shutdown to finish");
+  });
+
+  test("serve() answers an error that carries its own response with that response", async () => {
+    await withServer(() => {
+      throw Object.assign(new Error("handshake"), {
+        [Symbol.for("brick.errorResponse")]: () =>
+          new Response("upgrade required\n", { status: 426 }),
+      });
+    }, async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET);
+      const [response] = await client.responses(1);
+      assert.equal(response.status, 426);
+      assert.equal(response.text, "upgrade required\n");
+    });
+  });
+});
+
 // ─── 12. Graceful shutdown ──────────────────────────────────────────────────
 
 describe("Server.shutdown()", () => {
