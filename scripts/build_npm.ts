@@ -1,13 +1,13 @@
 /**
  * Builds the npm package `brickhttp` into `npm/` from the same source that
- * Deno runs: ESM JavaScript and `.d.ts` files for `mod.ts` and `main.ts`, a
- * `package.json`, README.md and LICENSE.
+ * Deno runs: ESM JavaScript and `.d.ts` files for every entry point in
+ * deno.json `exports` and for `main.ts` (the `brick` command), a
+ * `package.json` whose `exports` mirror deno.json's, README.md and LICENSE.
  *
  * ```sh
  * deno task build:npm
- * cd npm && npm pack             # the package
- * node --test npm/mod_test.js    # the protocol tests, against the build on Node
- * node --test npm/main_test.js   # the CLI tests, against the build on Node
+ * cd npm && npm pack                 # the package
+ * node --test npm/*_test.js          # the test suites, against the build on Node
  * ```
  *
  * The emit uses the TypeScript compiler API (`npm:typescript`, pinned) without
@@ -16,9 +16,11 @@
  * instead is what npm users see: that the emitted `.d.ts` files type-check on
  * their own, with no `Deno` types around.
  *
- * The test files (`*_test.ts`, `_test_utils.ts`) are emitted too, as plain
- * JavaScript beside the package files, so that `node --test` runs the same
- * suites against the build. They are not listed in the package's `files`.
+ * The test files (`*_test.ts`, `_test*.ts`, `examples/*.ts`) are emitted too,
+ * as plain JavaScript beside the package files, `testdata/` is copied, and the
+ * npm packages the tests import (deno.json `imports`) are installed into
+ * `npm/node_modules`, so that `node --test` and `bun test` run the same suites
+ * against the build. None of them is listed in the package's `files`.
  *
  * @module
  */
@@ -27,22 +29,45 @@ import ts from "typescript";
 import {
   chmodSync,
   copyFileSync,
+  cpSync,
+  existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
-import { basename, join, resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(ROOT, "npm");
 
-/** Source files whose JavaScript and declarations make up the package. */
-const PACKAGE_SOURCES = ["mod.ts", "main.ts"];
-/** Test sources emitted as JavaScript only, for `node --test`. */
-const TEST_SOURCES = ["mod_test.ts", "_test_utils.ts", "main_test.ts"];
+/** The package's entry points, from deno.json `exports`, and the CLI. */
+function packageSources(config: DenoJson): string[] {
+  const entries = Object.values(config.exports).map((path) => path.replace(/^\.\//, ""));
+  return [...new Set([...entries, "main.ts"])];
+}
+
+/**
+ * Test sources, emitted as JavaScript only for `node --test`: every top-level
+ * `*_test.ts` and `_test*.ts`, and the examples the tests import.
+ */
+function testSources(): string[] {
+  const topLevel = readdirSync(ROOT).filter((file) =>
+    file.endsWith("_test.ts") || (file.startsWith("_test") && file.endsWith(".ts"))
+  );
+  const examples = existsSync(join(ROOT, "examples"))
+    ? readdirSync(join(ROOT, "examples")).filter((file) => file.endsWith(".ts"))
+      .map((file) => `examples/${file}`)
+    : [];
+  return [...topLevel.sort(), ...examples.sort()];
+}
+
+/** Fixtures the tests read at run time, copied as they are. */
+const TEST_DATA = "testdata";
 
 /** The package's own name; the JSR name in doc examples is replaced with it. */
 const NAME = "brickhttp";
@@ -83,6 +108,8 @@ const CONSUMER_OPTIONS: ts.CompilerOptions = {
 interface DenoJson {
   version: string;
   license: string;
+  exports: Record<string, string>;
+  imports: Record<string, string>;
 }
 
 if (import.meta.main) {
@@ -102,10 +129,15 @@ if (import.meta.main) {
  */
 export function build(): string {
   const config = JSON.parse(readFileSync(join(ROOT, "deno.json"), "utf8")) as DenoJson;
-  rmSync(OUT, { recursive: true, force: true });
-  mkdirSync(OUT, { recursive: true });
+  const sources = packageSources(config);
+  const tests = testSources();
+  cleanOutput();
 
-  emit();
+  emit(sources, tests);
+  if (existsSync(join(ROOT, TEST_DATA))) {
+    cpSync(join(ROOT, TEST_DATA), join(OUT, TEST_DATA), { recursive: true });
+  }
+  const testPackages = installTestPackages(config);
 
   const main = join(OUT, "main.js");
   writeFileSync(main, "#!/usr/bin/env node\n" + readFileSync(main, "utf8"));
@@ -115,7 +147,11 @@ export function build(): string {
   writeFileSync(join(OUT, "README.md"), readme.replaceAll(`"${JSR_NAME}"`, `"${NAME}"`));
   copyFileSync(join(ROOT, "LICENSE"), join(OUT, "LICENSE"));
 
-  const files = ["mod.js", "mod.d.ts", "main.js", "main.d.ts", "README.md", "LICENSE"];
+  const files = [
+    ...sources.flatMap((file) => [file.replace(/\.ts$/, ".js"), file.replace(/\.ts$/, ".d.ts")]),
+    "README.md",
+    "LICENSE",
+  ];
   const packageJson = {
     name: NAME,
     version: config.version,
@@ -125,7 +161,7 @@ export function build(): string {
     keywords: ["http", "http1.1", "server", "fetch", "request", "response", "tcp", "rfc9112"],
     license: config.license,
     type: "module",
-    exports: { ".": { types: "./mod.d.ts", default: "./mod.js" } },
+    exports: packageExports(config),
     bin: { brick: "./main.js" },
     files,
     engines: { node: ">=20" },
@@ -134,17 +170,73 @@ export function build(): string {
   checkDeclarations(files.filter((file) => file.endsWith(".d.ts")).map((file) => join(OUT, file)));
 
   const size = files.reduce((sum, file) => sum + statSync(join(OUT, file)).size, 0);
-  const tests = TEST_SOURCES.map((file) => file.replace(/\.ts$/, ".js")).join(", ");
+  const testFiles = tests.map((file) => file.replace(/\.ts$/, ".js")).join(", ");
   return `Built npm/: ${NAME}@${config.version}, ${files.length} files ` +
-    `(${(size / 1024).toFixed(0)} KiB unpacked), tests ${tests}`;
+    `(${(size / 1024).toFixed(0)} KiB unpacked), tests ${testFiles}` +
+    (testPackages.length > 0 ? `, test packages ${testPackages.join(", ")}` : "");
+}
+
+/** Empties `npm/`, keeping `node_modules` (the test packages) for the next build. */
+function cleanOutput(): void {
+  mkdirSync(OUT, { recursive: true });
+  for (const entry of readdirSync(OUT)) {
+    if (entry !== "node_modules") rmSync(join(OUT, entry), { recursive: true, force: true });
+  }
+}
+
+/** deno.json `exports` as package.json `exports`: `./mod.ts` → types and JavaScript. */
+function packageExports(config: DenoJson): Record<string, { types: string; default: string }> {
+  return Object.fromEntries(
+    Object.entries(config.exports).map(([key, path]) => [key, {
+      types: path.replace(/\.ts$/, ".d.ts"),
+      default: path.replace(/\.ts$/, ".js"),
+    }]),
+  );
+}
+
+/**
+ * Installs the npm packages that the tests import (deno.json `imports` other
+ * than the build's own TypeScript and type packages) into `npm/node_modules`,
+ * so that the emitted tests resolve them on Node and Bun as Deno does through
+ * the import map. Not dependencies of the package: nothing in it imports them.
+ */
+function installTestPackages(config: DenoJson): string[] {
+  const wanted = Object.entries(config.imports)
+    .filter(([name, target]) =>
+      target.startsWith("npm:") && name !== "typescript" && !name.startsWith("@types/")
+    )
+    .map(([name, target]) => ({ name, spec: target.slice("npm:".length) }));
+  const missing = wanted.filter(({ name, spec }) => installedVersion(name) !== versionOf(spec));
+  if (missing.length > 0) {
+    execFileSync("npm", [
+      "install",
+      "--no-save",
+      "--no-package-lock",
+      "--ignore-scripts",
+      "--no-audit",
+      "--no-fund",
+      "--loglevel=error",
+      ...missing.map(({ spec }) => spec),
+    ], { cwd: OUT, stdio: ["ignore", "ignore", "inherit"] });
+  }
+  return wanted.map(({ spec }) => spec);
+}
+
+function installedVersion(name: string): string | null {
+  const file = join(OUT, "node_modules", name, "package.json");
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as DenoJson).version : null;
+}
+
+function versionOf(spec: string): string {
+  return spec.slice(spec.lastIndexOf("@") + 1);
 }
 
 /** Emits JavaScript for every source and declarations for the package sources. */
-function emit(): void {
-  const sources = [...PACKAGE_SOURCES, ...TEST_SOURCES].map((file) => join(ROOT, file));
+function emit(packageFiles: string[], testFiles: string[]): void {
+  const sources = [...packageFiles, ...testFiles].map((file) => join(ROOT, file));
   const host = ts.createCompilerHost(COMPILER_OPTIONS);
   const declarationsWanted = new Set(
-    PACKAGE_SOURCES.map((file) => join(OUT, file.replace(/\.ts$/, ".d.ts"))),
+    packageFiles.map((file) => join(OUT, file.replace(/\.ts$/, ".d.ts"))),
   );
   const program = ts.createProgram({ rootNames: sources, options: COMPILER_OPTIONS, host });
   const written: string[] = [];
@@ -168,7 +260,7 @@ function emit(): void {
     throw new Error(`Emit failed:\n${format(diagnostics)}`);
   }
   const expected = [
-    ...sources.map((file) => join(OUT, basename(file, ".ts") + ".js")),
+    ...sources.map((file) => join(OUT, relative(ROOT, file).replace(/\.ts$/, ".js"))),
     ...declarationsWanted,
   ];
   const missing = expected.filter((file) => !written.includes(file));
@@ -181,7 +273,7 @@ function emit(): void {
   if (unlisted.length > 0) {
     throw new Error(
       `The sources import files that scripts/build_npm.ts does not package: ` +
-        `${unlisted.join(", ")}; add them to PACKAGE_SOURCES or TEST_SOURCES`,
+        `${unlisted.join(", ")}; export them in deno.json or name them *_test.ts`,
     );
   }
 }
