@@ -165,6 +165,17 @@ export interface ServeOptions {
    */
   maxBodyBytes?: number;
   /**
+   * The most connections served at once. A connection that arrives at the
+   * limit makes the server close its oldest idle keep-alive connection; when
+   * none is idle, the newcomer is answered `503 Service Unavailable` with
+   * `Retry-After: 1` and `Connection: close` and is closed. Connections
+   * already open are never disturbed. Each connection holds a file
+   * descriptor: keep this below the process's `ulimit -n`.
+   *
+   * @default {Infinity}
+   */
+  maxConnections?: number;
+  /**
    * Milliseconds that a graceful shutdown waits for responses in flight before
    * it closes the remaining connections.
    *
@@ -209,6 +220,7 @@ const DEFAULTS = {
   idleTimeout: 65_000,
   maxHeaderBytes: 16_384,
   maxBodyBytes: 16_777_216,
+  maxConnections: Infinity,
   shutdownTimeout: 10_000,
 } as const;
 
@@ -702,6 +714,8 @@ class Connection {
   responding = false;
   /** The request being handled, for aborting its signal when the client leaves. */
   current: RequestState | null = null;
+  /** Refused at the connection limit: answered 503, not counted against it. */
+  refused = false;
   /** The upgrade that took the connection over, once hijacked. */
   handedOver: UpgradedConnection | null = null;
   /** The response stream being written, cancelled if the connection closes. */
@@ -861,7 +875,7 @@ class Connection {
       this.conn.close();
     } catch { /* already closed */ }
     this.#releaseBuffers();
-    this.server.connectionClosed();
+    this.server.connectionClosed(this);
   }
 
   /** Gives the buffers back for the next connection, unless a read or write still holds them. */
@@ -1831,10 +1845,15 @@ function bodyStream(reader: BodyReader): ReadableStream<Uint8Array> {
 const CONTINUE_BYTES = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 
 /** The bytes of a complete error response that closes the connection. */
-function errorResponseBytes(status: number, message: string, withBody = true): Uint8Array {
+function errorResponseBytes(
+  status: number,
+  message: string,
+  withBody = true,
+  extraLines = "",
+): Uint8Array {
   const body = withBody ? message + "\n" : "";
   return encoder.encode(
-    statusLine(status, "") + dateHeaderLine() +
+    statusLine(status, "") + dateHeaderLine() + extraLines +
       "content-type: text/plain; charset=utf-8\r\n" +
       `content-length: ${encoder.encode(body).length}\r\nconnection: close\r\n\r\n` + body,
   );
@@ -2709,6 +2728,25 @@ async function lingeringClose(c: Connection): Promise<void> {
   }
 }
 
+/** Answers a connection over the limit with 503 and closes it. */
+async function refuseConnection(c: Connection): Promise<void> {
+  c.state = "active";
+  c.responding = true;
+  try {
+    await c.write(errorResponseBytes(
+      503,
+      "The server is at its connection limit; retry shortly",
+      true,
+      "retry-after: 1\r\n",
+    ));
+    await lingeringClose(c);
+  } catch {
+    /* the client is gone */
+  } finally {
+    c.close();
+  }
+}
+
 // ─── 11. The server ─────────────────────────────────────────────────────────
 
 /** Tells an upgraded connection that the server is going away. */
@@ -2737,6 +2775,8 @@ class ServerImpl implements Server {
   #rejectFinished!: (error: unknown) => void;
   #acceptDone: Promise<void> = Promise.resolve();
   #shutdown: Promise<void> | null = null;
+  /** Connections being refused at the limit (answered 503, then closed). */
+  #refusing = 0;
 
   constructor(
     readonly options: ResolvedOptions,
@@ -2804,8 +2844,15 @@ class ServerImpl implements Server {
         return;
       }
       const c = new Connection(conn, this);
+      const full = this.connections.size - this.#refusing >= this.options.maxConnections;
       this.connections.add(c);
-      serveConnection(c);
+      if (full && !this.#closeAnIdleConnection()) {
+        c.refused = true;
+        this.#refusing++;
+        refuseConnection(c);
+      } else {
+        serveConnection(c);
+      }
     }
   }
 
@@ -2824,7 +2871,19 @@ class ServerImpl implements Server {
     unrefTimer(this.#sweep);
   }
 
-  connectionClosed(): void {
+  /** Makes room at the connection limit: closes the oldest idle connection, if any. */
+  #closeAnIdleConnection(): boolean {
+    for (const c of this.connections) {
+      if (c.state === "idle" && c.buffered === 0) {
+        c.close();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  connectionClosed(c: Connection): void {
+    if (c.refused) this.#refusing--;
     if (this.closing && this.connections.size === 0) this.#finish();
   }
 
@@ -2960,6 +3019,7 @@ function resolveArguments(
     idleTimeout: given.idleTimeout ?? DEFAULTS.idleTimeout,
     maxHeaderBytes: given.maxHeaderBytes ?? DEFAULTS.maxHeaderBytes,
     maxBodyBytes: given.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+    maxConnections: given.maxConnections ?? DEFAULTS.maxConnections,
     shutdownTimeout: given.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
   };
   if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
@@ -2982,6 +3042,11 @@ function resolveArguments(
     if (!(options[key] > 0)) {
       throw new RangeError(`Invalid ${key} "${options[key]}": use a byte count > 0`);
     }
+  }
+  if (!(options.maxConnections >= 1)) {
+    throw new RangeError(
+      `Invalid maxConnections "${options.maxConnections}": use a count ≥ 1 (or Infinity)`,
+    );
   }
   return { handler, options };
 }

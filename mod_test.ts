@@ -1466,6 +1466,66 @@ describe("serve() connection upgrades", () => {
   });
 });
 
+// ─── Connection limit ───────────────────────────────────────────────────────
+
+describe("serve() maxConnections", () => {
+  test("serve() answers 503 with Retry-After over maxConnections and keeps the open ones", async () => {
+    await withServer({ handler: ok, maxConnections: 2 }, async ({ connect }) => {
+      const first = await connect();
+      const second = await connect();
+      await first.write("GET / HTTP/1.1\r\nHo"); // active: mid-request
+      await second.write("GET / HTTP/1.1\r\nHo");
+      await delay(50);
+      const third = await connect();
+      const [refused] = await third.responses(1);
+      assert.equal(refused.status, 503);
+      assert.equal(header(refused, "retry-after"), "1");
+      assert.equal(header(refused, "connection"), "close");
+      await third.waitClosed();
+      await first.write("st: x\r\n\r\n");
+      await second.write("st: x\r\n\r\n");
+      assert.equal((await first.responses(1))[0].status, 200);
+      assert.equal((await second.responses(1))[0].status, 200);
+    });
+  });
+
+  test("serve() closes an idle keep-alive connection to make room at maxConnections", async () => {
+    await withServer({ handler: ok, maxConnections: 1 }, async ({ connect }) => {
+      const idle = await connect();
+      await idle.write(GET);
+      await idle.responses(1);
+      const newcomer = await connect();
+      await newcomer.write(GET);
+      assert.equal((await newcomer.responses(1))[0].status, 200);
+      await idle.waitClosed();
+    });
+  });
+
+  test("serve() counts refused connections out once they close", async () => {
+    await withServer({ handler: ok, maxConnections: 1 }, async ({ connect, port }) => {
+      const busy = await connect();
+      await busy.write("GET / HTTP/1.1\r\n");
+      await delay(50);
+      for (let i = 0; i < 3; i++) {
+        const refused = await connect();
+        assert.equal((await refused.responses(1))[0].status, 503);
+        await refused.waitClosed();
+      }
+      busy.destroy();
+      let status = 0;
+      for (let tries = 0; tries < 40 && status !== 200; tries++) {
+        await delay(25);
+        status = (await answer(port, GET_CLOSE)).response.status;
+      }
+      assert.equal(status, 200, "the slot of the closed connection is free again");
+    });
+  });
+
+  test("serve() throws a RangeError for maxConnections below 1", () => {
+    assert.throws(() => serve({ maxConnections: 0, handler: ok }), RangeError);
+  });
+});
+
 // ─── 12. Graceful shutdown ──────────────────────────────────────────────────
 
 describe("Server.shutdown()", () => {
