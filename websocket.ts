@@ -1,0 +1,1338 @@
+/**
+ * WebSocket (RFC 6455) for brick: {@linkcode upgradeWebSocket} turns a request
+ * that brick's `serve()` received into a WebSocket, with the same call shape as
+ * `Deno.upgradeWebSocket`, so a Deno app ports by changing its import.
+ *
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ * import { upgradeWebSocket } from "@brick/http/websocket";
+ *
+ * serve({ port: 8080 }, (request) => {
+ *   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+ *     return new Response("Connect with a WebSocket client\n", { status: 426 });
+ *   }
+ *   const { socket, response } = upgradeWebSocket(request);
+ *   socket.onmessage = (event) => socket.send(event.data); // echo
+ *   return response;
+ * });
+ * ```
+ *
+ * The socket is an `EventTarget` with the browser `WebSocket`'s members:
+ * `onopen`, `onmessage`, `onclose`, `onerror`, `send()`, `close()`,
+ * `readyState`, `bufferedAmount`, `binaryType`, `protocol`. Client frames must
+ * be masked; fragmented messages are joined; pings are answered; text is
+ * checked to be UTF-8 (else close code 1007); messages above `maxMessageSize`
+ * end the connection with 1009; other protocol errors with 1002. `send()`
+ * queues, and `bufferedAmount` tells how much is still waiting for the client
+ * to read.
+ *
+ * The frame codec ({@linkcode encodeFrame}, {@linkcode decodeFrame}) is
+ * exported too, for clients and tests that speak the protocol directly.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+
+// ─── 1. Public API ──────────────────────────────────────────────────────────
+
+/** Options for {@linkcode upgradeWebSocket}. The first two are `Deno.upgradeWebSocket`'s. */
+export interface UpgradeWebSocketOptions {
+  /**
+   * The subprotocol to use, or several in order of preference. The first one
+   * that the client also offered in `Sec-WebSocket-Protocol` is selected and
+   * becomes `socket.protocol`; when none matches, no subprotocol is selected.
+   */
+  protocol?: string | readonly string[];
+  /**
+   * Seconds without any frame from the client after which the server sends a
+   * ping. If nothing arrives for as long again, the connection is deemed dead:
+   * it closes with code 1001 and the socket fires `error` and `close`. `0`
+   * disables the check.
+   *
+   * @default {30}
+   */
+  idleTimeout?: number;
+  /**
+   * The largest message the client may send, in bytes, counting all its
+   * fragments. A larger one closes the connection with code 1009 (message too
+   * big) as soon as a frame header announces it.
+   *
+   * @default {16_777_216}
+   */
+  maxMessageSize?: number;
+}
+
+/** What {@linkcode upgradeWebSocket} returns: the socket, and the response to return from the handler. */
+export interface WebSocketUpgrade {
+  /** The server's end of the WebSocket. It opens once `response` has been sent. */
+  socket: ServerWebSocket;
+  /** The `101 Switching Protocols` response; the handler must return this very object. */
+  response: Response;
+}
+
+/** The GUID that RFC 6455 appends to the client's key before hashing. */
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const UPGRADE: unique symbol = Symbol.for("brick.upgrade");
+const ERROR_RESPONSE: unique symbol = Symbol.for("brick.errorResponse");
+
+/** The largest message accepted by default: 16 MiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+
+/**
+ * Upgrades `request` to a WebSocket. Checks the handshake (a `GET` with
+ * `Upgrade: websocket`, `Connection: Upgrade`, a valid `Sec-WebSocket-Key`
+ * and `Sec-WebSocket-Version: 13`), selects a subprotocol, and returns the
+ * socket with the `101` response. Return that response from the handler: brick
+ * then sends it, stops speaking HTTP on the connection and opens the socket.
+ *
+ * A failed handshake throws a {@linkcode WebSocketHandshakeError} that carries
+ * its HTTP answer: `400 Bad Request` with the reason, or
+ * `426 Upgrade Required` with `Sec-WebSocket-Version: 13` for another protocol
+ * version. brick answers with it when the error leaves the handler, even with
+ * a custom `onError`.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ * import { upgradeWebSocket } from "@brick/http/websocket";
+ *
+ * serve((request) => {
+ *   const { socket, response } = upgradeWebSocket(request, { protocol: ["chat.v2", "chat"] });
+ *   socket.onopen = () => socket.send(`Hello, you speak ${socket.protocol || "no subprotocol"}`);
+ *   socket.onmessage = (event) => console.log("got", event.data);
+ *   socket.onclose = (event) => console.log("closed", event.code, event.reason);
+ *   return response;
+ * });
+ * ```
+ *
+ * @param request A request that brick's `serve()` passed to the handler.
+ * @param options Subprotocols, the ping interval and the largest message.
+ * @returns The socket, and the response to return from the handler.
+ * @throws {TypeError} When `request` did not come from brick's `serve()`.
+ * @throws {WebSocketHandshakeError} When the request is not a valid WebSocket handshake.
+ */
+export function upgradeWebSocket(
+  request: Request,
+  options: UpgradeWebSocketOptions = {},
+): WebSocketUpgrade {
+  const upgrade = (request as unknown as Record<symbol, unknown>)[UPGRADE];
+  if (typeof upgrade !== "function") {
+    throw new TypeError(
+      "upgradeWebSocket needs a request from brick's serve(): this request cannot hand its connection over",
+    );
+  }
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  if (!(maxMessageSize > 0)) {
+    throw new RangeError(`maxMessageSize must be a positive number, got ${maxMessageSize}`);
+  }
+  const idleTimeout = options.idleTimeout ?? 30;
+  if (!(idleTimeout >= 0)) {
+    throw new RangeError(`idleTimeout must be 0 or more seconds, got ${idleTimeout}`);
+  }
+  const key = checkHandshake(request);
+  const protocol = selectProtocol(request.headers.get("sec-websocket-protocol"), options.protocol);
+
+  const headers = new Headers({
+    "upgrade": "websocket",
+    "connection": "Upgrade",
+    "sec-websocket-accept": acceptKey(key),
+  });
+  if (protocol) headers.set("sec-websocket-protocol", protocol);
+  // Response refuses 101 in its constructor; brick writes the status line
+  // itself, and user code sees 101 as with Deno.upgradeWebSocket.
+  const response = new Response(null, { status: 200, headers });
+  Object.defineProperty(response, "status", { value: 101 });
+  Object.defineProperty(response, "ok", { value: false });
+  Object.defineProperty(response, "statusText", { value: "Switching Protocols" });
+
+  const socket = new ServerWebSocket(SOCKET_TOKEN, {
+    url: request.url.replace(/^http/, "ws"),
+    protocol,
+    idleTimeoutMs: idleTimeout * 1000,
+    maxMessageSize,
+  });
+  let handedOver: Promise<UpgradedConnection>;
+  try {
+    handedOver = Promise.resolve(
+      (upgrade as (response: Response) => Promise<UpgradedConnection>).call(request, response),
+    );
+  } catch (error) {
+    handedOver = Promise.reject(error);
+  }
+  handedOver.then(
+    (conn) => socket[ATTACH](conn),
+    (error) => socket[ATTACH_FAILED](error),
+  );
+  return { socket, response };
+}
+
+/**
+ * The error {@linkcode upgradeWebSocket} throws for a request that is not a
+ * valid WebSocket handshake. It carries the HTTP answer, which brick sends on
+ * its own when the error leaves the handler. Code that catches it, or runs
+ * under another server, answers with {@linkcode WebSocketHandshakeError.toResponse}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { upgradeWebSocket, WebSocketHandshakeError } from "@brick/http/websocket";
+ *
+ * function handler(request: Request): Response {
+ *   try {
+ *     const { socket, response } = upgradeWebSocket(request);
+ *     socket.onmessage = (event) => socket.send(event.data);
+ *     return response;
+ *   } catch (error) {
+ *     if (error instanceof WebSocketHandshakeError) return error.toResponse();
+ *     throw error;
+ *   }
+ * }
+ * ```
+ */
+export class WebSocketHandshakeError extends Error {
+  override name = "WebSocketHandshakeError";
+  /** The HTTP status to answer with: 400, or 426 for an unsupported protocol version. */
+  readonly status: 400 | 426;
+
+  /**
+   * @param message The reason, sent as the response body.
+   * @param status 400, or 426 when the client speaks another protocol version.
+   */
+  constructor(message: string, status: 400 | 426 = 400) {
+    super(message);
+    this.status = status;
+  }
+
+  /**
+   * Builds the HTTP answer: the status, the reason as plain text and, for 426,
+   * `Sec-WebSocket-Version: 13`, the one version brick speaks.
+   *
+   * @returns A new response each time it is called.
+   */
+  toResponse(): Response {
+    const headers = new Headers({ "content-type": "text/plain; charset=utf-8" });
+    if (this.status === 426) {
+      headers.set("sec-websocket-version", "13");
+      headers.set("upgrade", "websocket");
+    }
+    return new Response(this.message + "\n", { status: this.status, headers });
+  }
+
+  /** brick's hook for errors that carry their own HTTP answer. */
+  [ERROR_RESPONSE](): Response {
+    return this.toResponse();
+  }
+}
+
+// ─── 2. The handshake ───────────────────────────────────────────────────────
+
+/** Whether the comma-separated field `value` lists `token`, ignoring case. */
+function hasToken(value: string | null, token: string): boolean {
+  if (value === null) return false;
+  return value.split(",").some((item) => item.trim().toLowerCase() === token);
+}
+
+/** 16 bytes in base64, as RFC 6455 requires of `Sec-WebSocket-Key`. */
+const KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+/** Validates the opening handshake (RFC 6455 §4.2.1) and returns the client's key. */
+function checkHandshake(request: Request): string {
+  if (request.method !== "GET") {
+    throw new WebSocketHandshakeError(
+      `A WebSocket handshake must be a GET request, not ${request.method}`,
+    );
+  }
+  const headers = request.headers;
+  if (!hasToken(headers.get("upgrade"), "websocket")) {
+    throw new WebSocketHandshakeError(
+      `A WebSocket handshake needs "Upgrade: websocket", got ${quote(headers.get("upgrade"))}`,
+    );
+  }
+  if (!hasToken(headers.get("connection"), "upgrade")) {
+    throw new WebSocketHandshakeError(
+      `A WebSocket handshake needs "Connection: Upgrade", got ${quote(headers.get("connection"))}`,
+    );
+  }
+  const version = headers.get("sec-websocket-version");
+  if (version?.trim() !== "13") {
+    throw new WebSocketHandshakeError(
+      `Unsupported Sec-WebSocket-Version ${quote(version)}: this server speaks version 13`,
+      426,
+    );
+  }
+  const key = headers.get("sec-websocket-key")?.trim() ?? null;
+  if (key === null || !KEY.test(key)) {
+    throw new WebSocketHandshakeError(
+      `A WebSocket handshake needs a Sec-WebSocket-Key of 16 bytes in base64, got ${quote(key)}`,
+    );
+  }
+  return key;
+}
+
+function quote(value: string | null | undefined): string {
+  return value === null || value === undefined ? "none" : JSON.stringify(value);
+}
+
+/** The `Sec-WebSocket-Accept` value for `key`: base64 of SHA-1 over the key and RFC 6455's GUID. */
+function acceptKey(key: string): string {
+  return createHash("sha1").update(key + GUID).digest("base64");
+}
+
+/** The first of the server's subprotocols that the client offered, or "". */
+function selectProtocol(
+  offered: string | null,
+  wanted: string | readonly string[] | undefined,
+): string {
+  if (offered === null || wanted === undefined) return "";
+  const offers = new Set(offered.split(",").map((item) => item.trim()));
+  for (const protocol of typeof wanted === "string" ? [wanted] : wanted) {
+    if (offers.has(protocol)) return protocol;
+  }
+  return "";
+}
+
+// ─── 3. The frame codec ─────────────────────────────────────────────────────
+
+/** Frame opcodes (RFC 6455 §5.2). */
+export const Opcode = {
+  /** A further fragment of the message in progress. */
+  Continuation: 0x0,
+  /** The first frame of a UTF-8 text message. */
+  Text: 0x1,
+  /** The first frame of a binary message. */
+  Binary: 0x2,
+  /** Starts or answers the closing handshake. */
+  Close: 0x8,
+  /** Asks the peer for a pong. */
+  Ping: 0x9,
+  /** Answers a ping, or serves as a heartbeat. */
+  Pong: 0xa,
+} as const;
+
+/** One WebSocket frame. */
+export interface Frame {
+  /** Whether this frame ends its message (always true for control frames). */
+  fin: boolean;
+  /** One of {@linkcode Opcode}'s values, or another 4-bit value when decoding raw bytes. */
+  opcode: number;
+  /** The payload, unmasked. */
+  payload: Uint8Array;
+  /** The three reserved bits RSV1–RSV3 as a number 0–7; 0 unless an extension uses them. */
+  rsv?: number;
+}
+
+/** Options for {@linkcode encodeFrame}. */
+export interface EncodeFrameOptions {
+  /**
+   * The 4-byte masking key, or `true` for a random one. Clients must mask every
+   * frame; servers must not mask. Leave it out for no mask.
+   */
+  mask?: Uint8Array | boolean;
+}
+
+/**
+ * Serializes `frame`: the header with the shortest length form (7, 16 or 64
+ * bits), the mask key if masking, and the (masked) payload. No checks are made,
+ * so tests can build invalid frames too.
+ *
+ * @example Usage
+ * ```ts
+ * import { encodeFrame, Opcode } from "@brick/http/websocket";
+ *
+ * const bytes = encodeFrame({ fin: true, opcode: Opcode.Text, payload: new TextEncoder().encode("hi") });
+ * console.log(bytes); // Uint8Array(4) [ 129, 2, 104, 105 ]
+ * ```
+ *
+ * @param frame What to send.
+ * @param options Whether and how to mask the payload.
+ * @returns The frame's bytes.
+ */
+export function encodeFrame(frame: Frame, options: EncodeFrameOptions = {}): Uint8Array {
+  const { payload } = frame;
+  let key: Uint8Array | null = null;
+  if (options.mask === true) key = crypto.getRandomValues(new Uint8Array(4));
+  else if (options.mask instanceof Uint8Array) key = options.mask;
+  const headerSize = frameHeaderSize(payload.length, key !== null);
+  const bytes = new Uint8Array(headerSize + payload.length);
+  writeFrameHeader(bytes, frame.fin, frame.rsv ?? 0, frame.opcode, payload.length, key);
+  bytes.set(payload, headerSize);
+  if (key !== null) applyMask(bytes, headerSize, bytes.length, key);
+  return bytes;
+}
+
+/** The header size for a payload of `length` bytes. */
+function frameHeaderSize(length: number, masked: boolean): number {
+  return (length < 126 ? 2 : length < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
+}
+
+/** Writes a frame header at the start of `bytes`; returns its size. */
+function writeFrameHeader(
+  bytes: Uint8Array,
+  fin: boolean,
+  rsv: number,
+  opcode: number,
+  length: number,
+  key: Uint8Array | null,
+): number {
+  bytes[0] = (fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f);
+  const maskBit = key !== null ? 0x80 : 0;
+  let pos: number;
+  if (length < 126) {
+    bytes[1] = maskBit | length;
+    pos = 2;
+  } else if (length < 0x10000) {
+    bytes[1] = maskBit | 126;
+    bytes[2] = length >>> 8;
+    bytes[3] = length & 0xff;
+    pos = 4;
+  } else {
+    bytes[1] = maskBit | 127;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, 10);
+    view.setUint32(2, Math.floor(length / 0x1_0000_0000));
+    view.setUint32(6, length >>> 0);
+    pos = 10;
+  }
+  if (key !== null) {
+    bytes.set(key, pos);
+    pos += 4;
+  }
+  return pos;
+}
+
+/** XORs bytes[start, end) with the 4-byte `key`, in place. Masking and unmasking are the same. */
+function applyMask(bytes: Uint8Array, start: number, end: number, key: Uint8Array): void {
+  for (let i = start, j = 0; i < end; i++, j = (j + 1) & 3) bytes[i] ^= key[j];
+}
+
+/**
+ * A protocol violation, with the close code to end the connection with:
+ * 1002 (protocol error), 1007 (text that is not UTF-8) or 1009 (too big).
+ */
+export class WebSocketProtocolError extends Error {
+  override name = "WebSocketProtocolError";
+  /** The close code that reports this violation to the peer. */
+  readonly code: number;
+
+  /**
+   * @param message What went wrong; sent as the close reason, cut to fit 123 bytes.
+   * @param code The close code. @default {1002}
+   */
+  constructor(message: string, code = 1002) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Options for {@linkcode decodeFrame}. */
+export interface DecodeFrameOptions {
+  /**
+   * Whether frames must be masked (true on a server, which reads client
+   * frames) or must not be (false on a client). Leave it out to accept both.
+   */
+  masked?: boolean;
+  /**
+   * The largest data frame payload accepted, in bytes: a larger one throws
+   * with code 1009. Control frames have their own limit of 125 bytes.
+   *
+   * @default {Infinity}
+   */
+  maxPayload?: number;
+}
+
+/** A frame header, parsed. */
+interface FrameHeader {
+  fin: boolean;
+  rsv: number;
+  opcode: number;
+  /** The mask key's offset from the frame start, or -1 when unmasked. */
+  maskAt: number;
+  headerSize: number;
+  length: number;
+}
+
+/**
+ * Parses the header at bytes[start, end) and checks what a single frame can
+ * break: reserved bits, unknown opcodes, control frames that are fragmented or
+ * longer than 125 bytes, a 64-bit length with its top bit set, the masking
+ * rule and `maxPayload`. Returns null while the header is incomplete.
+ */
+function parseFrameHeader(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  options: DecodeFrameOptions,
+): FrameHeader | null {
+  if (end - start < 2) return null;
+  const b0 = bytes[start], b1 = bytes[start + 1];
+  const fin = (b0 & 0x80) !== 0;
+  const rsv = (b0 >> 4) & 7;
+  const opcode = b0 & 0x0f;
+  const masked = (b1 & 0x80) !== 0;
+  let length = b1 & 0x7f;
+  let headerSize = 2;
+  if (rsv !== 0) {
+    throw new WebSocketProtocolError(`Reserved bits set (${rsv}) without a negotiated extension`);
+  }
+  const isControl = (opcode & 0x08) !== 0;
+  if (opcode > 0x2 && opcode !== 0x8 && opcode !== 0x9 && opcode !== 0xa) {
+    throw new WebSocketProtocolError(`Unknown opcode 0x${opcode.toString(16)}`);
+  }
+  if (isControl && !fin) throw new WebSocketProtocolError("Control frames must not be fragmented");
+  if (isControl && length > 125) {
+    throw new WebSocketProtocolError("Control frames must have a payload of 125 bytes or less");
+  }
+  if (options.masked === true && !masked) {
+    throw new WebSocketProtocolError("Client frames must be masked");
+  }
+  if (options.masked === false && masked) {
+    throw new WebSocketProtocolError("Server frames must not be masked");
+  }
+  if (length === 126) {
+    if (end - start < 4) return null;
+    length = (bytes[start + 2] << 8) | bytes[start + 3];
+    headerSize = 4;
+  } else if (length === 127) {
+    if (end - start < 10) return null;
+    const view = new DataView(bytes.buffer, bytes.byteOffset + start + 2, 8);
+    const high = view.getUint32(0);
+    if (high >= 0x8000_0000) {
+      throw new WebSocketProtocolError("The 64-bit payload length has its top bit set");
+    }
+    length = high * 0x1_0000_0000 + view.getUint32(4);
+    headerSize = 10;
+  }
+  if (!isControl && length > (options.maxPayload ?? Infinity)) {
+    throw new WebSocketProtocolError(`A frame of ${length} bytes is over the limit`, 1009);
+  }
+  const maskAt = masked ? headerSize : -1;
+  if (masked) headerSize += 4;
+  if (end - start < headerSize) return null;
+  return { fin, rsv, opcode, maskAt, headerSize, length };
+}
+
+/**
+ * Parses the frame at the start of `bytes` and unmasks its payload (into a
+ * copy; `bytes` is not changed). Returns null when `bytes` holds only part of
+ * a frame. Frame-level protocol errors throw (see {@linkcode DecodeFrameOptions}
+ * for the masking rule and the size limit); message-level rules, such as
+ * continuation order and UTF-8, are the socket's.
+ *
+ * @example Usage
+ * ```ts
+ * import { decodeFrame } from "@brick/http/websocket";
+ *
+ * const decoded = decodeFrame(new Uint8Array([0x81, 0x02, 0x68, 0x69]), { masked: false });
+ * console.log(decoded?.frame.opcode, decoded?.size); // 1 4
+ * ```
+ *
+ * @param bytes Bytes that start at a frame boundary.
+ * @param options The masking rule and the largest payload.
+ * @returns The frame and how many bytes it took, or null if incomplete.
+ * @throws {WebSocketProtocolError} When the frame breaks the protocol; its `code` is the close code.
+ */
+export function decodeFrame(
+  bytes: Uint8Array,
+  options: DecodeFrameOptions = {},
+): { frame: Frame; size: number } | null {
+  const header = parseFrameHeader(bytes, 0, bytes.length, options);
+  if (header === null) return null;
+  const size = header.headerSize + header.length;
+  if (bytes.length < size) return null;
+  const payload = bytes.slice(header.headerSize, size);
+  if (header.maskAt >= 0) {
+    applyMask(payload, 0, payload.length, bytes.subarray(header.maskAt, header.maskAt + 4));
+  }
+  return { frame: { fin: header.fin, opcode: header.opcode, payload, rsv: header.rsv }, size };
+}
+
+/**
+ * Whether `code` may appear in a close frame (RFC 6455 §7.4): 1000–1003,
+ * 1007–1014 and 3000–4999. 1004–1006 and 1015 are reserved for reporting and
+ * never sent.
+ *
+ * @param code A close code.
+ * @returns True if an endpoint may send it.
+ */
+export function isValidCloseCode(code: number): boolean {
+  return Number.isInteger(code) &&
+    ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+      (code >= 3000 && code <= 4999));
+}
+
+const encoder = new TextEncoder();
+/** One-shot strict UTF-8 decoding. Keeps a leading BOM: the text arrives as sent. */
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * The payload of a close frame: the code as two bytes, then the UTF-8 reason.
+ *
+ * @param code The close code, or undefined for an empty payload.
+ * @param reason The reason; at most 123 bytes of UTF-8.
+ * @returns The payload bytes.
+ */
+export function encodeClosePayload(code?: number, reason = ""): Uint8Array {
+  if (code === undefined) return new Uint8Array(0);
+  const text = encoder.encode(reason);
+  const payload = new Uint8Array(2 + text.length);
+  payload[0] = code >>> 8;
+  payload[1] = code & 0xff;
+  payload.set(text, 2);
+  return payload;
+}
+
+/**
+ * Reads a close frame's payload: a code (1005, "no status", when empty) and a
+ * reason.
+ *
+ * @param payload The close frame's payload.
+ * @returns The code and the reason.
+ * @throws {WebSocketProtocolError} With 1002 for a one-byte payload or a code
+ * no endpoint may send, with 1007 for a reason that is not UTF-8.
+ */
+export function decodeClosePayload(payload: Uint8Array): { code: number; reason: string } {
+  if (payload.length === 0) return { code: 1005, reason: "" };
+  if (payload.length === 1) {
+    throw new WebSocketProtocolError("A close payload of one byte has no room for a code");
+  }
+  const code = (payload[0] << 8) | payload[1];
+  if (!isValidCloseCode(code)) throw new WebSocketProtocolError(`Invalid close code ${code}`);
+  let reason: string;
+  try {
+    reason = strictDecoder.decode(payload.subarray(2));
+  } catch {
+    throw new WebSocketProtocolError("The close reason is not valid UTF-8", 1007);
+  }
+  return { code, reason };
+}
+
+/** `reason` cut to at most 123 bytes of UTF-8 without splitting a character. */
+function fitReason(reason: string): string {
+  if (encoder.encode(reason).length <= 123) return reason;
+  let cut = "";
+  for (const char of reason) {
+    if (encoder.encode(cut + char).length > 120) break;
+    cut += char;
+  }
+  return cut + "...";
+}
+
+// ─── 4. Events ──────────────────────────────────────────────────────────────
+// Deno and Bun have CloseEvent and ErrorEvent; Node 20 has neither, so small
+// stand-ins with the same members take their place there.
+
+interface CloseEventInit2 extends EventInit {
+  code?: number;
+  reason?: string;
+  wasClean?: boolean;
+}
+
+const CloseEventClass: new (type: string, init?: CloseEventInit2) => CloseEvent =
+  (globalThis as { CloseEvent?: typeof CloseEvent }).CloseEvent ??
+    class CloseEvent extends Event {
+      readonly code: number;
+      readonly reason: string;
+      readonly wasClean: boolean;
+      constructor(type: string, init: CloseEventInit2 = {}) {
+        super(type, init);
+        this.code = init.code ?? 0;
+        this.reason = init.reason ?? "";
+        this.wasClean = init.wasClean ?? false;
+      }
+    } as unknown as typeof CloseEvent;
+
+interface ErrorEventInit2 extends EventInit {
+  message?: string;
+  error?: unknown;
+}
+
+const ErrorEventClass: new (type: string, init?: ErrorEventInit2) => ErrorEvent =
+  (globalThis as { ErrorEvent?: typeof ErrorEvent }).ErrorEvent ??
+    class ErrorEvent extends Event {
+      readonly message: string;
+      readonly error: unknown;
+      readonly filename = "";
+      readonly lineno = 0;
+      readonly colno = 0;
+      constructor(type: string, init: ErrorEventInit2 = {}) {
+        super(type, init);
+        this.message = init.message ?? "";
+        this.error = init.error;
+      }
+    } as unknown as typeof ErrorEvent;
+
+// ─── 5. The socket ──────────────────────────────────────────────────────────
+
+/** The connection brick hands over after the 101 (see mod.ts, "Upgrades"). */
+interface UpgradedConnection {
+  readonly remoteAddr: { hostname: string; port: number; transport: "tcp" };
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<void>;
+  closeWrite(): Promise<void>;
+  close(): void;
+  onShutdown: (() => void) | null;
+}
+
+/** Keeps `new ServerWebSocket()` to this module: sockets come from upgradeWebSocket. */
+const SOCKET_TOKEN = Symbol("ServerWebSocket");
+const ATTACH = Symbol("attach");
+const ATTACH_FAILED = Symbol("attachFailed");
+
+interface SocketConfig {
+  url: string;
+  protocol: string;
+  idleTimeoutMs: number;
+  maxMessageSize: number;
+}
+
+/** How long the server waits for the client's close frame after sending its own. */
+const CLOSE_TIMEOUT_MS = 5000;
+const INITIAL_READ_BUFFER = 16 * 1024;
+
+/** What the socket sends: frame bytes, a Blob's frame being read, or the order to close TCP. */
+type Outgoing =
+  | { kind: "frame"; bytes: Uint8Array | Promise<Uint8Array>; size: number }
+  | { kind: "end" };
+
+type EventHandler<E extends Event> = ((this: ServerWebSocket, event: E) => unknown) | null;
+
+/** The events a {@linkcode ServerWebSocket} fires. */
+export interface ServerWebSocketEventMap {
+  /** The handshake response has been sent; `send()` may be called. */
+  open: Event;
+  /** A whole message arrived: `data` is a string, or binary data as `binaryType` says. */
+  message: MessageEvent;
+  /** The connection ended. `wasClean` tells whether both sides sent a close frame. */
+  close: CloseEvent;
+  /** The connection failed: a protocol error, a dead peer or a transport error. */
+  error: Event;
+}
+
+/**
+ * The server's end of a WebSocket, made by {@linkcode upgradeWebSocket}. It has
+ * the browser `WebSocket`'s members and events, so code written for
+ * `Deno.upgradeWebSocket`'s socket runs on it unchanged.
+ *
+ * Differences to know about: `close()` accepts every code an endpoint may
+ * send (see {@linkcode isValidCloseCode}), not only 1000 and 3000–4999, so a
+ * server can say 1001, 1008 or 1011. When the socket fails a connection
+ * (a protocol error, a message over `maxMessageSize`, a dead peer), the
+ * `close` event carries the code the server sent, with `wasClean` false.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ * import { upgradeWebSocket } from "@brick/http/websocket";
+ *
+ * serve((request) => {
+ *   const { socket, response } = upgradeWebSocket(request);
+ *   socket.binaryType = "arraybuffer";
+ *   socket.addEventListener("message", (event) => {
+ *     if (typeof event.data === "string") socket.send(event.data.toUpperCase());
+ *     else socket.close(1003, "Text only, please");
+ *   });
+ *   return response;
+ * });
+ * ```
+ */
+export class ServerWebSocket extends EventTarget {
+  /** The socket waits for its handshake response to be sent. */
+  static readonly CONNECTING = 0;
+  /** Messages flow both ways. */
+  static readonly OPEN = 1;
+  /** A close frame has been sent or received; the connection is ending. */
+  static readonly CLOSING = 2;
+  /** The connection is closed. */
+  static readonly CLOSED = 3;
+  /** The socket waits for its handshake response to be sent. */
+  readonly CONNECTING = 0;
+  /** Messages flow both ways. */
+  readonly OPEN = 1;
+  /** A close frame has been sent or received; the connection is ending. */
+  readonly CLOSING = 2;
+  /** The connection is closed. */
+  readonly CLOSED = 3;
+
+  /** The URL of the request that opened the socket, with the `ws:` scheme. */
+  readonly url: string;
+  /** The selected subprotocol, or "" when none was. */
+  readonly protocol: string;
+  /** The negotiated extensions: always "", as brick negotiates none. */
+  readonly extensions = "";
+
+  #readyState: 0 | 1 | 2 | 3 = 0;
+  #binaryType: BinaryType = "blob";
+  #bufferedAmount = 0;
+  #config: SocketConfig;
+  #conn: UpgradedConnection | null = null;
+  #handlers = new Map<string, { handler: EventHandler<Event>; listener: EventListener }>();
+
+  // Writing: frames queue here and leave one at a time (backpressure).
+  #queue: Outgoing[] = [];
+  #writing = false;
+  #closeSent = false;
+  /** The close requested while the socket was still connecting. */
+  #pendingClose: { code?: number; reason: string } | null = null;
+
+  // Reading.
+  #buf = new Uint8Array(INITIAL_READ_BUFFER);
+  #start = 0;
+  #end = 0;
+  #closeReceived: { code: number; reason: string } | null = null;
+  /** The message being received across fragments. */
+  #message: { opcode: number; parts: Uint8Array[]; text: string[]; size: number } | null = null;
+  #streamDecoder: TextDecoder | null = null;
+
+  // Ending.
+  #failure: { code: number; reason: string } | null = null;
+  /** Why reading or writing failed, if it did. */
+  #transportError: unknown = undefined;
+  #finished = false;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastReceivedAt = 0;
+  #pingSent = false;
+
+  /**
+   * Not for direct use: sockets come from {@linkcode upgradeWebSocket}.
+   *
+   * @param token The module's private token.
+   * @param config What the handshake decided.
+   */
+  constructor(token: symbol, config: SocketConfig) {
+    if (token !== SOCKET_TOKEN) {
+      throw new TypeError("Create a ServerWebSocket with upgradeWebSocket(request)");
+    }
+    super();
+    this.url = config.url;
+    this.protocol = config.protocol;
+    this.#config = config;
+  }
+
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
+  get readyState(): number {
+    return this.#readyState;
+  }
+
+  /** Bytes of payload that `send()` queued and the client has not yet taken. */
+  get bufferedAmount(): number {
+    return this.#bufferedAmount;
+  }
+
+  /**
+   * How binary messages arrive in `event.data`: as a `Blob` (the default, as
+   * in browsers) or an `ArrayBuffer`.
+   */
+  get binaryType(): BinaryType {
+    return this.#binaryType;
+  }
+  set binaryType(value: BinaryType) {
+    if (value === "blob" || value === "arraybuffer") this.#binaryType = value;
+  }
+
+  /** Called once the socket is open. */
+  get onopen(): EventHandler<Event> {
+    return this.#getHandler("open");
+  }
+  set onopen(handler: EventHandler<Event>) {
+    this.#setHandler("open", handler);
+  }
+  /** Called with each message. */
+  get onmessage(): EventHandler<MessageEvent> {
+    return this.#getHandler("message");
+  }
+  set onmessage(handler: EventHandler<MessageEvent>) {
+    this.#setHandler("message", handler as EventHandler<Event>);
+  }
+  /** Called once the connection has closed. */
+  get onclose(): EventHandler<CloseEvent> {
+    return this.#getHandler("close");
+  }
+  set onclose(handler: EventHandler<CloseEvent>) {
+    this.#setHandler("close", handler as EventHandler<Event>);
+  }
+  /** Called when the connection fails, just before `close`. */
+  get onerror(): EventHandler<Event> {
+    return this.#getHandler("error");
+  }
+  set onerror(handler: EventHandler<Event>) {
+    this.#setHandler("error", handler);
+  }
+
+  /**
+   * Listens for `type`, with the event typed for the socket's own events.
+   *
+   * @param type The event name.
+   * @param listener The function or object to call.
+   * @param options As for `EventTarget.addEventListener`.
+   */
+  override addEventListener<K extends keyof ServerWebSocketEventMap>(
+    type: K,
+    listener: (this: ServerWebSocket, event: ServerWebSocketEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Sends a message: a string as text, anything binary as binary. The frame is
+   * queued and leaves when the ones before it have been written, so
+   * `bufferedAmount` grows while the client reads slowly. After `close()`, or
+   * once the connection has ended, data is dropped, as in browsers.
+   *
+   * @param data The message.
+   * @throws {DOMException} `InvalidStateError` while the socket is still connecting.
+   */
+  send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
+    if (this.#readyState === 0) {
+      throw new DOMException(
+        "The WebSocket is not open yet: send from onopen, or after the handler returned the response",
+        "InvalidStateError",
+      );
+    }
+    if (typeof data === "string") {
+      const payload = encoder.encode(data);
+      this.#sendData(Opcode.Text, payload, payload.length);
+    } else if (data instanceof Blob) {
+      const bytes = data.arrayBuffer().then((buffer) => new Uint8Array(buffer));
+      this.#sendData(Opcode.Binary, bytes, data.size);
+    } else if (ArrayBuffer.isView(data)) {
+      const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      this.#sendData(Opcode.Binary, view, view.length);
+    } else {
+      const view = new Uint8Array(data);
+      this.#sendData(Opcode.Binary, view, view.length);
+    }
+  }
+
+  /**
+   * Starts the closing handshake: queues a close frame after the messages
+   * already sent, then waits (up to 5 s) for the client's close frame before
+   * closing the connection. The `close` event follows.
+   *
+   * @param code The close code. @default {1000} when a reason is given, else none
+   * @param reason Why, at most 123 bytes of UTF-8.
+   * @throws {DOMException} `InvalidAccessError` for a code no endpoint may send,
+   * `SyntaxError` for a reason over 123 bytes.
+   */
+  close(code?: number, reason?: string): void {
+    if (code !== undefined && !isValidCloseCode(code)) {
+      throw new DOMException(
+        `Close code ${code} may not be sent: use 1000, 1001-1003, 1007-1014 or 3000-4999`,
+        "InvalidAccessError",
+      );
+    }
+    const text = reason ?? "";
+    if (encoder.encode(text).length > 123) {
+      throw new DOMException("The close reason must be 123 bytes of UTF-8 or less", "SyntaxError");
+    }
+    if (code === undefined && text !== "") code = 1000;
+    if (this.#readyState >= 2) return;
+    this.#readyState = 2;
+    if (this.#conn === null) {
+      this.#pendingClose = { code, reason: text };
+      return;
+    }
+    this.#sendClose(code, text);
+    this.#closeTimer ??= setTimeout(() => this.#abort(null), CLOSE_TIMEOUT_MS);
+  }
+
+  #getHandler<E extends Event>(type: string): EventHandler<E> {
+    return (this.#handlers.get(type)?.handler ?? null) as EventHandler<E>;
+  }
+
+  #setHandler(type: string, handler: EventHandler<Event>): void {
+    const entry = this.#handlers.get(type);
+    if (typeof handler !== "function") {
+      if (entry) super.removeEventListener(type, entry.listener);
+      this.#handlers.delete(type);
+      return;
+    }
+    if (entry) {
+      entry.handler = handler;
+      return;
+    }
+    const listener: EventListener = (event) => created.handler?.call(this, event as Event);
+    const created = { handler, listener };
+    this.#handlers.set(type, created);
+    super.addEventListener(type, created.listener);
+  }
+
+  // ── Opening ──
+
+  /** brick sent the 101 and handed the connection over. */
+  [ATTACH](conn: UpgradedConnection): void {
+    this.#conn = conn;
+    conn.onShutdown = () => this.#shutdown();
+    this.#lastReceivedAt = Date.now();
+    this.#scheduleIdleCheck();
+    if (this.#pendingClose !== null) {
+      const { code, reason } = this.#pendingClose;
+      this.#sendClose(code, reason);
+      this.#closeTimer = setTimeout(() => this.#abort(null), CLOSE_TIMEOUT_MS);
+    } else {
+      this.#readyState = 1;
+      this.dispatchEvent(new Event("open"));
+    }
+    this.#readLoop();
+  }
+
+  /** The handler returned another response, or the connection died before the 101. */
+  [ATTACH_FAILED](error: unknown): void {
+    this.#readyState = 3;
+    this.#finished = true;
+    this.#dispatchError(`The WebSocket handshake did not complete: ${message(error)}`, error);
+    this.dispatchEvent(new CloseEventClass("close", { code: 1006, reason: "", wasClean: false }));
+  }
+
+  // ── Writing ──
+
+  #sendData(opcode: number, payload: Uint8Array | Promise<Uint8Array>, size: number): void {
+    if (this.#readyState !== 1) return;
+    const bytes = payload instanceof Uint8Array
+      ? frameBytes(opcode, payload)
+      : payload.then((bytes) => frameBytes(opcode, bytes));
+    this.#bufferedAmount += size;
+    this.#queue.push({ kind: "frame", bytes, size });
+    this.#flush();
+  }
+
+  #sendControl(opcode: number, payload: Uint8Array): void {
+    this.#queue.push({ kind: "frame", bytes: frameBytes(opcode, payload), size: 0 });
+    this.#flush();
+  }
+
+  #sendClose(code: number | undefined, reason: string): void {
+    if (this.#closeSent) return;
+    this.#closeSent = true;
+    this.#sendControl(Opcode.Close, encodeClosePayload(code, reason));
+  }
+
+  /** Queues the end of the TCP connection after everything queued so far. */
+  #endAfterFlush(): void {
+    if (this.#queue.some((item) => item.kind === "end")) return;
+    this.#queue.push({ kind: "end" });
+    this.#flush();
+  }
+
+  /** Writes queued frames one at a time; each write resolves once the socket took it. */
+  async #flush(): Promise<void> {
+    const conn = this.#conn;
+    if (this.#writing || conn === null) return;
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0 && !this.#finished) {
+        const item = this.#queue[0];
+        if (item.kind === "end") {
+          this.#queue.length = 0;
+          this.#finish();
+          return;
+        }
+        await conn.write(await item.bytes);
+        this.#queue.shift();
+        this.#bufferedAmount -= item.size;
+      }
+    } catch (error) {
+      this.#abort(error);
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  // ── Reading ──
+
+  async #readLoop(): Promise<void> {
+    const conn = this.#conn!;
+    try {
+      while (!this.#finished) {
+        this.#makeRoom();
+        const n = await conn.read(this.#buf.subarray(this.#end));
+        if (this.#finished) return;
+        if (n === null) {
+          this.#abort(null);
+          return;
+        }
+        this.#end += n;
+        this.#lastReceivedAt = Date.now();
+        this.#pingSent = false;
+        this.#processFrames();
+        if (this.#closeReceived !== null || this.#failure !== null) return;
+      }
+    } catch (error) {
+      if (!this.#finished) this.#abort(error);
+    }
+  }
+
+  /** Makes space after `#end` for the next read: compacts, or grows to fit the frame in progress. */
+  #makeRoom(): void {
+    if (this.#start === this.#end) {
+      this.#start = this.#end = 0;
+      // A big message grew the buffer; do not keep that much per idle socket.
+      if (this.#buf.length > INITIAL_READ_BUFFER) this.#buf = new Uint8Array(INITIAL_READ_BUFFER);
+    }
+    const header = this.#peekHeader();
+    const frameSize = header === null ? 0 : header.headerSize + header.length;
+    const need = Math.max(INITIAL_READ_BUFFER, frameSize);
+    if (this.#buf.length - this.#start >= need && this.#end < this.#buf.length) return;
+    if (need > this.#buf.length) {
+      const grown = new Uint8Array(need);
+      grown.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = grown;
+    } else {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+    }
+    this.#end -= this.#start;
+    this.#start = 0;
+  }
+
+  #peekHeader(): FrameHeader | null {
+    try {
+      return parseFrameHeader(this.#buf, this.#start, this.#end, this.#decodeOptions());
+    } catch {
+      return null; // reported by #processFrames
+    }
+  }
+
+  #decodeOptions(): DecodeFrameOptions {
+    const taken = this.#message?.size ?? 0;
+    return { masked: true, maxPayload: this.#config.maxMessageSize - taken };
+  }
+
+  /** Handles every complete frame in the buffer; fails the connection on a protocol error. */
+  #processFrames(): void {
+    try {
+      while (this.#closeReceived === null && this.#failure === null) {
+        const header = parseFrameHeader(this.#buf, this.#start, this.#end, this.#decodeOptions());
+        if (header === null) return;
+        const frameEnd = this.#start + header.headerSize + header.length;
+        if (frameEnd > this.#end) return;
+        const payloadStart = this.#start + header.headerSize;
+        const key = this.#buf.slice(this.#start + header.maskAt, this.#start + header.maskAt + 4);
+        applyMask(this.#buf, payloadStart, frameEnd, key);
+        this.#start = frameEnd;
+        this.#handleFrame(header, this.#buf.subarray(payloadStart, frameEnd));
+      }
+    } catch (error) {
+      if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
+      else throw error;
+    }
+  }
+
+  /** One frame's meaning; `payload` is valid only during the call. */
+  #handleFrame(header: FrameHeader, payload: Uint8Array): void {
+    switch (header.opcode) {
+      case Opcode.Ping:
+        if (!this.#closeSent) this.#sendControl(Opcode.Pong, payload);
+        return;
+      case Opcode.Pong:
+        return;
+      case Opcode.Close:
+        return this.#receiveClose(decodeClosePayload(payload));
+      case Opcode.Continuation:
+        if (this.#message === null) {
+          throw new WebSocketProtocolError("A continuation frame without a message to continue");
+        }
+        return this.#addFragment(header.fin, payload);
+      default:
+        if (this.#message !== null) {
+          throw new WebSocketProtocolError("A new message started before the last one ended");
+        }
+        if (header.fin) return this.#deliver(header.opcode, payload);
+        this.#message = { opcode: header.opcode, parts: [], text: [], size: 0 };
+        return this.#addFragment(false, payload);
+    }
+  }
+
+  #addFragment(fin: boolean, payload: Uint8Array): void {
+    const message = this.#message!;
+    message.size += payload.length;
+    if (message.opcode === Opcode.Text) {
+      this.#streamDecoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+      try {
+        message.text.push(this.#streamDecoder.decode(payload, { stream: !fin }));
+      } catch {
+        this.#streamDecoder = null;
+        throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
+      }
+    } else {
+      message.parts.push(payload.slice());
+    }
+    if (!fin) return;
+    this.#message = null;
+    if (message.opcode === Opcode.Text) this.#dispatchMessage(message.text.join(""));
+    else this.#dispatchMessage(this.#binaryData(joinBytes(message.parts, message.size)));
+  }
+
+  /** A message in one frame. */
+  #deliver(opcode: number, payload: Uint8Array): void {
+    if (opcode === Opcode.Text) {
+      let text: string;
+      try {
+        text = strictDecoder.decode(payload);
+      } catch {
+        throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
+      }
+      this.#dispatchMessage(text);
+    } else {
+      this.#dispatchMessage(this.#binaryData(payload.slice()));
+    }
+  }
+
+  #binaryData(bytes: Uint8Array): ArrayBuffer | Blob {
+    const buffer = bytes.buffer.byteLength === bytes.length
+      ? bytes.buffer as ArrayBuffer
+      : bytes.slice().buffer as ArrayBuffer;
+    return this.#binaryType === "arraybuffer" ? buffer : new Blob([buffer]);
+  }
+
+  #dispatchMessage(data: string | ArrayBuffer | Blob): void {
+    if (this.#readyState !== 1) return; // closing: messages are dropped, as in browsers
+    this.dispatchEvent(new MessageEvent("message", { data, origin: originOf(this.url) }));
+  }
+
+  // ── Closing ──
+
+  /** The client's close frame: answer it (or it answers ours), then end the connection. */
+  #receiveClose(close: { code: number; reason: string }): void {
+    this.#closeReceived = close;
+    this.#readyState = 2;
+    this.#sendClose(close.code === 1005 ? undefined : close.code, "");
+    this.#endAfterFlush();
+    this.#closeTimer ??= setTimeout(() => this.#abort(null), CLOSE_TIMEOUT_MS);
+  }
+
+  /** Fails the connection (RFC 6455 §7.1.7): close frame with `code`, then close TCP. */
+  #fail(code: number, reason: string): void {
+    if (this.#finished || this.#failure !== null) return;
+    this.#failure = { code, reason };
+    this.#readyState = 2;
+    // Data not yet started is dropped, so the close frame leaves at once.
+    this.#queue = this.#writing ? this.#queue.slice(0, 1) : [];
+    this.#bufferedAmount = this.#queue.reduce(
+      (n, item) => n + (item.kind === "frame" ? item.size : 0),
+      0,
+    );
+    if (!this.#closeSent) {
+      this.#closeSent = true;
+      this.#sendControl(Opcode.Close, encodeClosePayload(code, fitReason(reason)));
+    }
+    this.#endAfterFlush();
+    this.#closeTimer ??= setTimeout(() => this.#abort(null), CLOSE_TIMEOUT_MS);
+  }
+
+  /** The server shuts down: say "going away" (1001) and close. */
+  #shutdown(): void {
+    if (this.#readyState >= 2) return;
+    this.close(1001, "The server is shutting down");
+  }
+
+  /** The connection ended without a finished closing handshake, or the transport failed. */
+  #abort(error: unknown): void {
+    if (this.#finished) return;
+    if (error !== null) this.#transportError ??= error;
+    this.#finish();
+  }
+
+  /** Closes TCP once, clears the timers, and fires `error` (if failed) and `close`. */
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#readyState = 3;
+    clearTimeout(this.#closeTimer);
+    clearTimeout(this.#idleTimer);
+    this.#queue.length = 0;
+    this.#bufferedAmount = 0;
+    const conn = this.#conn;
+    if (conn !== null) {
+      conn.onShutdown = null;
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    }
+    const closed = this.#closeReceived, failure = this.#failure, broken = this.#transportError;
+    if (failure !== null) {
+      this.#dispatchError(`The WebSocket connection failed: ${failure.reason}`, undefined);
+    } else if (broken !== undefined) {
+      this.#dispatchError(`The WebSocket connection broke: ${message(broken)}`, broken);
+    }
+    const init = failure !== null
+      ? { code: failure.code, reason: fitReason(failure.reason), wasClean: false }
+      : closed !== null && this.#closeSent && broken === undefined
+      ? { code: closed.code, reason: closed.reason, wasClean: true }
+      : { code: 1006, reason: "", wasClean: false };
+    this.dispatchEvent(new CloseEventClass("close", init));
+  }
+
+  #dispatchError(text: string, error: unknown): void {
+    this.dispatchEvent(new ErrorEventClass("error", { message: text, error }));
+  }
+
+  // ── Liveness ──
+
+  #scheduleIdleCheck(): void {
+    const idle = this.#config.idleTimeoutMs;
+    if (idle <= 0 || this.#finished) return;
+    const due = this.#lastReceivedAt + idle * (this.#pingSent ? 2 : 1) - Date.now();
+    this.#idleTimer = setTimeout(() => this.#checkIdle(), Math.max(due, 10));
+  }
+
+  #checkIdle(): void {
+    if (this.#finished) return;
+    const idle = this.#config.idleTimeoutMs;
+    const quiet = Date.now() - this.#lastReceivedAt;
+    if (this.#pingSent && quiet >= 2 * idle) {
+      this.#fail(1001, `No answer to a ping within ${idle / 1000} s`);
+      return;
+    }
+    if (!this.#pingSent && quiet >= idle) {
+      this.#pingSent = true;
+      if (!this.#closeSent) this.#sendControl(Opcode.Ping, new Uint8Array(0));
+    }
+    this.#scheduleIdleCheck();
+  }
+}
+
+// ─── 6. Helpers ─────────────────────────────────────────────────────────────
+
+/** An unmasked server frame with `payload`, in one buffer. */
+function frameBytes(opcode: number, payload: Uint8Array): Uint8Array {
+  const headerSize = frameHeaderSize(payload.length, false);
+  const bytes = new Uint8Array(headerSize + payload.length);
+  writeFrameHeader(bytes, true, 0, opcode, payload.length, null);
+  bytes.set(payload, headerSize);
+  return bytes;
+}
+
+function joinBytes(parts: Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "";
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

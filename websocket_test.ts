@@ -1,0 +1,1169 @@
+// Tests for websocket.ts: the frame codec on its own, then brick's WebSocket
+// over real TCP sockets on 127.0.0.1: raw frames for every protocol rule, and
+// real clients (the runtime's WebSocket, the `ws` package, headless Chromium).
+// Runtime-neutral (node:test, node:net), so the same file runs under
+// `deno test`, `node --test` (on the npm build) and `bun test`.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import type { Server } from "./mod.ts";
+import {
+  decodeClosePayload,
+  decodeFrame,
+  encodeClosePayload,
+  encodeFrame,
+  type Frame,
+  isValidCloseCode,
+  Opcode,
+  type ServerWebSocket,
+  upgradeWebSocket,
+  type UpgradeWebSocketOptions,
+  WebSocketHandshakeError,
+  WebSocketProtocolError,
+} from "./websocket.ts";
+import {
+  concat,
+  deferred,
+  delay,
+  head,
+  header,
+  latin1Bytes,
+  parseResponses,
+  RawClient,
+  rawExchange,
+  startServer,
+  until,
+  within,
+} from "./_test_utils.ts";
+import { chromiumPath, dumpDom } from "./_test_browser.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const bytes = (text: string) => encoder.encode(text);
+
+/** A frame as a client sends it: masked, final unless told. */
+function clientFrame(opcode: number, payload: Uint8Array | string, fin = true): Uint8Array {
+  const data = typeof payload === "string" ? bytes(payload) : payload;
+  return encodeFrame({ fin, opcode, payload: data }, { mask: true });
+}
+
+/** A close frame's payload as the pair it carries. */
+function closeOf(frame: Frame): { code: number; reason: string } {
+  assert.equal(frame.opcode, Opcode.Close, `expected a close frame, got opcode ${frame.opcode}`);
+  return decodeClosePayload(frame.payload);
+}
+
+// ─── The frame codec ────────────────────────────────────────────────────────
+
+describe("frame codec", () => {
+  test("encodeFrame() picks the 7-, 16- and 64-bit length forms at their boundaries", () => {
+    const cases: [number, number, number][] = [
+      [0, 2, 0],
+      [125, 2, 125],
+      [126, 4, 126],
+      [65535, 4, 126],
+      [65536, 10, 127],
+    ];
+    for (const [length, headerSize, lengthCode] of cases) {
+      const frame = encodeFrame({
+        fin: true,
+        opcode: Opcode.Binary,
+        payload: new Uint8Array(length),
+      });
+      assert.equal(frame.length, headerSize + length, `length ${length}`);
+      assert.equal(frame[1] & 0x7f, lengthCode, `length ${length}`);
+      const decoded = decodeFrame(frame, { masked: false });
+      assert.equal(decoded?.frame.payload.length, length);
+      assert.equal(decoded?.size, frame.length);
+    }
+    const big = encodeFrame({ fin: true, opcode: Opcode.Binary, payload: new Uint8Array(70000) });
+    assert.deepEqual([...big.subarray(2, 10)], [0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+  });
+
+  test("encodeFrame() masks as in RFC 6455's example, and decodeFrame() unmasks", () => {
+    // RFC 6455 §5.7: a masked "Hello" with the key 37 fa 21 3d.
+    const key = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
+    const frame = encodeFrame({ fin: true, opcode: Opcode.Text, payload: bytes("Hello") }, {
+      mask: key,
+    });
+    assert.deepEqual(
+      [...frame],
+      [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+    );
+    const decoded = decodeFrame(frame, { masked: true });
+    assert.equal(decoder.decode(decoded!.frame.payload), "Hello");
+    assert.deepEqual([...frame.subarray(6)], [0x7f, 0x9f, 0x4d, 0x51, 0x58], "input unchanged");
+  });
+
+  test("encodeFrame() with mask: true uses a fresh random key", () => {
+    const payload = new Uint8Array(64);
+    const a = encodeFrame({ fin: true, opcode: Opcode.Binary, payload }, { mask: true });
+    const b = encodeFrame({ fin: true, opcode: Opcode.Binary, payload }, { mask: true });
+    assert.equal(a[1] & 0x80, 0x80);
+    assert.notDeepEqual(a.subarray(2, 6), b.subarray(2, 6));
+    assert.deepEqual(decodeFrame(a)!.frame.payload, payload);
+  });
+
+  test("decodeFrame() returns null for every proper prefix of a frame", () => {
+    for (const length of [5, 300, 70000]) {
+      const frame = encodeFrame(
+        { fin: false, opcode: Opcode.Text, payload: new Uint8Array(length).fill(65) },
+        { mask: true },
+      );
+      for (const cut of [0, 1, 2, 3, 5, 9, 13, frame.length - 1].filter((n) => n < frame.length)) {
+        assert.equal(decodeFrame(frame.subarray(0, cut)), null, `length ${length}, cut ${cut}`);
+      }
+      const decoded = decodeFrame(concat([frame, new Uint8Array([1, 2, 3])]))!;
+      assert.equal(decoded.size, frame.length, "stops at the frame's end");
+      assert.equal(decoded.frame.fin, false);
+    }
+  });
+
+  test("decodeFrame() rejects what no single frame may be, with the close code to send", () => {
+    const raw = (...values: number[]) => new Uint8Array(values);
+    const cases: [string, Uint8Array, DecodeCase][] = [
+      ["RSV1 set", raw(0xc1, 0x00), { code: 1002 }],
+      ["RSV3 set", raw(0x92, 0x00), { code: 1002 }],
+      ["opcode 0x3", raw(0x83, 0x00), { code: 1002 }],
+      ["opcode 0xb", raw(0x8b, 0x00), { code: 1002 }],
+      ["fragmented ping", raw(0x09, 0x00), { code: 1002 }],
+      ["close of 126 bytes", raw(0x88, 0x7e, 0x00, 0x7e), { code: 1002 }],
+      ["64-bit length top bit", raw(0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 1), { code: 1002 }],
+      ["unmasked, masking required", raw(0x81, 0x00), { code: 1002, masked: true }],
+      ["masked, masking forbidden", raw(0x81, 0x80, 1, 2, 3, 4), { code: 1002, masked: false }],
+      ["over maxPayload", raw(0x82, 0x7e, 0x01, 0x00), { code: 1009, maxPayload: 255 }],
+    ];
+    for (const [what, frame, { code, ...options }] of cases) {
+      assert.throws(
+        () => decodeFrame(frame, options),
+        (error) => error instanceof WebSocketProtocolError && error.code === code,
+        what,
+      );
+    }
+    // The size limit is for data: a ping of 125 bytes passes under a smaller limit.
+    const ping = encodeFrame({ fin: true, opcode: Opcode.Ping, payload: new Uint8Array(125) });
+    assert.equal(decodeFrame(ping, { maxPayload: 10 })?.frame.payload.length, 125);
+  });
+
+  test("isValidCloseCode() accepts the codes an endpoint may send and no others", () => {
+    const valid = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1014, 3000, 4999];
+    const invalid = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 1000.5];
+    for (const code of valid) assert.equal(isValidCloseCode(code), true, `${code}`);
+    for (const code of invalid) assert.equal(isValidCloseCode(code), false, `${code}`);
+  });
+
+  test("decodeClosePayload() reads code and reason, and rejects bad ones", () => {
+    assert.deepEqual(decodeClosePayload(encodeClosePayload(4001, "bye ✓")), {
+      code: 4001,
+      reason: "bye ✓",
+    });
+    assert.deepEqual(decodeClosePayload(new Uint8Array(0)), { code: 1005, reason: "" });
+    const failsWith = (payload: Uint8Array, code: number) =>
+      assert.throws(
+        () => decodeClosePayload(payload),
+        (error) => error instanceof WebSocketProtocolError && error.code === code,
+      );
+    failsWith(new Uint8Array([0x03]), 1002);
+    failsWith(encodeClosePayload(1005), 1002);
+    failsWith(encodeClosePayload(1006), 1002);
+    failsWith(encodeClosePayload(999), 1002);
+    failsWith(new Uint8Array([0x03, 0xe8, 0xc3, 0x28]), 1007);
+  });
+});
+
+interface DecodeCase {
+  code: number;
+  masked?: boolean;
+  maxPayload?: number;
+}
+
+// ─── Servers and raw WebSocket clients ──────────────────────────────────────
+
+/** What a test server saw of its sockets. */
+interface Seen {
+  sockets: ServerWebSocket[];
+  messages: (string | ArrayBuffer | Blob)[];
+  closes: CloseEvent[];
+  errors: Event[];
+  /** Resolves with each socket's close event, in order of closing. */
+  closed(count?: number): Promise<CloseEvent[]>;
+}
+
+interface WsServer {
+  server: Server;
+  port: number;
+  seen: Seen;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts brick with a WebSocket echo on every path: each message goes back as
+ * it came. `setup` may change the socket (binaryType, handlers) before it opens.
+ */
+async function startEcho(
+  options: UpgradeWebSocketOptions = {},
+  setup: (socket: ServerWebSocket, request: Request) => void = () => {},
+): Promise<WsServer> {
+  const seen: Seen = {
+    sockets: [],
+    messages: [],
+    closes: [],
+    errors: [],
+    async closed(count = 1) {
+      await until(() => seen.closes.length >= count, 5000, `${count} server close event(s)`);
+      return seen.closes;
+    },
+  };
+  const { server, port } = await startServer((request) => {
+    const { socket, response } = upgradeWebSocket(request, options);
+    seen.sockets.push(socket);
+    socket.onmessage = (event) => {
+      seen.messages.push(event.data);
+      socket.send(event.data);
+    };
+    socket.onclose = (event) => seen.closes.push(event);
+    socket.onerror = (event) => seen.errors.push(event);
+    setup(socket, request);
+    return response;
+  });
+  return { server, port, seen, [Symbol.asyncDispose]: () => server.shutdown() };
+}
+
+const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+/** The accept value RFC 6455 §1.3 gives for KEY. */
+const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/** A WebSocket handshake request; `fields` replace the defaults of the same name. */
+function handshake(...fields: string[]): string {
+  const defaults = [
+    "Host: x",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Key: ${KEY}`,
+    "Sec-WebSocket-Version: 13",
+  ];
+  const names = new Set(fields.map((field) => field.split(":")[0].toLowerCase()));
+  const kept = defaults.filter((field) => !names.has(field.split(":")[0].toLowerCase()));
+  return head("GET /chat HTTP/1.1", ...kept, ...fields.filter((field) => !field.endsWith(": -")));
+}
+
+/** A raw TCP client that did the handshake and now reads server frames. */
+class RawWebSocket {
+  constructor(readonly client: RawClient, readonly headEnd: number, readonly head: string) {}
+
+  static async open(port: number, ...fields: string[]): Promise<RawWebSocket> {
+    const client = await RawClient.connect(port);
+    await client.write(handshake(...fields));
+    await client.waitForText("\r\n\r\n");
+    const end = client.text.indexOf("\r\n\r\n") + 4;
+    const ws = new RawWebSocket(client, end, client.text.slice(0, end));
+    assert.match(ws.head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    return ws;
+  }
+
+  /** Every complete server frame so far; throws if the server broke the protocol. */
+  get frames(): Frame[] {
+    const frames: Frame[] = [];
+    let rest = this.client.received.subarray(this.headEnd);
+    for (;;) {
+      const decoded = decodeFrame(rest, { masked: false });
+      if (decoded === null) return frames;
+      frames.push(decoded.frame);
+      rest = rest.subarray(decoded.size);
+    }
+  }
+
+  /** Waits for `count` frames in all and returns them. */
+  async waitFrames(count: number, ms = 3000): Promise<Frame[]> {
+    await this.client.waitFor(() => this.frames.length >= count, `${count} frame(s)`, ms);
+    return this.frames;
+  }
+
+  /** Waits for the server's close frame and for the server to close TCP. */
+  async waitClose(ms = 3000): Promise<{ code: number; reason: string }> {
+    await this.client.waitFor(
+      () => this.frames.some((frame) => frame.opcode === Opcode.Close),
+      "a close frame",
+      ms,
+    );
+    await this.client.waitClosed(ms);
+    return closeOf(this.frames.find((frame) => frame.opcode === Opcode.Close)!);
+  }
+
+  send(frame: Uint8Array): Promise<void> {
+    return this.client.write(frame);
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+/** Opens a raw WebSocket to a fresh echo server, runs `body`, then cleans up. */
+async function withRaw(
+  body: (ws: RawWebSocket, ctx: WsServer) => Promise<void>,
+  options: UpgradeWebSocketOptions = {},
+  setup?: (socket: ServerWebSocket, request: Request) => void,
+): Promise<void> {
+  await using ctx = await startEcho(options, setup);
+  const ws = await RawWebSocket.open(ctx.port);
+  try {
+    await body(ws, ctx);
+  } finally {
+    ws.destroy();
+  }
+}
+
+/** Sends `frame` and expects the server to fail the connection with `code`. */
+async function expectFailure(
+  frames: Uint8Array[],
+  code: number,
+  options?: UpgradeWebSocketOptions,
+) {
+  await withRaw(async (ws, { seen }) => {
+    for (const frame of frames) await ws.send(frame);
+    const close = await ws.waitClose();
+    assert.equal(close.code, code, `close reason: ${close.reason}`);
+    const [event] = await seen.closed();
+    assert.equal(event.code, code);
+    assert.equal(event.wasClean, false);
+    assert.equal(seen.errors.length, 1, "an error event before close");
+  }, options);
+}
+
+// ─── The handshake ──────────────────────────────────────────────────────────
+
+describe("upgradeWebSocket() handshake", () => {
+  test("answers 101 with RFC 6455's accept key, Upgrade and Connection", async () => {
+    let status = 0;
+    await using ctx = await startEcho({}, (_socket, request) => {
+      status = request.headers.get("sec-websocket-key") === KEY ? 101 : 0;
+    });
+    const ws = await RawWebSocket.open(ctx.port);
+    try {
+      const [response] = parseResponses(latin1Bytes(ws.head));
+      assert.equal(response.status, 101);
+      assert.equal(header(response, "sec-websocket-accept"), ACCEPT);
+      assert.equal(header(response, "upgrade")?.toLowerCase(), "websocket");
+      assert.equal(header(response, "connection")?.toLowerCase(), "upgrade");
+      assert.equal(header(response, "sec-websocket-protocol"), undefined);
+      assert.equal(header(response, "content-length"), undefined);
+      assert.equal(header(response, "transfer-encoding"), undefined);
+      assert.equal(status, 101);
+    } finally {
+      ws.destroy();
+    }
+  });
+
+  test("the response the handler returns has status 101, as Deno's does", async () => {
+    const seen = deferred<number>();
+    const { server, port } = await startServer((request) => {
+      const { response } = upgradeWebSocket(request);
+      seen.resolve(response.status);
+      return response;
+    });
+    try {
+      const ws = await RawWebSocket.open(port);
+      ws.destroy();
+      assert.equal(await seen.promise, 101);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  const refusals: [string, string, number, RegExp][] = [
+    ["a POST", handshake().replace("GET", "POST"), 400, /must be a GET request, not POST/],
+    ["no Sec-WebSocket-Key", handshake("Sec-WebSocket-Key: -"), 400, /Sec-WebSocket-Key/],
+    ["a short key", handshake("Sec-WebSocket-Key: c2hvcnQ="), 400, /Sec-WebSocket-Key/],
+    ["two keys", handshake(`Sec-WebSocket-Key: ${KEY}`, `Sec-WebSocket-Key: ${KEY}`), 400, /Key/],
+    ["no Upgrade", handshake("Upgrade: -"), 400, /Upgrade: websocket/],
+    ["Upgrade: h2c", handshake("Upgrade: h2c"), 400, /Upgrade: websocket/],
+    ["no Connection", handshake("Connection: -"), 400, /Connection: Upgrade/],
+    ["Connection: keep-alive", handshake("Connection: keep-alive"), 400, /Connection: Upgrade/],
+    ["version 8", handshake("Sec-WebSocket-Version: 8"), 426, /version 13/],
+    ["no version", handshake("Sec-WebSocket-Version: -"), 426, /version 13/],
+  ];
+  for (const [what, request, status, reason] of refusals) {
+    test(`answers ${status} to a handshake with ${what}`, async () => {
+      let onErrorCalls = 0;
+      const { server, port } = await startServer(
+        (request) => upgradeWebSocket(request).response,
+        {
+          onError() {
+            onErrorCalls++;
+            return new Response("onError", { status: 500 });
+          },
+        },
+      );
+      try {
+        const reply = await rawExchange(port, [request], { responses: 1 });
+        const [response] = parseResponses(reply.bytes);
+        assert.equal(response.status, status);
+        assert.match(response.text, reason);
+        if (status === 426) assert.equal(header(response, "sec-websocket-version"), "13");
+        assert.equal(onErrorCalls, 0, "a handshake error carries its answer past onError");
+      } finally {
+        await server.shutdown();
+      }
+    });
+  }
+
+  test("accepts Upgrade and Connection as token lists, in any case", async () => {
+    await using ctx = await startEcho();
+    const ws = await RawWebSocket.open(
+      ctx.port,
+      "Upgrade: foo/2, WebSocket",
+      "Connection: keep-alive, UPGRADE",
+    );
+    ws.destroy();
+  });
+
+  test("WebSocketHandshakeError.toResponse() gives the answer for a custom handler", async () => {
+    const { server, port } = await startServer((request) => {
+      try {
+        return upgradeWebSocket(request).response;
+      } catch (error) {
+        if (error instanceof WebSocketHandshakeError) return error.toResponse();
+        throw error;
+      }
+    });
+    try {
+      const reply = await rawExchange(port, [handshake("Sec-WebSocket-Version: 7")], {
+        responses: 1,
+      });
+      const [response] = parseResponses(reply.bytes);
+      assert.equal(response.status, 426);
+      assert.equal(header(response, "sec-websocket-version"), "13");
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("throws a TypeError for a request that is not from brick's serve()", () => {
+    const request = new Request("http://x/", {
+      headers: {
+        upgrade: "websocket",
+        connection: "Upgrade",
+        "sec-websocket-key": KEY,
+        "sec-websocket-version": "13",
+      },
+    });
+    assert.throws(() => upgradeWebSocket(request), {
+      name: "TypeError",
+      message: /needs a request from brick's serve\(\)/,
+    });
+  });
+
+  const selections: [string, string | string[] | undefined, string | undefined][] = [
+    ["chat, superchat", "superchat", "superchat"],
+    ["chat, superchat", ["v3", "chat", "superchat"], "chat"],
+    ["chat", ["v3", "v4"], undefined],
+    ["chat", undefined, undefined],
+  ];
+  for (const [offered, wanted, selected] of selections) {
+    test(`selects subprotocol ${selected} of ${offered} when the server wants ${wanted}`, async () => {
+      let protocol = "unset";
+      await using ctx = await startEcho({ protocol: wanted }, (socket) => {
+        protocol = socket.protocol;
+      });
+      const ws = await RawWebSocket.open(ctx.port, `Sec-WebSocket-Protocol: ${offered}`);
+      ws.destroy();
+      const [response] = parseResponses(latin1Bytes(ws.head));
+      assert.equal(header(response, "sec-websocket-protocol"), selected);
+      assert.equal(protocol, selected ?? "");
+    });
+  }
+
+  test("a handler that returns another response gets plain HTTP, and the socket closes", async () => {
+    const closed = deferred<CloseEvent>();
+    const errors: Event[] = [];
+    const { server, port } = await startServer((request) => {
+      const { socket } = upgradeWebSocket(request);
+      socket.onerror = (event) => errors.push(event);
+      socket.onclose = (event) => closed.resolve(event);
+      return new Response("not today", { status: 403 });
+    });
+    try {
+      const reply = await rawExchange(port, [handshake()], { responses: 1 });
+      const [response] = parseResponses(reply.bytes);
+      assert.equal(response.status, 403);
+      assert.equal(response.text, "not today");
+      const event = await within(closed.promise, 3000, "the socket's close event");
+      assert.equal(event.code, 1006);
+      assert.equal(event.wasClean, false);
+      assert.equal(errors.length, 1);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("send() before the socket opens throws InvalidStateError", async () => {
+    const thrown = deferred<unknown>();
+    const { server, port } = await startServer((request) => {
+      const { socket, response } = upgradeWebSocket(request);
+      try {
+        socket.send("too early");
+        thrown.resolve(null);
+      } catch (error) {
+        thrown.resolve(error);
+      }
+      return response;
+    });
+    try {
+      const ws = await RawWebSocket.open(port);
+      ws.destroy();
+      const error = await thrown.promise;
+      assert.ok(error instanceof DOMException);
+      assert.equal(error.name, "InvalidStateError");
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+// ─── Frames over a raw socket ───────────────────────────────────────────────
+
+describe("ServerWebSocket over raw frames", () => {
+  test("echoes masked text and binary frames as unmasked frames", async () => {
+    await withRaw(
+      async (ws) => {
+        await ws.send(clientFrame(Opcode.Text, "héllo"));
+        await ws.send(clientFrame(Opcode.Binary, new Uint8Array([0, 1, 2, 255])));
+        const [text, binary] = await ws.waitFrames(2);
+        assert.equal(text.opcode, Opcode.Text);
+        assert.equal(decoder.decode(text.payload), "héllo");
+        assert.equal(binary.opcode, Opcode.Binary);
+        assert.deepEqual([...binary.payload], [0, 1, 2, 255]);
+        assert.ok(text.fin && binary.fin);
+      },
+      {},
+      (socket) => socket.binaryType = "arraybuffer",
+    );
+  });
+
+  test("joins a fragmented message, answering a ping between its fragments", async () => {
+    await withRaw(async (ws, { seen }) => {
+      // "€" is three bytes, split across the first two fragments.
+      const euro = bytes("€");
+      await ws.send(clientFrame(Opcode.Text, concat([bytes("a"), euro.subarray(0, 1)]), false));
+      await ws.send(clientFrame(Opcode.Ping, "mid"));
+      await ws.send(
+        clientFrame(Opcode.Continuation, concat([euro.subarray(1), bytes("b")]), false),
+      );
+      await ws.send(clientFrame(Opcode.Continuation, "c", true));
+      const [pong, echo] = await ws.waitFrames(2);
+      assert.equal(pong.opcode, Opcode.Pong);
+      assert.equal(decoder.decode(pong.payload), "mid");
+      assert.equal(decoder.decode(echo.payload), "a€bc");
+      assert.deepEqual(seen.messages, ["a€bc"]);
+    });
+  });
+
+  test("joins a fragmented binary message delivered as an ArrayBuffer", async () => {
+    await withRaw(
+      async (ws, { seen }) => {
+        await ws.send(clientFrame(Opcode.Binary, new Uint8Array([1, 2]), false));
+        await ws.send(clientFrame(Opcode.Continuation, new Uint8Array([3]), false));
+        await ws.send(clientFrame(Opcode.Continuation, new Uint8Array([4, 5]), true));
+        const [echo] = await ws.waitFrames(1);
+        assert.deepEqual([...echo.payload], [1, 2, 3, 4, 5]);
+        assert.ok(seen.messages[0] instanceof ArrayBuffer);
+      },
+      {},
+      (socket) => socket.binaryType = "arraybuffer",
+    );
+  });
+
+  test("delivers binary as a Blob by default, and sends a Blob back in order", async () => {
+    await withRaw(async (ws, { seen }) => {
+      await ws.send(clientFrame(Opcode.Binary, new Uint8Array([7, 8, 9])));
+      await ws.send(clientFrame(Opcode.Text, "after"));
+      const [first, second] = await ws.waitFrames(2);
+      assert.ok(seen.messages[0] instanceof Blob);
+      assert.deepEqual([...first.payload], [7, 8, 9]);
+      assert.equal(decoder.decode(second.payload), "after");
+    });
+  });
+
+  test("reads a frame that arrives one byte at a time", async () => {
+    await withRaw(async (ws) => {
+      const frame = clientFrame(Opcode.Text, "x".repeat(300));
+      for (let i = 0; i < frame.length; i += 1) {
+        await ws.send(frame.subarray(i, i + 1));
+        if (i < 12) await delay(2);
+      }
+      const [echo] = await ws.waitFrames(1);
+      assert.equal(decoder.decode(echo.payload), "x".repeat(300));
+    });
+  });
+
+  test("answers a ping with a pong carrying the same payload", async () => {
+    await withRaw(async (ws) => {
+      await ws.send(clientFrame(Opcode.Ping, new Uint8Array([1, 2, 3])));
+      await ws.send(clientFrame(Opcode.Pong, "unsolicited pongs are ignored"));
+      await ws.send(clientFrame(Opcode.Ping, new Uint8Array(125).fill(9)));
+      const [a, b] = await ws.waitFrames(2);
+      assert.equal(a.opcode, Opcode.Pong);
+      assert.deepEqual([...a.payload], [1, 2, 3]);
+      assert.equal(b.opcode, Opcode.Pong);
+      assert.equal(b.payload.length, 125);
+    });
+  });
+
+  test("completes a client's close handshake, with code and reason seen by the server", async () => {
+    await withRaw(async (ws, { seen }) => {
+      await ws.send(clientFrame(Opcode.Close, encodeClosePayload(4001, "done here")));
+      const close = await ws.waitClose();
+      assert.equal(close.code, 4001, "the server echoes the code");
+      const [event] = await seen.closed();
+      assert.equal(event.code, 4001);
+      assert.equal(event.reason, "done here");
+      assert.equal(event.wasClean, true);
+      assert.equal(seen.errors.length, 0);
+      assert.equal(seen.sockets[0].readyState, 3);
+    });
+  });
+
+  test("answers an empty close frame with an empty one; the server sees 1005", async () => {
+    await withRaw(async (ws, { seen }) => {
+      await ws.send(clientFrame(Opcode.Close, new Uint8Array(0)));
+      await ws.client.waitClosed();
+      const [frame] = ws.frames;
+      assert.equal(frame.opcode, Opcode.Close);
+      assert.equal(frame.payload.length, 0);
+      const [event] = await seen.closed();
+      assert.equal(event.code, 1005);
+      assert.equal(event.wasClean, true);
+    });
+  });
+
+  test("close() from the server sends code and reason, then waits for the client's close", async () => {
+    await withRaw(
+      async (ws, { seen }) => {
+        seen.sockets[0].close(1000, "bye now");
+        assert.equal(seen.sockets[0].readyState, 2);
+        const [frame] = await ws.waitFrames(1);
+        assert.deepEqual(closeOf(frame), { code: 1000, reason: "bye now" });
+        await delay(50);
+        assert.equal(ws.client.closed, false, "TCP stays open until the client answers");
+        await ws.send(clientFrame(Opcode.Close, encodeClosePayload(1000)));
+        await ws.client.waitClosed();
+        const [event] = await seen.closed();
+        assert.equal(event.code, 1000);
+        assert.equal(event.wasClean, true);
+      },
+      {},
+      (socket) => socket.onopen = () => {},
+    );
+  });
+
+  test("close() validates its code and reason like a browser", async () => {
+    await withRaw((_ws, { seen }) => {
+      const socket = seen.sockets[0];
+      assert.throws(() => socket.close(1005), { name: "InvalidAccessError" });
+      assert.throws(() => socket.close(2000), { name: "InvalidAccessError" });
+      assert.throws(() => socket.close(1000, "x".repeat(124)), { name: "SyntaxError" });
+      assert.equal(socket.readyState, 1, "a refused close() leaves the socket open");
+      return Promise.resolve();
+    });
+  });
+
+  test("messages that arrive after close() are dropped", async () => {
+    await withRaw(async (ws, { seen }) => {
+      seen.sockets[0].close(1000);
+      await ws.send(clientFrame(Opcode.Text, "late"));
+      await ws.send(clientFrame(Opcode.Close, encodeClosePayload(1000)));
+      await ws.client.waitClosed();
+      assert.deepEqual(seen.messages, []);
+      assert.deepEqual(ws.frames.map((frame) => frame.opcode), [Opcode.Close]);
+    });
+  });
+
+  test("closes TCP when the client does not answer close() within 5 s", async () => {
+    await withRaw(async (ws, { seen }) => {
+      const started = Date.now();
+      seen.sockets[0].close(4000);
+      await ws.client.waitClosed(8000);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 4500 && waited < 8000, `closed after ${waited} ms`);
+      const [event] = await seen.closed();
+      assert.equal(event.code, 1006);
+      assert.equal(event.wasClean, false);
+    });
+  });
+
+  test("a client that vanishes fires close with 1006 and wasClean false", async () => {
+    await withRaw(async (ws, { seen }) => {
+      await ws.send(clientFrame(Opcode.Text, "hi"));
+      await ws.waitFrames(1);
+      ws.client.reset();
+      const [event] = await seen.closed();
+      assert.equal(event.code, 1006);
+      assert.equal(event.wasClean, false);
+      assert.equal(seen.sockets[0].readyState, 3);
+    });
+  });
+
+  test("a client that sends FIN without a close frame fires close with 1006", async () => {
+    await withRaw(async (ws, { seen }) => {
+      await ws.client.end();
+      const [event] = await seen.closed();
+      assert.equal(event.code, 1006);
+      assert.equal(event.wasClean, false);
+      await ws.client.waitClosed();
+    });
+  });
+
+  test("bytes after the upgrade are frames, never HTTP", async () => {
+    const request = head("GET /other HTTP/1.1", "Host: x");
+    await withRaw(async (ws) => {
+      await ws.send(clientFrame(Opcode.Text, request));
+      const [echo] = await ws.waitFrames(1);
+      assert.equal(decoder.decode(echo.payload), request);
+      await delay(50);
+      const after = ws.client.received.subarray(ws.headEnd);
+      assert.equal(after.length, decodeFrame(after)!.size, "the echo frame and nothing else");
+    });
+    // Sent bare, a request's first byte "G" (0x47) reads as a frame with RSV bits set.
+    await expectFailure([latin1Bytes(request)], 1002);
+  });
+
+  test("frames sent right behind the handshake, in the same write, are read", async () => {
+    await using ctx = await startEcho();
+    const client = await RawClient.connect(ctx.port);
+    try {
+      await client.write(concat([latin1Bytes(handshake()), clientFrame(Opcode.Text, "eager")]));
+      await client.waitFor(() => /eager$/.test(client.text), "the echo");
+    } finally {
+      client.destroy();
+    }
+  });
+});
+
+describe("ServerWebSocket fails the connection on protocol errors", () => {
+  test("an unmasked client frame: close 1002", async () => {
+    await expectFailure(
+      [encodeFrame({ fin: true, opcode: Opcode.Text, payload: bytes("x") })],
+      1002,
+    );
+  });
+
+  test("invalid UTF-8 in a text frame: close 1007", async () => {
+    await expectFailure([clientFrame(Opcode.Text, new Uint8Array([0x68, 0xc3, 0x28]))], 1007);
+  });
+
+  test("invalid UTF-8 in a fragment, before the message ends: close 1007", async () => {
+    await expectFailure([
+      clientFrame(Opcode.Text, "fine", false),
+      clientFrame(Opcode.Continuation, new Uint8Array([0xed, 0xa0, 0x80]), false),
+    ], 1007);
+  });
+
+  test("a text message that ends inside a character: close 1007", async () => {
+    await expectFailure([
+      clientFrame(Opcode.Text, "ok", false),
+      clientFrame(Opcode.Continuation, new Uint8Array([0xe2, 0x82]), true),
+    ], 1007);
+  });
+
+  test("a control frame over 125 bytes: close 1002", async () => {
+    await expectFailure([clientFrame(Opcode.Ping, new Uint8Array(126))], 1002);
+  });
+
+  test("a fragmented control frame: close 1002", async () => {
+    await expectFailure([clientFrame(Opcode.Ping, "x", false)], 1002);
+  });
+
+  test("reserved bits without an extension: close 1002", async () => {
+    const frame = encodeFrame({ fin: true, rsv: 4, opcode: Opcode.Text, payload: bytes("x") }, {
+      mask: true,
+    });
+    await expectFailure([frame], 1002);
+  });
+
+  for (const opcode of [0x3, 0x7, 0xb, 0xf]) {
+    test(`unknown opcode 0x${opcode.toString(16)}: close 1002`, async () => {
+      await expectFailure([clientFrame(opcode, "")], 1002);
+    });
+  }
+
+  test("a continuation frame with no message to continue: close 1002", async () => {
+    await expectFailure([clientFrame(Opcode.Continuation, "x")], 1002);
+  });
+
+  test("a new message before the fragmented one ended: close 1002", async () => {
+    await expectFailure([
+      clientFrame(Opcode.Text, "a", false),
+      clientFrame(Opcode.Binary, "b"),
+    ], 1002);
+  });
+
+  test("a close frame with a one-byte payload: close 1002", async () => {
+    await expectFailure([clientFrame(Opcode.Close, new Uint8Array([3]))], 1002);
+  });
+
+  test("a close frame with code 1005 (reserved): close 1002", async () => {
+    await expectFailure([clientFrame(Opcode.Close, encodeClosePayload(1005))], 1002);
+  });
+
+  test("a close reason that is not UTF-8: close 1007", async () => {
+    await expectFailure([clientFrame(Opcode.Close, new Uint8Array([0x03, 0xe8, 0xff]))], 1007);
+  });
+
+  test("a message over maxMessageSize in one frame: close 1009", async () => {
+    await expectFailure([clientFrame(Opcode.Binary, new Uint8Array(1001))], 1009, {
+      maxMessageSize: 1000,
+    });
+  });
+
+  test("a message over maxMessageSize across fragments: close 1009", async () => {
+    await expectFailure(
+      [
+        clientFrame(Opcode.Binary, new Uint8Array(600), false),
+        clientFrame(Opcode.Continuation, new Uint8Array(600), true),
+      ],
+      1009,
+      { maxMessageSize: 1000 },
+    );
+  });
+
+  test("a frame header announcing too much: close 1009 before the payload is sent", async () => {
+    // Only the header of a 1 GiB frame: the server must not wait for the payload.
+    const header = new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4]);
+    await expectFailure([header], 1009);
+  });
+
+  test("a message exactly at maxMessageSize passes", async () => {
+    await withRaw(async (ws) => {
+      await ws.send(clientFrame(Opcode.Binary, new Uint8Array(400), false));
+      await ws.send(clientFrame(Opcode.Continuation, new Uint8Array(600), true));
+      const [echo] = await ws.waitFrames(1);
+      assert.equal(echo.payload.length, 1000);
+    }, { maxMessageSize: 1000 });
+  });
+});
+
+// ─── Liveness, backpressure and shutdown ────────────────────────────────────
+
+describe("ServerWebSocket liveness and flow", () => {
+  test("idleTimeout: pings a quiet client, then closes with 1001 when no pong comes", async () => {
+    await withRaw(async (ws, { seen }) => {
+      const started = Date.now();
+      const [ping] = await ws.waitFrames(1);
+      assert.equal(ping.opcode, Opcode.Ping);
+      const close = await ws.waitClose();
+      const took = Date.now() - started;
+      assert.equal(close.code, 1001);
+      assert.ok(took >= 300 && took < 3000, `closed after ${took} ms`);
+      const [event] = await seen.closed();
+      assert.equal(event.code, 1001);
+      assert.equal(event.wasClean, false);
+      assert.equal(seen.errors.length, 1);
+    }, { idleTimeout: 0.2 });
+  });
+
+  test("idleTimeout: a client that answers pings stays connected", async () => {
+    await withRaw(async (ws, { seen }) => {
+      let answered = 0;
+      const deadline = Date.now() + 1000;
+      while (Date.now() < deadline) {
+        const pings = ws.frames.filter((frame) => frame.opcode === Opcode.Ping).length;
+        for (; answered < pings; answered++) await ws.send(clientFrame(Opcode.Pong, ""));
+        await delay(20);
+      }
+      assert.ok(answered >= 2, `answered ${answered} pings`);
+      assert.equal(ws.client.closed, false);
+      assert.equal(seen.sockets[0].readyState, 1);
+    }, { idleTimeout: 0.15 });
+  });
+
+  test("send() queues behind a slow reader: bufferedAmount rises, then drains to 0", async () => {
+    const MiB = 1024 * 1024, count = 24;
+    await withRaw(async (ws, { seen }) => {
+      const socket = seen.sockets[0];
+      let received = 0;
+      ws.client.socket.on("data", (chunk: Uint8Array) => received += chunk.length);
+      ws.client.socket.pause();
+      for (let i = 0; i < count; i++) socket.send(new Uint8Array(MiB).fill(i));
+      assert.equal(socket.bufferedAmount, count * MiB, "everything queued at first");
+      await delay(300);
+      const stalled = socket.bufferedAmount;
+      assert.ok(stalled > 0, "a paused reader holds the queue back");
+      ws.client.socket.resume();
+      await until(() => socket.bufferedAmount === 0, 10_000, "bufferedAmount to drain");
+      const total = count * (MiB + 10);
+      await until(() => received >= total, 10_000, `${total} bytes`);
+      const frames = ws.frames;
+      assert.equal(frames.length, count);
+      frames.forEach((frame, i) => {
+        assert.equal(frame.payload.length, MiB);
+        assert.equal(frame.payload[MiB - 1], i, `message ${i} in order`);
+      });
+    });
+  });
+
+  test("server.shutdown() sends close 1001 to open sockets and finishes", async () => {
+    const ctx = await startEcho();
+    const ws = await RawWebSocket.open(ctx.port);
+    try {
+      const finished = ctx.server.shutdown();
+      const [frame] = await ws.waitFrames(1);
+      assert.equal(closeOf(frame).code, 1001);
+      await ws.send(clientFrame(Opcode.Close, encodeClosePayload(1001)));
+      await within(finished, 3000, "the server to finish");
+      const [event] = await ctx.seen.closed();
+      assert.equal(event.code, 1001);
+      assert.equal(event.wasClean, true);
+    } finally {
+      ws.destroy();
+      await ctx.server.shutdown();
+    }
+  });
+
+  test("server.shutdown() closes a socket whose client ignores the close, after shutdownTimeout", async () => {
+    const ctx = await startEcho();
+    const ws = await RawWebSocket.open(ctx.port);
+    try {
+      const started = Date.now();
+      await within(ctx.server.shutdown(), 4000, "the server to finish");
+      assert.ok(Date.now() - started < 4000);
+      await ws.client.waitClosed();
+      const [event] = await ctx.seen.closed();
+      assert.equal(event.wasClean, false);
+    } finally {
+      ws.destroy();
+    }
+  });
+});
+
+// ─── Real clients ───────────────────────────────────────────────────────────
+
+/** Resolves with the `ws` client once open; rejects on error. */
+function openWs(url: string, protocols?: string[]): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, protocols);
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+  });
+}
+
+/** The next message the `ws` client receives. */
+function nextWsMessage(ws: WebSocket): Promise<{ data: Uint8Array; isBinary: boolean }> {
+  return within(
+    new Promise((resolve) => {
+      ws.once("message", (data, isBinary) => {
+        const buffer = Array.isArray(data) ? concat(data) : new Uint8Array(data as ArrayBuffer);
+        resolve({ data: buffer, isBinary });
+      });
+    }),
+    5000,
+    "a message",
+  );
+}
+
+/** The `ws` client's close: code and reason. */
+function wsClosed(ws: WebSocket): Promise<{ code: number; reason: string }> {
+  return within(
+    new Promise((resolve) => {
+      ws.once("close", (code, reason) => resolve({ code, reason: decoder.decode(reason) }));
+    }),
+    5000,
+    "the close",
+  );
+}
+
+describe("ServerWebSocket with the ws package", () => {
+  test("echoes text and binary", async () => {
+    await using ctx = await startEcho({}, (socket) => socket.binaryType = "arraybuffer");
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`);
+    try {
+      ws.send("hello, ✓");
+      const text = await nextWsMessage(ws);
+      assert.equal(text.isBinary, false);
+      assert.equal(decoder.decode(text.data), "hello, ✓");
+      ws.send(new Uint8Array([1, 2, 3]));
+      const binary = await nextWsMessage(ws);
+      assert.equal(binary.isBinary, true);
+      assert.deepEqual([...binary.data], [1, 2, 3]);
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  test("echoes a 1 MiB message both ways", async () => {
+    await using ctx = await startEcho({}, (socket) => socket.binaryType = "arraybuffer");
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`);
+    try {
+      const big = new Uint8Array(1024 * 1024);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+      ws.send(big);
+      const echo = await nextWsMessage(ws);
+      assert.equal(echo.data.length, big.length);
+      assert.deepEqual(echo.data, big);
+      const text = "ü".repeat(512 * 1024); // 1 MiB of UTF-8
+      ws.send(text);
+      assert.equal(decoder.decode((await nextWsMessage(ws)).data), text);
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  test("negotiates a subprotocol the client offered", async () => {
+    await using ctx = await startEcho({ protocol: ["v2.chat", "chat"] });
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`, ["chat", "v2.chat"]);
+    try {
+      assert.equal(ws.protocol, "v2.chat");
+      assert.equal(ctx.seen.sockets[0].protocol, "v2.chat");
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  test("the client's close code and reason reach the server, and the server's the client", async () => {
+    await using ctx = await startEcho();
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`);
+    const closed = wsClosed(ws);
+    ws.close(4321, "client says bye");
+    assert.equal((await closed).code, 4321);
+    const [event] = await ctx.seen.closed();
+    assert.deepEqual([event.code, event.reason, event.wasClean], [4321, "client says bye", true]);
+
+    const ws2 = await openWs(`ws://127.0.0.1:${ctx.port}/`);
+    const closed2 = wsClosed(ws2);
+    await until(() => ctx.seen.sockets.length === 2, 2000, "the second socket");
+    ctx.seen.sockets[1].close(4000, "server says bye");
+    assert.deepEqual(await closed2, { code: 4000, reason: "server says bye" });
+    const [, event2] = await ctx.seen.closed(2);
+    assert.deepEqual([event2.code, event2.wasClean], [4000, true]);
+  });
+
+  test("answers the client's ping", async () => {
+    await using ctx = await startEcho();
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`);
+    try {
+      const pong = new Promise<Uint8Array>((resolve) => ws.once("pong", resolve));
+      ws.ping("are you there");
+      assert.equal(decoder.decode(await within(pong, 3000, "the pong")), "are you there");
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  test("server.shutdown() closes the client with 1001", async () => {
+    const ctx = await startEcho();
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`);
+    const closed = wsClosed(ws);
+    await within(ctx.server.shutdown(), 3000, "the shutdown");
+    assert.equal((await closed).code, 1001);
+  });
+
+  test("HTTP keep-alive on other connections keeps working while sockets are open", async () => {
+    const { server, port } = await startServer((request) => {
+      if (new URL(request.url).pathname !== "/ws") return new Response("plain ok");
+      const { socket, response } = upgradeWebSocket(request);
+      socket.onmessage = (event) => socket.send(event.data);
+      return response;
+    });
+    const sockets = await Promise.all([1, 2, 3].map(() => openWs(`ws://127.0.0.1:${port}/ws`)));
+    try {
+      const get = head("GET / HTTP/1.1", "Host: x");
+      const reply = await rawExchange(port, [get, get, get], { responses: 3 });
+      const responses = parseResponses(reply.bytes);
+      assert.deepEqual(responses.map((r) => r.text), ["plain ok", "plain ok", "plain ok"]);
+      assert.equal(reply.closed, false, "kept alive");
+      for (const ws of sockets) {
+        ws.send("still here");
+        assert.equal(decoder.decode((await nextWsMessage(ws)).data), "still here");
+      }
+    } finally {
+      for (const ws of sockets) ws.terminate();
+      await server.shutdown();
+    }
+  });
+});
+
+const runtimeWebSocket = (globalThis as { WebSocket?: typeof globalThis.WebSocket }).WebSocket;
+
+describe("ServerWebSocket with the runtime's own WebSocket", () => {
+  test("echoes text and binary, and closes with code and reason", {
+    skip: runtimeWebSocket === undefined && "this runtime has no global WebSocket (Node 20)",
+  }, async () => {
+    await using ctx = await startEcho({ protocol: "echo" });
+    const ws = new runtimeWebSocket!(`ws://127.0.0.1:${ctx.port}/`, ["echo"]);
+    ws.binaryType = "arraybuffer";
+    const received: (string | ArrayBuffer)[] = [];
+    const opened = deferred(), closed = deferred<CloseEvent>();
+    ws.onopen = () => opened.resolve();
+    ws.onmessage = (event) => received.push(event.data);
+    ws.onclose = (event) => closed.resolve(event);
+    ws.onerror = () => opened.reject(new Error("the client failed to connect"));
+    await within(opened.promise, 5000, "the connection");
+    assert.equal(ws.protocol, "echo");
+    ws.send("from the runtime");
+    ws.send(new Uint8Array([9, 8, 7]));
+    await until(() => received.length === 2, 5000, "two echoes");
+    assert.equal(received[0], "from the runtime");
+    assert.deepEqual([...new Uint8Array(received[1] as ArrayBuffer)], [9, 8, 7]);
+    ws.close(3001, "runtime done");
+    const event = await within(closed.promise, 5000, "the client's close event");
+    assert.equal(event.code, 3001);
+    assert.equal(event.wasClean, true);
+    const [serverEvent] = await ctx.seen.closed();
+    assert.deepEqual([serverEvent.code, serverEvent.reason], [3001, "runtime done"]);
+  });
+});
+
+// ─── Headless Chromium ──────────────────────────────────────────────────────
+
+/**
+ * A page that opens a WebSocket to /ws, sends a message and writes the echo
+ * into #result. The server keeps the page's body open until the socket has
+ * closed, so Chromium's load event (and `--dump-dom`) comes after the echo.
+ */
+const PAGE_HEAD = `<!doctype html>
+<html><head><meta charset="utf-8"><title>echo</title></head><body>
+<p id="result">waiting</p>
+<script>
+  const ws = new WebSocket("ws://" + location.host + "/ws");
+  ws.onopen = () => ws.send("chromium says héllo");
+  ws.onmessage = (event) => {
+    document.getElementById("result").textContent = "echo: " + event.data;
+    ws.close(1000, "page done");
+  };
+  ws.onerror = () => document.getElementById("result").textContent = "error";
+</script>
+`;
+
+describe("ServerWebSocket with headless Chromium", () => {
+  test("a page's WebSocket sends, gets the echo and closes cleanly", {
+    skip: chromiumPath() === null && "Chromium is not installed",
+  }, async () => {
+    const socketClosed = deferred<CloseEvent>();
+    const { server, port } = await startServer((request) => {
+      if (new URL(request.url).pathname === "/ws") {
+        const { socket, response } = upgradeWebSocket(request);
+        socket.onmessage = (event) => socket.send(event.data);
+        socket.onclose = (event) => socketClosed.resolve(event);
+        return response;
+      }
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(bytes(PAGE_HEAD));
+          await within(socketClosed.promise, 20_000, "the page's socket to close").catch(() => {});
+          controller.enqueue(bytes("</body></html>\n"));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/html; charset=utf-8" } });
+    });
+    try {
+      const dom = await dumpDom(`http://127.0.0.1:${port}/`, { timeoutMs: 30_000 });
+      assert.match(dom, /<p id="result">echo: chromium says héllo<\/p>/);
+      const event = await within(socketClosed.promise, 1000, "the server's close event");
+      assert.deepEqual([event.code, event.reason, event.wasClean], [1000, "page done", true]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
