@@ -1,34 +1,49 @@
 /**
- * The `brick` command line: starts an HTTP/1.1 server that answers
- * `Hello, World!` on every path, prints where it listens, and writes an
+ * The `brick` command line: serves an app module, a folder of static files,
+ * or `Hello, World!` on every path; prints where it listens, and writes an
  * access log line per request in Common Log Format.
  *
  * ```sh
- * deno run --allow-net main.ts                 # all interfaces, port 8888
+ * deno run --allow-net main.ts                            # Hello, World! on port 8888
+ * deno run --allow-net --allow-read main.ts app.ts        # app.ts's default export
+ * deno run --allow-net --allow-read main.ts ./public      # the files in ./public
  * deno run --allow-net main.ts -p 0 -H 127.0.0.1 --verbose
- * deno run --allow-net --allow-sys main.ts     # also lists the Network URLs
- * npx brick --port 0                           # the npm package, on Node
+ * deno run --allow-net --allow-sys main.ts                # also lists the Network URLs
+ * npx brick --port 0 app.js                               # the npm package, on Node
  * ```
+ *
+ * An app is a module whose default export is a fetch handler: a function
+ * `(request, info) => Response`, or an object with a `fetch(request, info)`
+ * method, as `deno serve` and Bun expect (a Hono app is one). A folder is
+ * served by {@linkcode serveDir}: index.html, directory listings, ranges,
+ * ETags and compression.
  *
  * The same file runs on Deno, Node (as the npm package's `brick` command) and
  * Bun: it uses `node:` modules, and Deno's permission API only where `Deno`
  * exists.
  *
- * Flags: `--port/-p`, `--host/-H`, `--verbose/-v` (print each request head as
- * received), `--quiet/-q` (no access log), `--help/-h`, `--version/-V`.
+ * Flags: `--port/-p`, `--host/-H`, `--app <module>`, `--root <folder>`,
+ * `--dotfiles`, `--no-listing`, `--no-compress`, `--cors`,
+ * `--header "Name: value"` (repeatable), `--verbose/-v` (print each request
+ * head as received), `--quiet/-q` (no access log), `--help/-h`,
+ * `--version/-V`.
  *
  * Exit codes: `0` after a graceful shutdown (SIGINT or SIGTERM) or `--help` /
- * `--version`, `1` when the server cannot start, `2` on a bad flag, `130` when
- * a second SIGINT or SIGTERM cuts the graceful shutdown short.
+ * `--version`; `1` when the server cannot start or the app module throws while
+ * loading; `2` on a bad flag, a missing file, a module without a fetch
+ * handler, or a missing `--allow-read`; `130` when a second SIGINT or SIGTERM
+ * cuts the graceful shutdown short.
  *
  * @module
  */
 
-import { realpathSync } from "node:fs";
+import { realpathSync, type Stats, statSync } from "node:fs";
 import { networkInterfaces } from "node:os";
+import { extname, resolve } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { serveDir, type ServeDirOptions } from "./file_server.ts";
 import { type Handler, serve, type ServeInfo, type Server, VERSION } from "./mod.ts";
 
 /** The port used when `--port` is not given. */
@@ -38,21 +53,22 @@ export const DEFAULT_HOST = "0.0.0.0";
 
 /** Deno's API where this runs on Deno; undefined on Node and Bun. */
 const deno: typeof Deno | undefined = (globalThis as { Deno?: typeof Deno }).Deno;
+/** Whether this runs on Bun. */
+const bun = typeof (process.versions as { bun?: string }).bun === "string";
 
 /**
- * The command shown in the usage line and in permission hints: how this
- * runtime starts brick. On Node and Bun that is the npm package's `brick`
- * command, through `npx` when npx started it.
+ * How this runtime starts brick, for the usage line and for hints. On Deno it
+ * names the permissions: `--allow-net` always, `--allow-read` when brick
+ * serves files. On Node and Bun it is the npm package's `brick` command,
+ * through `npx` when npx started it.
  */
-const COMMAND = deno
-  ? "deno run --allow-net main.ts"
-  : process.env.npm_command === "exec"
-  ? "npx brick"
-  : "brick";
+function brickCommand(read: boolean): string {
+  if (deno) return `deno run --allow-net${read ? " --allow-read" : ""} main.ts`;
+  return process.env.npm_command === "exec" ? "npx brick" : "brick";
+}
 
 /** The one-line usage printed under a flag error and at the top of `--help`. */
-export const USAGE: string =
-  `Usage: ${COMMAND} [--port <port>] [--host <host>] [--verbose] [--quiet]`;
+export const USAGE: string = `Usage: ${brickCommand(true)} [options] [<app module> | <folder>]`;
 
 /** The flags `brick` understands, after parsing and validation. */
 export interface Flags {
@@ -60,6 +76,22 @@ export interface Flags {
   port: number;
   /** Interface to listen on. */
   host: string;
+  /** The app module given with `--app`. */
+  app: string | undefined;
+  /** The folder given with `--root`. */
+  root: string | undefined;
+  /** The argument without a flag: an app module or a folder, told apart by {@linkcode resolveTarget}. */
+  path: string | undefined;
+  /** Serve files and folders whose names start with a dot. */
+  dotfiles: boolean;
+  /** List a folder's files when it has no index.html. */
+  listing: boolean;
+  /** Compress file responses when the client accepts it. */
+  compress: boolean;
+  /** Add CORS headers to every response. */
+  cors: boolean;
+  /** Header fields from `--header`, as name and value, in the order given. */
+  headers: [name: string, value: string][];
   /** Print each raw request head as received. */
   verbose: boolean;
   /** Do not print the access log. */
@@ -83,6 +115,26 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * A reason the CLI cannot start that is not a malformed command line: a
+ * missing file, an app module without a fetch handler, a missing permission.
+ * `main` prints its message and exits with its `exitCode`.
+ */
+export class CliError extends Error {
+  /**
+   * Creates a CLI error.
+   *
+   * @param message What went wrong and what to do about it; may span lines.
+   * @param exitCode The process exit code: `2` for something the user can fix
+   * on the command line or in the module's exports, `1` otherwise.
+   * @param options The error's cause, if any.
+   */
+  constructor(message: string, readonly exitCode: 1 | 2, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CliError";
+  }
+}
+
 /** Each option once: parseArgs config, help text and value name. */
 const OPTIONS = {
   port: {
@@ -97,6 +149,27 @@ const OPTIONS = {
     value: "<host>",
     help: `Interface to listen on (default: ${DEFAULT_HOST}, all interfaces)`,
   },
+  app: {
+    type: "string",
+    value: "<module>",
+    help: "Serve the default export of this module (.ts, .js, .mjs)",
+  },
+  root: { type: "string", value: "<folder>", help: "Serve the files in this folder" },
+  dotfiles: { type: "boolean", help: "Also serve files whose names start with a dot (folder)" },
+  "no-listing": {
+    type: "boolean",
+    help: "Answer 404 for a folder without index.html instead of listing it (folder)",
+  },
+  "no-compress": { type: "boolean", help: "Do not compress responses (folder)" },
+  cors: {
+    type: "boolean",
+    help: "Allow cross-origin requests: Access-Control-Allow-Origin: *, preflights answered",
+  },
+  header: {
+    type: "string",
+    value: '"<name>: <value>"',
+    help: "Add this header field to every response (repeatable)",
+  },
   verbose: { type: "boolean", short: "v", help: "Print each request head as received" },
   quiet: { type: "boolean", short: "q", help: "Do not print the access log" },
   help: { type: "boolean", short: "h", help: "Print this help and exit" },
@@ -105,19 +178,35 @@ const OPTIONS = {
 
 type OptionName = keyof typeof OPTIONS;
 
+/** Where each boolean flag is recorded in {@linkcode Flags}, and the value it sets. */
+const BOOLEAN_FLAGS = {
+  dotfiles: ["dotfiles", true],
+  "no-listing": ["listing", false],
+  "no-compress": ["compress", false],
+  cors: ["cors", true],
+  verbose: ["verbose", true],
+  quiet: ["quiet", true],
+  help: ["help", true],
+  version: ["version", true],
+} as const satisfies Record<string, [keyof Flags, boolean]>;
+
+/** The flags that only mean something when brick serves a folder. */
+const FOLDER_FLAGS = ["dotfiles", "no-listing", "no-compress"] as const;
+
 /**
- * Parses and validates the command line arguments.
+ * Parses and validates the command line arguments. It does not look at the
+ * file system: {@linkcode resolveTarget} does that.
  *
  * @param args The arguments after the script name, as in `process.argv.slice(2)`.
  * @returns The flags, with defaults applied.
- * @throws {UsageError} On an unknown flag, a missing or malformed value, or a
- * positional argument.
+ * @throws {UsageError} On an unknown flag, a missing or malformed value, a
+ * second positional argument, or an app and a folder at once.
  *
  * @example Usage
  * ```ts
  * import { parseFlags } from "./main.ts";
- * const flags = parseFlags(["-p", "0", "--host", "127.0.0.1"]);
- * console.assert(flags.port === 0 && flags.host === "127.0.0.1");
+ * const flags = parseFlags(["-p", "0", "--host", "127.0.0.1", "public", "--cors"]);
+ * console.assert(flags.port === 0 && flags.path === "public" && flags.cors);
  * ```
  */
 export function parseFlags(args: string[]): Flags {
@@ -131,6 +220,14 @@ export function parseFlags(args: string[]): Flags {
   const flags: Flags = {
     port: DEFAULT_PORT,
     host: DEFAULT_HOST,
+    app: undefined,
+    root: undefined,
+    path: undefined,
+    dotfiles: false,
+    listing: true,
+    compress: true,
+    cors: false,
+    headers: [],
     verbose: false,
     quiet: false,
     help: false,
@@ -139,18 +236,24 @@ export function parseFlags(args: string[]): Flags {
   for (const token of tokens) {
     if (token.kind === "option-terminator") continue;
     if (token.kind === "positional") {
-      throw new UsageError(`Unexpected argument "${token.value}"`);
+      if (flags.path !== undefined) {
+        throw new UsageError(
+          `Unexpected argument "${token.value}": brick serves one app module or one folder`,
+        );
+      }
+      flags.path = token.value;
+      continue;
     }
     if (!Object.hasOwn(OPTIONS, token.name)) {
       throw new UsageError(`Unknown flag "${token.rawName}"`);
     }
     const name = token.name as OptionName;
-    const option = OPTIONS[name];
-    if (option.type === "boolean") {
+    if (OPTIONS[name].type === "boolean") {
       if (token.value !== undefined) {
         throw new UsageError(`Flag "${token.rawName}" takes no value`);
       }
-      flags[name as "verbose" | "quiet" | "help" | "version"] = true;
+      const [field, value] = BOOLEAN_FLAGS[name as keyof typeof BOOLEAN_FLAGS];
+      (flags[field] as boolean) = value;
       continue;
     }
     const value = token.value;
@@ -158,10 +261,25 @@ export function parseFlags(args: string[]): Flags {
     if (value === undefined || (!token.inlineValue && /^-[^\d]/.test(value))) {
       throw new UsageError(`Missing value for "${token.rawName}"`);
     }
-    if (name === "port") flags.port = parsePort(value);
-    else if (value === "") throw new UsageError(`Invalid host "": expected a name or an address`);
-    else flags.host = value;
+    switch (name) {
+      case "port":
+        flags.port = parsePort(value);
+        break;
+      case "host":
+        if (value === "") throw new UsageError(`Invalid host "": expected a name or an address`);
+        flags.host = value;
+        break;
+      case "app":
+      case "root":
+        if (value === "") throw new UsageError(`Missing value for "${token.rawName}"`);
+        flags[name] = value;
+        break;
+      case "header":
+        flags.headers.push(parseHeaderFlag(value));
+        break;
+    }
   }
+  checkOneTarget(flags);
   return flags;
 }
 
@@ -174,8 +292,46 @@ function parsePort(value: string): number {
   return port;
 }
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Visible ASCII, spaces and tabs inside, and obs-text; no control characters.
+const FIELD_VALUE = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
+
 /**
- * Formats the `--help` text: the usage line and the options, aligned.
+ * Reads a `--header` value, `Name: value`, into a name and a value with the
+ * whitespace around the value trimmed. An empty value is allowed, as in HTTP.
+ */
+function parseHeaderFlag(text: string): [string, string] {
+  const colon = text.indexOf(":");
+  const name = colon === -1 ? "" : text.slice(0, colon);
+  const value = text.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+  if (colon === -1 || !TOKEN.test(name) || !FIELD_VALUE.test(value)) {
+    const why = colon === -1
+      ? 'expected "Name: value"'
+      : !TOKEN.test(name)
+      ? "the name must be letters, digits and !#$%&'*+-.^_`|~, with no spaces"
+      : "the value must not contain control characters";
+    throw new UsageError(`Invalid header ${JSON.stringify(text)}: ${why}`);
+  }
+  return [name, value];
+}
+
+/** Rejects a command line that names more than one app or folder. */
+function checkOneTarget(flags: Flags): void {
+  const given = [
+    flags.path === undefined ? "" : `"${flags.path}"`,
+    flags.app === undefined ? "" : `--app "${flags.app}"`,
+    flags.root === undefined ? "" : `--root "${flags.root}"`,
+  ].filter((text) => text !== "");
+  if (given.length > 1) {
+    throw new UsageError(
+      `Cannot serve ${given.join(" and ")} at once: brick serves one app module or one folder`,
+    );
+  }
+}
+
+/**
+ * Formats the `--help` text: the usage line, the options, aligned, and
+ * examples that use this runtime's command.
  *
  * @returns The help text, without a trailing newline.
  *
@@ -187,29 +343,339 @@ function parsePort(value: string): number {
  */
 export function formatHelp(): string {
   const rows = Object.entries(OPTIONS).map(([name, option]) => {
+    const short = "short" in option ? `-${option.short}, ` : "    ";
     const value = "value" in option ? ` ${option.value}` : "";
-    return [`-${option.short}, --${name}${value}`, option.help];
+    return [`${short}--${name}${value}`, option.help];
   });
   const width = Math.max(...rows.map(([left]) => left.length));
+  const hello = brickCommand(false);
+  const files = brickCommand(true);
   return [
     `brick ${VERSION}: a small HTTP/1.1 server`,
     "",
     USAGE,
     "",
+    "Serves an app module (its default export is a fetch handler: a function",
+    "(request, info) => Response, or an object with a fetch method, such as a",
+    "Hono app), or the files in a folder, or Hello, World! when given neither.",
+    "A path names an app when it is a file and a folder when it is a folder.",
+    "",
     "Options:",
     ...rows.map(([left, help]) => `  ${left.padEnd(width)}  ${help}`),
+    "",
+    "Examples:",
+    "  # Hello, World! on http://localhost:8888/",
+    `  ${hello}`,
+    '  # An app: export default { fetch(request) { return new Response("Hi") } }',
+    `  ${files} app.${deno || bun ? "ts" : "js"}`,
+    "  # The files in ./public on port 8080, for local clients only, with CORS",
+    `  ${files} ./public --port 8080 --host 127.0.0.1 --cors`,
+    "  # Every response with a header field; folders without index.html give 404",
+    `  ${files} dist --header "Cache-Control: no-store" --no-listing`,
   ].join("\n");
 }
 
+/** What brick serves, once the command line has been checked against the file system. */
+export type Target =
+  | { kind: "hello" }
+  | {
+    /** An app module, or a folder of static files. */
+    kind: "app" | "folder";
+    /** The absolute path. */
+    path: string;
+    /** The path as the command line gave it, for messages. */
+    name: string;
+  };
+
+/** The file name extensions of modules brick imports as apps. */
+const APP_EXTENSIONS = [".ts", ".mts", ".tsx", ".js", ".mjs", ".cjs", ".jsx"];
+/** The ones that are TypeScript, which Node before 22.18 cannot import. */
+const TYPESCRIPT_EXTENSIONS = [".ts", ".mts", ".cts", ".tsx"];
+
 /**
- * Chooses the handler for the command line. Today every path answers
- * `Hello, World!`; serving an app module or static files will grow here.
+ * Decides what to serve: the module given with `--app`, the folder given with
+ * `--root`, or the positional path, which is an app when it is a file and a
+ * folder when it is a folder. Without any, `Hello, World!`.
  *
- * @param _flags The parsed flags.
+ * @param flags The parsed flags.
+ * @returns What to serve, with its absolute path.
+ * @throws {CliError} With exit code 2 when the path does not exist, is the
+ * wrong kind (a folder for `--app`, a file for `--root`), or is a file that is
+ * not a module.
+ * @throws {UsageError} When a folder-only flag such as `--dotfiles` comes
+ * without a folder.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { parseFlags, resolveTarget } from "./main.ts";
+ * const target = resolveTarget(parseFlags(["./public"]));
+ * console.log(target.kind); // "folder", when ./public is one
+ * ```
+ */
+export function resolveTarget(flags: Flags): Target {
+  const name = flags.app ?? flags.root ?? flags.path;
+  if (name === undefined) {
+    checkFolderFlags(flags, "Hello, World!");
+    return { kind: "hello" };
+  }
+  const path = resolve(name);
+  const isFolder = statPath(name, path).isDirectory();
+  const kind = flags.app !== undefined
+    ? "app"
+    : flags.root !== undefined
+    ? "folder"
+    : isFolder
+    ? "folder"
+    : "app";
+  if (kind === "folder" && !isFolder) {
+    throw new CliError(
+      `Cannot serve "${name}" as a folder: it is a file (to serve it as an app: --app ${
+        shellQuote(name)
+      })`,
+      2,
+    );
+  }
+  if (kind === "app" && isFolder) {
+    throw new CliError(
+      `Cannot serve "${name}" as an app: it is a folder (to serve its files: --root ${
+        shellQuote(name)
+      })`,
+      2,
+    );
+  }
+  if (kind === "app") {
+    if (!APP_EXTENSIONS.includes(extname(path).toLowerCase())) {
+      throw new CliError(
+        `Cannot serve "${name}": an app module's name ends in ${APP_EXTENSIONS.join(", ")}; ` +
+          "to serve static files, give the folder that holds them",
+        2,
+      );
+    }
+    checkFolderFlags(flags, "an app");
+  }
+  return { kind, path, name };
+}
+
+/** `statSync`, with the reasons it fails put in words. */
+function statPath(name: string, path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      throw new CliError(`Cannot find "${name}": no such file or folder (${path})`, 2);
+    }
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new CliError(`Cannot read "${name}": ${detail}`, 2, { cause: error });
+  }
+}
+
+/** Rejects the folder-only flags when brick serves something else. */
+function checkFolderFlags(flags: Flags, serving: string): void {
+  const given = {
+    dotfiles: flags.dotfiles,
+    "no-listing": !flags.listing,
+    "no-compress": !flags.compress,
+  };
+  const flag = FOLDER_FLAGS.find((name) => given[name]);
+  if (flag !== undefined) {
+    throw new UsageError(`Flag "--${flag}" applies to a folder only, and brick serves ${serving}`);
+  }
+}
+
+/** Whether this runtime imports TypeScript: Deno and Bun do, Node from 22.18 on. */
+function importsTypeScript(): boolean {
+  if (deno || bun) return true;
+  return Boolean((process as { features?: { typescript?: unknown } }).features?.typescript);
+}
+
+/**
+ * Imports an app module and returns its fetch handler.
+ *
+ * @param target The app to load.
+ * @param args The original arguments, to suggest a command to run instead.
+ * @throws {CliError} With exit code 2 for TypeScript on a Node that cannot run
+ * it, or a module without a fetch handler; with exit code 1 when the module
+ * throws while loading.
+ */
+async function loadApp(target: { path: string; name: string }, args: string[]): Promise<Handler> {
+  const { path, name } = target;
+  if (TYPESCRIPT_EXTENSIONS.includes(extname(path).toLowerCase()) && !importsTypeScript()) {
+    const js = shellQuote(name.replace(/\.[cm]?tsx?$/i, ".js"));
+    throw new CliError(
+      `Cannot import "${name}": Node ${process.version} does not run TypeScript ` +
+        "(Deno, Bun and Node 22.18 or later do)\n" +
+        `Run it with Bun instead: ${["bunx --bun brick", ...args.map(shellQuote)].join(" ")}\n` +
+        `Or compile it to ${js} and run: ${brickCommand(true)} ${js}`,
+      2,
+    );
+  }
+  let module: Record<string, unknown>;
+  try {
+    module = await import(pathToFileURL(path).href);
+  } catch (error) {
+    const detail = error instanceof Error ? error.stack ?? String(error) : String(error);
+    throw new CliError(`Cannot load "${name}": it threw while loading\n${detail}`, 1, {
+      cause: error,
+    });
+  }
+  return handlerFromModule(module, name);
+}
+
+/** The example printed under a module without a fetch handler. */
+const APP_EXAMPLE =
+  'Export a fetch handler: export default { fetch(request) { return new Response("Hi") } }';
+
+/**
+ * Takes the fetch handler from an app module's exports: the default export
+ * when it is a function `(request, info) => Response`, or when it is an
+ * object with a `fetch` method (called with the object as `this`, as
+ * `deno serve` does), such as a Hono app.
+ *
+ * @param module The module namespace object, as `import()` resolves it.
+ * @param name The module's name for messages, such as `"app.ts"`.
+ * @returns The handler.
+ * @throws {CliError} With exit code 2 when the default export is missing or is
+ * not a handler; the message says what was found.
+ *
+ * @example Usage
+ * ```ts
+ * import { handlerFromModule } from "./main.ts";
+ * const module = { default: { fetch: () => new Response("Hi") } };
+ * const handler = handlerFromModule(module, "app.ts");
+ * console.assert(typeof handler === "function");
+ * ```
+ */
+export function handlerFromModule(module: Record<string, unknown>, name: string): Handler {
+  const app = module.default;
+  if (typeof app === "function") {
+    if (/^class\b/.test(Function.prototype.toString.call(app))) {
+      throw new CliError(
+        `Cannot serve "${name}": its default export is a class, not a fetch handler ` +
+          `(export an instance instead: export default new ${app.name || "App"}())\n` +
+          APP_EXAMPLE,
+        2,
+      );
+    }
+    return app as Handler;
+  }
+  if (typeof app === "object" && app !== null && typeof Reflect.get(app, "fetch") === "function") {
+    const fetch = Reflect.get(app, "fetch") as (...args: unknown[]) => Response | Promise<Response>;
+    return (request, info) => fetch.call(app, request, info);
+  }
+  if (!("default" in module)) {
+    const names = Object.keys(module);
+    const found = names.length === 0 ? "it exports nothing" : `its exports: ${names.join(", ")}`;
+    const hint = typeof module.fetch === "function"
+      ? "Export its fetch function as the default: export default { fetch }"
+      : APP_EXAMPLE;
+    throw new CliError(`Cannot serve "${name}": it has no default export (${found})\n${hint}`, 2);
+  }
+  throw new CliError(
+    `Cannot serve "${name}": its default export is ${describeValue(app)}, ` +
+      `not a fetch handler\n${APP_EXAMPLE}`,
+    2,
+  );
+}
+
+/** Names what a value is, for an error message: "a string", "null", "an object with …". */
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") {
+    const keys = Object.keys(value);
+    return keys.length === 0
+      ? "an object without a fetch method"
+      : `an object without a fetch method (its keys: ${keys.join(", ")})`;
+  }
+  const type = typeof value;
+  return `${/^[aeiou]/.test(type) ? "an" : "a"} ${type}`;
+}
+
+/**
+ * Wraps an app's handler for `--header` and `--cors`. Every response gets the
+ * `--header` fields, replacing the app's own, and with `--cors`
+ * `Access-Control-Allow-Origin: *` unless the app set the field itself. A
+ * CORS preflight that the app does not answer with a 2xx status is answered
+ * `204`, allowing the method and the fields that it asks for. Bodies are
+ * passed on untouched, streams included.
+ */
+function withResponseHeaders(handler: Handler, fields: [string, string][], cors: boolean): Handler {
+  if (fields.length === 0 && !cors) return handler;
+  const apply = (headers: Headers) => {
+    if (cors && !headers.has("access-control-allow-origin")) {
+      headers.set("access-control-allow-origin", "*");
+    }
+    for (const [name, value] of fields) headers.set(name, value);
+  };
+  const addTo = (response: Response, request: Request): Response => {
+    // An interim answer such as a 101 for an upgrade is handed on as it is.
+    if (response.status < 200) return response;
+    if (cors && !response.ok && isPreflight(request)) {
+      response.body?.cancel().catch(() => {});
+      response = preflightResponse(request);
+    }
+    try {
+      apply(response.headers);
+      return response;
+    } catch {
+      // Immutable headers, as on a fetch() result or Response.redirect():
+      // a copy shares the body stream without reading it.
+      const copy = new Response(response.body, response);
+      apply(copy.headers);
+      return copy;
+    }
+  };
+  return (request, info) => {
+    const response = handler(request, info);
+    return response instanceof Promise
+      ? response.then((response) => addTo(response, request))
+      : addTo(response, request);
+  };
+}
+
+/** Whether `request` is a CORS preflight: an OPTIONS request naming the method to come. */
+function isPreflight(request: Request): boolean {
+  return request.method === "OPTIONS" && request.headers.has("access-control-request-method");
+}
+
+/** A `204` that allows what a CORS preflight asks for, for a day. */
+function preflightResponse(request: Request): Response {
+  const headers = new Headers({
+    "access-control-allow-methods": request.headers.get("access-control-request-method")!,
+    "access-control-max-age": "86400",
+  });
+  const fields = request.headers.get("access-control-request-headers");
+  if (fields !== null) headers.set("access-control-allow-headers", fields);
+  return new Response(null, { status: 204, headers });
+}
+
+/**
+ * Builds the handler for what brick serves.
+ *
+ * @param target What to serve.
+ * @param flags The parsed flags.
+ * @param args The original arguments, for hints.
  * @returns The request handler.
  */
-function createHandler(_flags: Flags): Handler {
-  return helloWorld;
+async function createHandler(target: Target, flags: Flags, args: string[]): Promise<Handler> {
+  switch (target.kind) {
+    case "hello":
+      return helloWorld;
+    case "app":
+      return withResponseHeaders(await loadApp(target, args), flags.headers, flags.cors);
+    case "folder": {
+      const options: ServeDirOptions = {
+        root: target.path,
+        showDirListing: flags.listing,
+        showDotfiles: flags.dotfiles,
+        enableCors: flags.cors,
+        headers: flags.headers,
+        compress: flags.compress,
+      };
+      return (request) => serveDir(request, options);
+    }
+  }
 }
 
 const HELLO = "Hello, World!";
@@ -386,11 +852,14 @@ export interface BannerOptions {
   networkAddresses: string[] | null;
   /** Whether to use ANSI colours. */
   color: boolean;
+  /** What is served, shown above the URLs: an app module or a folder, by absolute path. */
+  serving?: { kind: "app" | "folder"; path: string };
 }
 
 /**
- * Formats the startup banner: the version, the `Local:` URL and, when
- * listening on all interfaces, one `Network:` URL per address.
+ * Formats the startup banner: the version, what is served (`App:` or
+ * `Folder:`), the `Local:` URL and, when listening on all interfaces, one
+ * `Network:` URL per address.
  *
  * @param options Where the server listens and how to print it.
  * @returns The banner, without a trailing newline.
@@ -408,6 +877,8 @@ export function formatBanner(options: BannerOptions): string {
   const dim = (s: string) => color ? `\x1b[2m${s}\x1b[22m` : s;
   const url = (hostname: string) => cyan(`http://${formatHost(hostname)}:${bold(String(port))}/`);
   const lines = [`${bold("brick")} ${VERSION} is listening`];
+  const { serving } = options;
+  if (serving) lines.push(`  ${serving.kind === "app" ? "App:    " : "Folder: "} ${serving.path}`);
   if (isWildcard(host)) {
     lines.push(`  Local:   ${url("localhost")}`);
     if (options.networkAddresses === null) {
@@ -463,11 +934,15 @@ function networkAddresses(): string[] | null {
  *
  * @param host The host given on the command line.
  * @param port The port the server actually listens on.
+ * @param target What is served; the banner names an app module or a folder.
  */
-export function printBanner(host: string, port: number): void {
+export function printBanner(host: string, port: number, target?: Target): void {
   const addresses = isWildcard(host) ? networkAddresses() : [];
+  const serving = target && target.kind !== "hello"
+    ? { kind: target.kind, path: target.path }
+    : undefined;
   console.log(
-    formatBanner({ host, port, networkAddresses: addresses, color: useColor() }),
+    formatBanner({ host, port, networkAddresses: addresses, color: useColor(), serving }),
   );
 }
 
@@ -525,10 +1000,29 @@ function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
 }
 
-function permissionHint(address: string, args: string[]): string {
-  const command = [COMMAND, ...args.map(shellQuote)].join(" ");
+function permissionHint(address: string, args: string[], read: boolean): string {
+  const command = [brickCommand(read), ...args.map(shellQuote)].join(" ");
   return `Cannot listen on ${address}: network access is not allowed\n` +
     `Run it with network access instead: ${command}`;
+}
+
+/**
+ * Whether the files at `path` may be read, asked without prompting. Always
+ * true on Node and Bun, which have no such permission.
+ */
+function canRead(path: string): boolean {
+  if (!deno) return true;
+  try {
+    return deno.permissions.querySync({ name: "read", path }).state === "granted";
+  } catch {
+    return true; // Unknown: let the import or the file server find out.
+  }
+}
+
+function readPermissionHint(name: string, args: string[]): string {
+  const command = [brickCommand(true), ...args.map(shellQuote)].join(" ");
+  return `Cannot read "${name}": file access is not allowed\n` +
+    `Run it with read access instead: ${command}`;
 }
 
 /**
@@ -548,7 +1042,7 @@ export function describeListenError(error: unknown, flags: Flags, args: string[]
       return `Cannot listen on ${address}: address already in use (try --port ${next})`;
     }
     case "ENOTCAPABLE":
-      return permissionHint(address, args);
+      return permissionHint(address, args, servesFiles(flags));
     case "EACCES":
       return `Cannot listen on ${address}: permission denied by the system ` +
         `(ports below 1024 usually need privileges; try --port ${DEFAULT_PORT})`;
@@ -559,6 +1053,16 @@ export function describeListenError(error: unknown, flags: Flags, args: string[]
   const detail = error instanceof Error ? error.message : String(error);
   // The error may already say where it could not listen.
   return detail.startsWith("Cannot listen on ") ? detail : `Cannot listen on ${address}: ${detail}`;
+}
+
+/** The path of the app module or folder to serve, if the flags name one. */
+function servedPath(flags: Flags): string | undefined {
+  return flags.app ?? flags.root ?? flags.path;
+}
+
+/** Whether brick reads files for these flags, which on Deno needs `--allow-read`. */
+function servesFiles(flags: Flags): boolean {
+  return servedPath(flags) !== undefined;
 }
 
 /** Listens for SIGINT and SIGTERM; returns a function that stops listening. */
@@ -576,19 +1080,21 @@ function onShutdownSignal(listener: () => void): () => void {
 }
 
 /**
- * Runs the `brick` command line: parses the flags, starts the server and
- * waits until a SIGINT or SIGTERM has shut it down gracefully.
+ * Runs the `brick` command line: parses the flags, loads the app module or
+ * finds the folder to serve, starts the server and waits until a SIGINT or
+ * SIGTERM has shut it down gracefully.
  *
  * @param args The arguments after the script name, as in `process.argv.slice(2)`.
  * @returns The exit code: `0` after a graceful shutdown or `--help`/`--version`,
- * `1` when the server cannot start, `2` on a bad flag. A second signal during
- * the shutdown exits at once with `130`.
+ * `1` when the server cannot start or the app throws while loading, `2` on a
+ * bad flag, a missing file, a module without a fetch handler or a missing
+ * `--allow-read`. A second signal during the shutdown exits at once with `130`.
  *
  * @example Usage
  * ```ts ignore
  * import process from "node:process";
  * import { main } from "./main.ts";
- * process.exit(await main(["--port", "8080"]));
+ * process.exit(await main(["--port", "8080", "app.ts"]));
  * ```
  */
 export async function main(args: string[]): Promise<number> {
@@ -610,12 +1116,31 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
 
+  const path = servedPath(flags);
+  if (path !== undefined && !canRead(path)) {
+    console.error(readPermissionHint(path, args));
+    return 2;
+  }
   const address = `${formatHost(flags.host)}:${flags.port}`;
   if (!canListen(flags.host, flags.port)) {
-    console.error(permissionHint(address, args));
+    console.error(permissionHint(address, args, servesFiles(flags)));
     return 1;
   }
-  let handler = createHandler(flags);
+  let target: Target;
+  let handler: Handler;
+  try {
+    target = resolveTarget(flags);
+    handler = await createHandler(target, flags, args);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(error.message);
+      console.error(USAGE);
+      return 2;
+    }
+    if (!(error instanceof CliError)) throw error;
+    console.error(error.message);
+    return error.exitCode;
+  }
   const heads: ((head: Uint8Array, info: ServeInfo) => void)[] = [];
   if (flags.verbose) heads.push(printRequestHead);
   if (!flags.quiet) {
@@ -635,7 +1160,7 @@ export async function main(args: string[]): Promise<number> {
       handler,
       onListen: ({ port }) => {
         listening = true;
-        printBanner(flags.host, port);
+        printBanner(flags.host, port, target);
       },
       onRequestHead: heads.length === 0 ? undefined : (head, info) => {
         for (const onHead of heads) onHead(head, info);

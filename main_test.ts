@@ -8,12 +8,22 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
-import { extname } from "node:path";
+import { tmpdir } from "node:os";
+import { extname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { formatAccessLog, formatBanner, formatClfDate, parseFlags, UsageError } from "./main.ts";
+import { chromiumPath, dumpDom } from "./_test_browser.ts";
+import {
+  CliError,
+  formatAccessLog,
+  formatBanner,
+  formatClfDate,
+  handlerFromModule,
+  parseFlags,
+  UsageError,
+} from "./main.ts";
 
 /** Deno's API when the tests run on Deno; undefined on Node and Bun. */
 const deno: typeof Deno | undefined = (globalThis as { Deno?: typeof Deno }).Deno;
@@ -23,10 +33,45 @@ const MAIN = fileURLToPath(new URL(`./main${extname(import.meta.url)}`, import.m
 /** The version, from deno.json beside the source or the npm build's package.json. */
 const VERSION = readVersion();
 /** How the usage line names the command on this runtime. */
-const COMMAND = deno ? "deno run --allow-net main.ts" : "brick";
+const COMMAND = deno ? "deno run --allow-net --allow-read main.ts" : "brick";
+/** The usage line, as printed under a flag error. */
+const USAGE = `Usage: ${COMMAND} [options] [<app module> | <folder>]`;
+/** Which runtime runs the tests, for skip reasons. */
+const RUNTIME = deno
+  ? "Deno"
+  : typeof (process.versions as { bun?: string }).bun === "string"
+  ? "Bun"
+  : "Node";
+/** Deno's permissions for a CLI that serves files. */
+const READ = ["--allow-net", "--allow-read"];
+/** The fixtures: app modules and a small site. The npm build copies them to npm/testdata/. */
+const TESTDATA = fileURLToPath(new URL("./testdata/", import.meta.url));
+const APPS = join(TESTDATA, "apps");
+const SITE = join(TESTDATA, "site");
+/** Why the fixture tests cannot run here, or false when they can. */
+const NO_TESTDATA = existsSync(TESTDATA)
+  ? false
+  : `${TESTDATA} is missing: the npm build does not copy testdata/ yet`;
+/** Why the Hono tests cannot run here, or false when they can. */
+const NO_HONO = NO_TESTDATA || honoMissing();
 const TIMEOUT = 10_000;
 const CLF_LINE =
   /^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "(.*)" (\d{3}) (\d+|-)$/m;
+
+/**
+ * Why the fixtures cannot import `hono`, or false when they can: on Deno
+ * through deno.json's import map, on Node and Bun from the npm build's
+ * node_modules.
+ */
+function honoMissing(): string | false {
+  if (deno) return false;
+  try {
+    import.meta.resolve("hono");
+    return false;
+  } catch {
+    return "hono cannot be resolved beside the tests: the npm build does not install it yet";
+  }
+}
 
 function readVersion(): string {
   for (const name of ["deno.json", "package.json"]) {
@@ -36,12 +81,26 @@ function readVersion(): string {
   throw new Error("No deno.json or package.json beside main_test");
 }
 
-/**
- * The command line that runs the CLI on the current runtime. Permissions are
- * Deno's flags; Node and Bun have none and ignore them.
- */
-function brickCommand(args: string[], permissions: string[]): [string, string[]] {
-  if (deno) return [deno.execPath(), ["run", "--no-config", ...permissions, MAIN, ...args]];
+/** How to run the CLI besides its arguments. */
+interface RunOptions {
+  /** Deno's permission flags; Node and Bun have none and ignore them. */
+  permissions?: string[];
+  /**
+   * On Deno, use the project's deno.json (without its lock file), whose
+   * import map resolves `hono` for the app fixtures. Otherwise `--no-config`.
+   */
+  config?: boolean;
+}
+
+/** The command line that runs the CLI on the current runtime. */
+function brickCommand(args: string[], options: RunOptions): [string, string[]] {
+  const { permissions = ["--allow-net"], config = false } = options;
+  if (deno) {
+    const configFlags = config
+      ? ["--config", fileURLToPath(new URL("./deno.json", import.meta.url)), "--no-lock"]
+      : ["--no-config"];
+    return [deno.execPath(), ["run", ...configFlags, ...permissions, MAIN, ...args]];
+  }
   return [process.execPath, [MAIN, ...args]];
 }
 
@@ -147,9 +206,9 @@ interface Brick {
   close(): Promise<void>;
 }
 
-/** Runs the CLI with `args`, on Deno with the given permission flags. */
-function spawnBrick(args: string[], permissions = ["--allow-net"]): Brick {
-  const [command, commandArgs] = brickCommand(args, permissions);
+/** Runs the CLI with `args`, on Deno with the given permission flags and config. */
+function spawnBrick(args: string[], options: RunOptions = {}): Brick {
+  const [command, commandArgs] = brickCommand(args, options);
   // Without npx in the environment, the usage line names the command `brick`.
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(process.env)) {
@@ -190,8 +249,8 @@ function spawnBrick(args: string[], permissions = ["--allow-net"]): Brick {
 }
 
 /** Runs brick until it exits by itself and returns its exit code and output. */
-async function runBrick(args: string[], permissions?: string[]) {
-  const brick = spawnBrick(args, permissions);
+async function runBrick(args: string[], options?: RunOptions) {
+  const brick = spawnBrick(args, options);
   try {
     const status = await brick.exit();
     await Promise.all([brick.stdout.done, brick.stderr.done]);
@@ -202,8 +261,8 @@ async function runBrick(args: string[], permissions?: string[]) {
 }
 
 /** Starts brick on 127.0.0.1 with a free port and returns the base URL from its banner. */
-async function startBrick(args: string[] = [], permissions?: string[]) {
-  const brick = spawnBrick(["--port", "0", "--host", "127.0.0.1", ...args], permissions);
+async function startBrick(args: string[] = [], options?: RunOptions) {
+  const brick = spawnBrick(["--port", "0", "--host", "127.0.0.1", ...args], options);
   try {
     const [, url, port] = await brick.stdout.waitFor(/Local:\s+(http:\/\/127\.0\.0\.1:(\d+)\/)/);
     return { brick, url, port: Number(port) };
@@ -326,22 +385,31 @@ function parseResponses(text: string): RawResponse[] {
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const DEFAULT_FLAGS = {
+  port: 8888,
+  host: "0.0.0.0",
+  app: undefined,
+  root: undefined,
+  path: undefined,
+  dotfiles: false,
+  listing: true,
+  compress: true,
+  cors: false,
+  headers: [],
+  verbose: false,
+  quiet: false,
+  help: false,
+  version: false,
+};
+
 test("parseFlags() reads long and short flags and applies the defaults", () => {
-  assert.deepEqual(parseFlags([]), {
-    port: 8888,
-    host: "0.0.0.0",
-    verbose: false,
-    quiet: false,
-    help: false,
-    version: false,
-  });
+  assert.deepEqual(parseFlags([]), DEFAULT_FLAGS);
   assert.deepEqual(parseFlags(["-p", "0", "-H", "127.0.0.1", "-vq"]), {
+    ...DEFAULT_FLAGS,
     port: 0,
     host: "127.0.0.1",
     verbose: true,
     quiet: true,
-    help: false,
-    version: false,
   });
   assert.equal(parseFlags(["--port=65535"]).port, 65535);
   assert.equal(parseFlags(["-p8080"]).port, 8080);
@@ -359,7 +427,10 @@ test("parseFlags() rejects bad ports, unknown flags and stray arguments", () => 
     [["--nope"], 'Unknown flag "--nope"'],
     [["-x"], 'Unknown flag "-x"'],
     [["--quiet=yes"], 'Flag "--quiet" takes no value'],
-    [["serve"], 'Unexpected argument "serve"'],
+    [
+      ["app.ts", "public"],
+      'Unexpected argument "public": brick serves one app module or one folder',
+    ],
   ];
   for (const [args, message] of cases) {
     assert.throws(() => parseFlags(args), (error) => {
@@ -423,7 +494,7 @@ test("brick CLI serves Hello, World! and prints the real port in the banner", as
 });
 
 test("brick CLI shows only the Local URL with --host 127.0.0.1, even with --allow-sys", async () => {
-  const { brick } = await startBrick([], ["--allow-net", "--allow-sys"]);
+  const { brick } = await startBrick([], { permissions: ["--allow-net", "--allow-sys"] });
   try {
     assert.doesNotMatch(brick.stdout.text, /Network:/);
   } finally {
@@ -443,13 +514,18 @@ test("brick CLI prints the usage line and aligned options for --help", async () 
   const { code, stdout: text } = await runBrick(["-h"]);
   assert.equal(code, 0);
   assert.match(text, new RegExp(`^Usage: ${escapeRegExp(COMMAND)} \\[`, "m"));
-  const options = text.split("\n").filter((line) => /^ {2}-\w, --/.test(line));
+  const options = text.split("\n").filter((line) => /^ {2}(?:-\w, | {4})--/.test(line));
   assert.deepEqual(
-    options.map((line) => line.match(/--(\w+)/)![1]),
-    ["port", "host", "verbose", "quiet", "help", "version"],
+    options.map((line) => line.match(/--([\w-]+)/)![1]),
+    [
+      ...["port", "host", "app", "root", "dotfiles", "no-listing", "no-compress", "cors"],
+      ...["header", "verbose", "quiet", "help", "version"],
+    ],
   );
   const columns = options.map((line) => line.search(/(?<=\S {2,})\S/));
   assert.equal(new Set(columns).size, 1, `descriptions start in one column:\n${text}`);
+  assert.match(text, /^Examples:$/m);
+  assert.ok(text.includes(`  ${COMMAND} ./public --port 8080 --host 127.0.0.1 --cors\n`), text);
 });
 
 test("brick CLI exits 2 with the usage line on an unknown flag", async () => {
@@ -457,7 +533,7 @@ test("brick CLI exits 2 with the usage line on an unknown flag", async () => {
   assert.equal(code, 2);
   const [error, usage] = stderr.split("\n");
   assert.equal(error, 'Unknown flag "--nope"');
-  assert.equal(usage, `Usage: ${COMMAND} [--port <port>] [--host <host>] [--verbose] [--quiet]`);
+  assert.equal(usage, USAGE);
 });
 
 test("brick CLI exits 2 with the usage line on a bad port", async () => {
@@ -492,7 +568,9 @@ test("brick CLI exits 1 with 'address already in use' when the port is taken", a
 test("brick CLI exits 1 with the command to run when --allow-net is missing", {
   skip: deno ? false : "Deno only: Node and Bun have no permissions",
 }, async () => {
-  const { code, stderr } = await runBrick(["--host", "127.0.0.1", "--port", "0"], []);
+  const { code, stderr } = await runBrick(["--host", "127.0.0.1", "--port", "0"], {
+    permissions: [],
+  });
   assert.equal(code, 1);
   assert.equal(
     stderr,
@@ -643,6 +721,638 @@ test("brick CLI answers a request typed line by line and keeps the connection op
     assert.equal(second.body, "Hello, World!");
     conn.closeWrite();
     await received.done;
+  } finally {
+    await brick.close();
+  }
+});
+
+// ─── Apps and folders ───────────────────────────────────────────────────────
+
+/** Writes `files` into a fresh temporary folder, runs `body` with its path, and removes it. */
+async function withTempDir<T>(
+  files: Record<string, string>,
+  body: (dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "brick-main-test-"));
+  try {
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+    return await body(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs curl, bounded by its own --max-time, and returns its exit code and output. */
+async function curl(args: string[]) {
+  const child = spawnChild("curl", ["--silent", "--show-error", "--max-time", "10", ...args], {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+  });
+  const stdout = new Output(child.stdout);
+  const stderr = new Output(child.stderr);
+  const status = await child.status;
+  await Promise.all([stdout.done, stderr.done]);
+  return { code: status.code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/** Reads `reader` until the text read so far matches `pattern`, or fails after `timeout`. */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  pattern: RegExp,
+  timeout = TIMEOUT,
+): Promise<string> {
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + timeout;
+  let text = "";
+  while (!pattern.test(text)) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
+    });
+    const result = await Promise.race([reader.read(), timedOut]);
+    clearTimeout(timer);
+    if (result === "timeout") throw new Error(`Timed out waiting for ${pattern} in "${text}"`);
+    if (result.done) throw new Error(`The body ended before ${pattern}: "${text}"`);
+    text += decoder.decode(result.value, { stream: true });
+  }
+  return text;
+}
+
+const APP_EXAMPLE =
+  'Export a fetch handler: export default { fetch(request) { return new Response("Hi") } }';
+
+test("parseFlags() reads the path, --app, --root and the response flags", () => {
+  const args = ["public", "--cors", "--dotfiles", "--no-listing", "--no-compress"];
+  const headers = ["--header", "Cache-Control: no-store", "--header=X-Empty:"];
+  assert.deepEqual(parseFlags([...args, ...headers, "--header", "X-Padded:\t a  b \t"]), {
+    ...DEFAULT_FLAGS,
+    path: "public",
+    cors: true,
+    dotfiles: true,
+    listing: false,
+    compress: false,
+    headers: [["Cache-Control", "no-store"], ["X-Empty", ""], ["X-Padded", "a  b"]],
+  });
+  assert.equal(parseFlags(["--app", "app.ts"]).app, "app.ts");
+  assert.equal(parseFlags(["--root=site"]).root, "site");
+  assert.equal(parseFlags(["--", "-odd.mjs"]).path, "-odd.mjs");
+});
+
+test("parseFlags() rejects a malformed --header, naming it", () => {
+  const badName = "the name must be letters, digits and !#$%&'*+-.^_`|~, with no spaces";
+  const cases: [string, string][] = [
+    ["Cache-Control no-store", 'Invalid header "Cache-Control no-store": expected "Name: value"'],
+    ["Bad Name: x", `Invalid header "Bad Name: x": ${badName}`],
+    [": x", `Invalid header ": x": ${badName}`],
+    [
+      "X-Bell: a\x07b",
+      'Invalid header "X-Bell: a\\u0007b": the value must not contain control characters',
+    ],
+  ];
+  for (const [value, message] of cases) {
+    assert.throws(() => parseFlags(["--header", value]), (error) => {
+      assert.ok(error instanceof UsageError);
+      assert.equal(error.message, message);
+      return true;
+    });
+  }
+});
+
+test("parseFlags() rejects two things to serve at once, such as --app with --root", () => {
+  const one = "brick serves one app module or one folder";
+  const cases: [string[], string][] = [
+    [
+      ["--app", "app.ts", "--root", "public"],
+      `Cannot serve --app "app.ts" and --root "public" at once: ${one}`,
+    ],
+    [["site", "--app", "app.ts"], `Cannot serve "site" and --app "app.ts" at once: ${one}`],
+    [["--root", "a", "b"], `Cannot serve "b" and --root "a" at once: ${one}`],
+    [["--root", ""], 'Missing value for "--root"'],
+    [["--app"], 'Missing value for "--app"'],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseFlags(args), (error) => {
+      assert.ok(error instanceof UsageError);
+      assert.equal(error.message, message, `for ${JSON.stringify(args)}`);
+      return true;
+    });
+  }
+});
+
+test("handlerFromModule() serves a default function, or a { fetch } object as `this`", async () => {
+  const info = {
+    remoteAddr: { hostname: "127.0.0.1", port: 1, transport: "tcp" as const },
+    completed: Promise.resolve(),
+  };
+  const request = () => new Request("http://localhost/path");
+  const plain = handlerFromModule({ default: (r: Request) => new Response(r.method) }, "a.mjs");
+  assert.equal(await (await plain(request(), info)).text(), "GET");
+  const app = {
+    greeting: "Hi",
+    fetch(this: { greeting: string }, r: Request) {
+      return new Response(`${this.greeting} at ${new URL(r.url).pathname}`);
+    },
+  };
+  const object = handlerFromModule({ default: app }, "b.mjs");
+  assert.equal(await (await object(request(), info)).text(), "Hi at /path");
+});
+
+test("handlerFromModule() names what it found instead of a fetch handler", () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{}, `it has no default export (it exports nothing)\n${APP_EXAMPLE}`],
+    [{ foo: 1, bar: 2 }, `it has no default export (its exports: foo, bar)\n${APP_EXAMPLE}`],
+    [
+      { fetch: () => new Response() },
+      "it has no default export (its exports: fetch)\n" +
+      "Export its fetch function as the default: export default { fetch }",
+    ],
+    [{ default: "hello" }, `its default export is a string, not a fetch handler\n${APP_EXAMPLE}`],
+    [{ default: null }, `its default export is null, not a fetch handler\n${APP_EXAMPLE}`],
+    [{ default: 42 }, `its default export is a number, not a fetch handler\n${APP_EXAMPLE}`],
+    [
+      { default: { port: 8000, handler() {} } },
+      "its default export is an object without a fetch method (its keys: port, handler), " +
+      `not a fetch handler\n${APP_EXAMPLE}`,
+    ],
+    [
+      { default: class App {} },
+      "its default export is a class, not a fetch handler " +
+      `(export an instance instead: export default new App())\n${APP_EXAMPLE}`,
+    ],
+  ];
+  for (const [module, message] of cases) {
+    assert.throws(() => handlerFromModule(module, "app.mjs"), (error) => {
+      assert.ok(error instanceof CliError);
+      assert.equal(error.exitCode, 2);
+      assert.equal(error.message, `Cannot serve "app.mjs": ${message}`);
+      return true;
+    });
+  }
+});
+
+/** Checks the Hono fixture's routes, served at `url`, as a client sees them. */
+async function checkHonoApp(url: string): Promise<void> {
+  const home = await fetch(url);
+  assert.equal(home.status, 200);
+  assert.equal(home.headers.get("content-type"), "text/plain;charset=UTF-8");
+  assert.equal(home.headers.get("x-middleware"), "hono", "the middleware ran");
+  assert.equal(await home.text(), "Hello from Hono");
+
+  const user = await fetch(url + "users/42?lang=fr");
+  assert.equal(user.status, 200);
+  assert.match(user.headers.get("content-type") ?? "", /^application\/json/);
+  assert.deepEqual(await user.json(), { id: "42", lang: "fr" });
+
+  const body = { list: [1, 2, 3], text: "é ✓" };
+  const echo = await fetch(url + "echo", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  assert.equal(echo.status, 201);
+  assert.deepEqual(await echo.json(), { received: body });
+
+  const missing = await fetch(url + "no/such/route");
+  assert.equal(missing.status, 404);
+  assert.equal(missing.headers.get("x-middleware"), "hono");
+  await missing.body?.cancel();
+}
+
+/**
+ * Checks the Hono fixture's stream: its first part arrives while the app
+ * still holds the rest back, so nothing on the way buffers the body.
+ */
+async function checkHonoStream(url: string): Promise<Response> {
+  const response = await fetch(url + "stream");
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  assert.equal(await readUntil(reader, /\n/), "first\n");
+  assert.equal(await (await fetch(url + "release")).text(), "released");
+  assert.equal(await readUntil(reader, /second\n/), "second\n");
+  assert.equal((await reader.read()).done, true);
+  return response;
+}
+
+test("brick CLI serves a Hono app module unchanged: routes, params, JSON, middleware", {
+  skip: NO_HONO,
+}, async () => {
+  const app = join(APPS, "hono_app.mjs");
+  const { brick, url } = await startBrick([app], { permissions: READ, config: true });
+  try {
+    assert.match(brick.stdout.text, new RegExp(`^ {2}App: {5}${escapeRegExp(app)}$`, "m"));
+    await checkHonoApp(url);
+    await brick.stdout.waitFor(/"POST \/echo HTTP\/1\.1" 201 (\d+|-)$/m);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI streams a Hono app's response part by part, with --header and --cors added", {
+  skip: NO_HONO,
+}, async () => {
+  const app = join(APPS, "hono_app.mjs");
+  const { brick, url } = await startBrick(
+    ["--app", app, "--header", "X-Served-By: brick", "--cors"],
+    { permissions: READ, config: true },
+  );
+  try {
+    const response = await checkHonoStream(url);
+    assert.equal(response.headers.get("x-served-by"), "brick");
+    assert.equal(response.headers.get("access-control-allow-origin"), "*");
+    assert.equal(response.headers.get("x-middleware"), "hono");
+    const home = await fetch(url);
+    assert.equal(home.headers.get("x-served-by"), "brick");
+    assert.equal(await home.text(), "Hello from Hono");
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI serves a TypeScript Hono app on Deno and Bun", {
+  skip: RUNTIME === "Node" ? "Node 20 does not run TypeScript" : NO_HONO,
+}, async () => {
+  const app = join(APPS, "hono_app.ts");
+  const { brick, url } = await startBrick([app], { permissions: READ, config: true });
+  try {
+    await checkHonoApp(url);
+    await checkHonoStream(url);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI serves a module whose default export is a handler function", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const { brick, url } = await startBrick(["--app", join(APPS, "handler.mjs")], {
+    permissions: READ,
+  });
+  try {
+    const get = await fetch(url + "a/b?c=d");
+    assert.deepEqual(await get.json(), {
+      method: "GET",
+      path: "/a/b",
+      body: null,
+      client: "127.0.0.1",
+    });
+    const post = await fetch(url + "form", { method: "POST", body: "x=1" });
+    assert.deepEqual(await post.json(), {
+      method: "POST",
+      path: "/form",
+      body: "x=1",
+      client: "127.0.0.1",
+    });
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI serves a { fetch } object module, calling fetch with the object as this", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const { brick, url } = await startBrick([join(APPS, "fetch_object.mjs")], {
+    permissions: READ,
+  });
+  try {
+    const response = await fetch(url + "here");
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("x-app"), "fetch-object");
+    assert.equal(await response.text(), "Hello from an object at /here\n");
+    // The app sets no Content-Length, so the log cannot know the size: "-".
+    await brick.stdout.waitFor(/"GET \/here HTTP\/1\.1" 200 -$/m);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI exits 2 naming what a module exports instead of a fetch handler", async () => {
+  await withTempDir({
+    "exports.mjs": "export const foo = 1;\nexport function bar() {}\n",
+    "string.mjs": 'export default "hello";\n',
+  }, async (dir) => {
+    const exports = join(dir, "exports.mjs");
+    let result = await runBrick([exports], { permissions: READ });
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `Cannot serve "${exports}": it has no default export (its exports: bar, foo)\n` +
+        `${APP_EXAMPLE}\n`,
+    );
+    const string = join(dir, "string.mjs");
+    result = await runBrick(["--app", string], { permissions: READ });
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `Cannot serve "${string}": its default export is a string, not a fetch handler\n` +
+        `${APP_EXAMPLE}\n`,
+    );
+  });
+});
+
+test("brick CLI exits 1 with the error when the app module throws while loading", async () => {
+  await withTempDir({
+    "throws.mjs": 'throw new Error("DATABASE_URL is not set");\n',
+    "syntax.mjs": "export default {\n",
+  }, async (dir) => {
+    const throws = join(dir, "throws.mjs");
+    let result = await runBrick([throws], { permissions: READ });
+    assert.equal(result.code, 1);
+    assert.ok(
+      result.stderr.startsWith(`Cannot load "${throws}": it threw while loading\n`),
+      result.stderr,
+    );
+    assert.match(result.stderr, /Error: DATABASE_URL is not set\n/);
+    assert.match(result.stderr, /throws\.mjs:1/, "the stack points at the module");
+    const syntax = join(dir, "syntax.mjs");
+    result = await runBrick([syntax], { permissions: READ });
+    assert.equal(result.code, 1);
+    assert.ok(result.stderr.startsWith(`Cannot load "${syntax}": it threw while loading\n`));
+    assert.match(result.stderr, /SyntaxError/);
+  });
+});
+
+test("brick CLI exits 2 with the path when the app or folder does not exist", async () => {
+  await withTempDir({}, async (dir) => {
+    for (
+      const args of [
+        ["--app", join(dir, "missing.mjs")],
+        ["--root", join(dir, "missing")],
+        [join(dir, "missing")],
+      ]
+    ) {
+      const { code, stdout, stderr } = await runBrick(args, { permissions: READ });
+      assert.equal(code, 2, `for ${args}`);
+      const path = args.at(-1)!;
+      assert.equal(stderr, `Cannot find "${path}": no such file or folder (${path})\n`);
+      assert.equal(stdout, "", "nothing listens");
+    }
+  });
+});
+
+test("brick CLI exits 2 when the path is the wrong kind for --app or --root", async () => {
+  await withTempDir(
+    { "app.mjs": "export default () => new Response();\n", "notes.txt": "x" },
+    async (dir) => {
+      const app = join(dir, "app.mjs");
+      const notes = join(dir, "notes.txt");
+      const cases: [string[], string][] = [
+        [
+          ["--root", app],
+          `Cannot serve "${app}" as a folder: it is a file (to serve it as an app: --app ${app})`,
+        ],
+        [
+          ["--app", dir],
+          `Cannot serve "${dir}" as an app: it is a folder (to serve its files: --root ${dir})`,
+        ],
+        [
+          [notes],
+          `Cannot serve "${notes}": an app module's name ends in .ts, .mts, .tsx, .js, .mjs, .cjs, ` +
+          ".jsx; to serve static files, give the folder that holds them",
+        ],
+      ];
+      for (const [args, message] of cases) {
+        const { code, stderr } = await runBrick(args, { permissions: READ });
+        assert.equal(code, 2, `for ${args}`);
+        assert.equal(stderr, message + "\n");
+      }
+    },
+  );
+});
+
+test("brick CLI exits 2 with the usage line on a malformed --header or --app with --root", async () => {
+  const cases: [string[], string][] = [
+    [["--header", "X-Trace"], 'Invalid header "X-Trace": expected "Name: value"'],
+    [
+      ["--app", "app.mjs", "--root", "public"],
+      'Cannot serve --app "app.mjs" and --root "public" at once: ' +
+      "brick serves one app module or one folder",
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stderr } = await runBrick(args, { permissions: READ });
+    assert.equal(code, 2, `for ${args}`);
+    assert.equal(stderr, `${message}\n${USAGE}\n`);
+  }
+});
+
+test("brick CLI exits 2 when a folder-only flag such as --dotfiles comes with an app", async () => {
+  await withTempDir({ "app.mjs": "export default () => new Response();\n" }, async (dir) => {
+    const app = join(dir, "app.mjs");
+    for (const flag of ["--dotfiles", "--no-listing", "--no-compress"]) {
+      const { code, stderr } = await runBrick([app, flag], { permissions: READ });
+      assert.equal(code, 2);
+      assert.equal(
+        stderr,
+        `Flag "${flag}" applies to a folder only, and brick serves an app\n${USAGE}\n`,
+      );
+    }
+  });
+});
+
+test("brick CLI runs a TypeScript app on Deno and Bun; Node exits 2 with what to run instead", async () => {
+  const source = "export default {\n" +
+    "  fetch(request: Request): Response {\n" +
+    "    return new Response(`typed ${new URL(request.url).pathname}`);\n" +
+    "  },\n" +
+    "};\n";
+  await withTempDir({ "app.ts": source }, async (dir) => {
+    const app = join(dir, "app.ts");
+    if (RUNTIME === "Node") {
+      const { code, stderr } = await runBrick([app, "--port", "0"]);
+      assert.equal(code, 2);
+      const js = join(dir, "app.js");
+      assert.equal(
+        stderr,
+        `Cannot import "${app}": Node ${process.version} does not run TypeScript ` +
+          "(Deno, Bun and Node 22.18 or later do)\n" +
+          `Run it with Bun instead: bunx --bun brick ${app} --port 0\n` +
+          `Or compile it to ${js} and run: brick ${js}\n`,
+      );
+      return;
+    }
+    const { brick, url } = await startBrick([app], { permissions: READ });
+    try {
+      assert.equal(await (await fetch(url + "x")).text(), "typed /x");
+    } finally {
+      await brick.close();
+    }
+  });
+});
+
+test("brick CLI exits 2 with the command to run when --allow-read is missing", {
+  skip: deno ? false : "Deno only: Node and Bun have no permissions",
+}, async () => {
+  await withTempDir({ "app.mjs": "export default () => new Response();\n" }, async (dir) => {
+    const app = join(dir, "app.mjs");
+    const { code, stderr } = await runBrick([app, "--host", "127.0.0.1", "--port", "0"]);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      `Cannot read "${app}": file access is not allowed\n` +
+        "Run it with read access instead: " +
+        `deno run --allow-net --allow-read main.ts ${app} --host 127.0.0.1 --port 0\n`,
+    );
+  });
+});
+
+test("brick CLI with --cors answers a preflight that the app leaves unanswered", {
+  skip: NO_HONO,
+}, async () => {
+  const { brick, url } = await startBrick([join(APPS, "hono_app.mjs"), "--cors"], {
+    permissions: READ,
+    config: true,
+  });
+  try {
+    const preflight = await fetch(url + "echo", {
+      method: "OPTIONS",
+      headers: {
+        origin: "http://elsewhere.test",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+      },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+    assert.equal(preflight.headers.get("access-control-allow-methods"), "POST");
+    assert.equal(preflight.headers.get("access-control-allow-headers"), "content-type");
+    const plain = await fetch(url + "echo", { method: "OPTIONS" });
+    assert.equal(plain.status, 404, "an OPTIONS request that is no preflight reaches the app");
+    await plain.body?.cancel();
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI serves a folder: index.html, a listing, a file, 404", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const { brick, url } = await startBrick([SITE], { permissions: READ });
+  try {
+    assert.match(brick.stdout.text, new RegExp(`^ {2}Folder: {2}${escapeRegExp(SITE)}$`, "m"));
+    const index = await fetch(url);
+    assert.equal(index.status, 200);
+    assert.match(index.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(await index.text(), /<h1 id="title">Served by brick<\/h1>/);
+
+    const listing = await fetch(url + "docs/");
+    assert.equal(listing.status, 200);
+    assert.match(listing.headers.get("content-type") ?? "", /^text\/html/);
+    const html = await listing.text();
+    assert.match(html, /first\.txt/);
+    assert.match(html, /second\.txt/);
+
+    const file = await fetch(url + "docs/first.txt");
+    assert.equal(file.status, 200);
+    assert.match(file.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.equal(await file.text(), "first document\n");
+
+    const missing = await fetch(url + "no-such-file.txt");
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+    await brick.stdout.waitFor(/"GET \/no-such-file\.txt HTTP\/1\.1" 404 (\d+|-)$/m);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI with --no-listing answers 404 for a folder without index.html", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const { brick, url } = await startBrick(["--root", SITE, "--no-listing"], { permissions: READ });
+  try {
+    const listing = await fetch(url + "docs/");
+    assert.equal(listing.status, 404);
+    await listing.body?.cancel();
+    const index = await fetch(url);
+    assert.equal(index.status, 200, "index.html is still served");
+    await index.body?.cancel();
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI adds --cors and --header fields to the files it serves and to 404s", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const { brick, url } = await startBrick(
+    [SITE, "--cors", "--header", "Cache-Control: no-store", "--header", "X-Served-By: brick"],
+    { permissions: READ },
+  );
+  try {
+    for (const [path, status] of [["hello.txt", 200], ["missing.txt", 404]] as const) {
+      const response = await fetch(url + path);
+      assert.equal(response.status, status);
+      assert.equal(response.headers.get("access-control-allow-origin"), "*", path);
+      assert.equal(response.headers.get("cache-control"), "no-store", path);
+      assert.equal(response.headers.get("x-served-by"), "brick", path);
+      await response.body?.cancel();
+    }
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI serves dotfiles only with --dotfiles", { skip: NO_TESTDATA }, async () => {
+  for (const [flags, status] of [[[], 404], [["--dotfiles"], 200]] as const) {
+    const { brick, url } = await startBrick([SITE, ...flags], { permissions: READ });
+    try {
+      const response = await fetch(url + ".secret.txt");
+      assert.equal(response.status, status, `with ${JSON.stringify(flags)}`);
+      const text = await response.text();
+      if (status === 200) assert.equal(text, "not for everyone\n");
+    } finally {
+      await brick.close();
+    }
+  }
+});
+
+test("brick CLI answers curl's range request and a conditional request with the ETag", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const { brick, url } = await startBrick([SITE], { permissions: READ });
+  try {
+    const range = await curl(["--include", "--range", "0-4", url + "hello.txt"]);
+    assert.equal(range.code, 0, range.stderr);
+    const [head, body] = range.stdout.split("\r\n\r\n");
+    assert.match(head, /^HTTP\/1\.1 206 Partial Content\r\n/);
+    assert.match(head, /^content-range: bytes 0-4\/23$/im);
+    assert.equal(body, "Hello");
+
+    const full = await curl(["--include", url + "hello.txt"]);
+    const etag = full.stdout.match(/^etag: (.+)\r$/im)?.[1];
+    assert.ok(etag, `an ETag in ${JSON.stringify(full.stdout)}`);
+    const conditional = await curl([
+      "--include",
+      "--header",
+      `If-None-Match: ${etag}`,
+      url + "hello.txt",
+    ]);
+    assert.equal(conditional.code, 0, conditional.stderr);
+    assert.match(conditional.stdout, /^HTTP\/1\.1 304 Not Modified\r\n/);
+    assert.ok(conditional.stdout.endsWith("\r\n\r\n"), "a 304 has no body");
+    assert.match(conditional.stdout, new RegExp(`^etag: ${escapeRegExp(etag)}\r$`, "im"));
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI serves a page that headless Chromium renders with its CSS, script and image", {
+  skip: NO_TESTDATA || (chromiumPath() === null ? "Chromium is not installed" : false),
+}, async () => {
+  const { brick, url } = await startBrick([SITE], { permissions: READ });
+  try {
+    const dom = await dumpDom(url, { timeoutMs: 30_000, virtualTimeBudgetMs: 5_000 });
+    const results = dom.match(/<p id="results">(.*?)<\/p>/)?.[1];
+    assert.ok(results, `the results paragraph in ${dom}`);
+    assert.deepEqual(JSON.parse(results), {
+      script: "ran",
+      imageWidth: 3,
+      imageHeight: 2,
+      color: "rgb(1, 2, 3)",
+      marginLeft: "17px",
+    });
+    for (const path of ["/", "/style.css", "/check.js", "/pixel.png"]) {
+      await brick.stdout.waitFor(new RegExp(`"GET ${escapeRegExp(path)} HTTP/1\\.1" 200 `));
+    }
   } finally {
     await brick.close();
   }
