@@ -1,87 +1,123 @@
 /**
- * Throughput benchmark of brick on Deno and on Node against each runtime's own server, driven by
- * wrk.
+ * Benchmark of brick on Deno, Node and Bun against each runtime's own server: throughput,
+ * latency and memory in six scenarios, checked against brick's performance targets.
  *
  * ```sh
- * deno task bench                                   # all scenarios and servers, 5 s x 3 rounds
+ * deno task bench                                   # everything, 5 s x 3 rounds
  * deno task bench --quick                           # smoke test: 1 s x 1 round
- * deno task bench --runtime node                    # only the Node rows
+ * deno task bench --runtime node                    # only the Node servers
  * deno task bench --scenario hello,close --duration 10 --rounds 5
+ * deno task bench --scenario idle --idle-connections 2000
  * deno task bench --server deno                     # only Deno.serve (no ratio)
  * deno task bench --help
  * ```
  *
- * The servers form two groups, one per runtime, each with its baseline:
+ * The servers form three groups, one per runtime, each with its baseline:
  *
  * - Deno: brick (`mod.ts`) and `Deno.serve`, the baseline.
  * - Node: brick (the npm build, `npm/mod.js`), `node:http`, the baseline, and Hono on
  *   `@hono/node-server`.
+ * - Bun: brick (the same npm build) and `Bun.serve`, the baseline.
+ *
+ * The scenarios ({@linkcode SCENARIOS}): `hello`, `close` and `pipeline` (GET / keep-alive, with
+ * a new connection per request, 16 pipelined), `post` (a 64 KiB body read whole), `static` (a
+ * 100 MiB file) and `idle` (10,000 open keep-alive connections). All but `idle` are driven by
+ * wrk; `idle` by `bench/idle_client.mjs`, which opens the connections, then holds them.
  *
  * Every measurement starts a fresh server pinned to CPU 0 (`taskset -c 0`) on a free port of
- * 127.0.0.1 and drives it with wrk pinned to CPU 1 (`taskset -c 1`): a warm-up run whose numbers
- * are discarded, then a measured run with `--latency`. Within a round the servers take turns
- * (brick, Deno.serve, brick on Node, node:http, Hono, then again), so every server of a group is
- * measured under the same machine conditions as its baseline. The report gives, per scenario and
- * server, the median req/s, the median p99 latency and the median of the per-round ratios against
- * the row's baseline, and a second table of brick against each of the others. Both are printed as
- * markdown and written to BENCH.md with the machine and tool versions.
+ * 127.0.0.1, with the open-files limit raised (`ulimit -n`, up to 65535), and drives it from CPU
+ * 1: a wrk warm-up whose numbers are discarded, then a measured wrk run with `--latency`. Within
+ * a round the servers take turns (brick, Deno.serve, brick on Node, node:http, Hono, brick on
+ * Bun, Bun.serve, then again), so every server of a group is measured under the same machine
+ * conditions as its baseline. The server's memory is read from `/proc/<pid>/status`: the pid is
+ * the server's own, since `bash -c 'ulimit …; exec …'` and `taskset` both exec.
  *
- * Before the first measurement the Node servers are prepared: `npm/` is rebuilt with
- * `deno task build:npm` when `npm/mod.js` is missing or older than `mod.ts`, and a copy of it is
- * taken, so that a rebuild during the run changes nothing; `hono` and `@hono/node-server`, at
- * pinned versions, are installed with npm into a cache directory outside the repository
- * (`$XDG_CACHE_HOME/brick-bench/node`, or `~/.cache/...`) unless already there. If that install
- * fails (no network, say) the Hono rows are skipped with a note; without `node` on PATH, all Node
- * rows are. A server that fails during the run (a crash, a failed start) is reported with the end
- * of its stderr and left out of the rest of that scenario; the others go on, and the exit code
- * is 1.
+ * The report gives the median of each figure over the rounds, per scenario and server, and per
+ * runtime a table of brick's figures against its baseline's (medians of per-round ratios) and
+ * against the targets of {@linkcode CHECKS}, with ✓ or ✗. Both are printed as markdown and
+ * written to BENCH.md with the machine, the tool versions and the date.
  *
- * Needs `wrk` and `taskset` on PATH and at least two CPUs; the Node rows need `node` (20 or
- * later) and, for Hono, `npm`.
+ * Before the first measurement the servers are prepared: `npm/` is rebuilt with
+ * `deno task build:npm` when it is missing or older than its sources, and a copy of it is taken,
+ * so that a rebuild during the run changes nothing; `hono` and `@hono/node-server`, at pinned
+ * versions, are installed with npm into a cache directory outside the repository
+ * (`$XDG_CACHE_HOME/brick-bench/node`, or `~/.cache/...`) unless already there; Bun is fetched
+ * with `npx -y bun@1.3.14` and its binary located; the 100 MiB file is written once into the
+ * same cache directory. A server that cannot be prepared (no network, say) is left out with a
+ * note. A server that fails during the run (a crash, a failed start) is reported with the end of
+ * its stderr and left out of the rest of that scenario; the others go on, and the exit code is 1.
  *
- * To add a server, append to {@linkcode SERVERS} a command that starts it on a free port of
- * 127.0.0.1 and prints `LISTENING <port>` on stdout once it accepts connections. To add a
- * scenario, append to {@linkcode SCENARIOS} the request headers or wrk Lua script it needs.
+ * Needs `wrk`, `taskset` and `bash` on PATH and at least two CPUs; the Node servers need `node`
+ * (20 or later) and, for Hono, `npm`; the Bun servers need `npx`.
+ *
+ * To add a server, append to {@linkcode SERVERS} a command that starts it as described in
+ * `bench/_server_args.mjs`. To add a scenario, append to {@linkcode SCENARIOS} the request
+ * headers or wrk Lua script it needs and the figures it reports.
  *
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import {
+  type Check,
+  evaluate,
+  formatRatio,
+  formatSummary,
+  formatTarget,
+  KEPT_OPEN,
+  markdownTable,
+  type Measurement,
+  type Metric,
+  MIB_PER_SEC,
+  P99,
+  PEAK_RSS,
+  REQUESTS_PER_SEC,
+  type Results,
+  type Rounds,
+  RSS_PER_CONNECTION,
+  type Target,
+} from "./bench/_report.ts";
+import { parseWrkOutput, pipelineLua, postLua } from "./bench/_wrk.ts";
+
+// ─── Servers, scenarios and targets ─────────────────────────────────────────
 
 /** The runtime a server runs on; each has its own baseline server. */
-type Runtime = "deno" | "node";
+type Runtime = "deno" | "node" | "bun";
 
-const RUNTIME_LABELS: Record<Runtime, string> = { deno: "Deno", node: "Node" };
+const RUNTIME_LABELS: Record<Runtime, string> = { deno: "Deno", node: "Node", bun: "Bun" };
 
 /** A server under test. */
 interface Server {
   /** Identifier used by `--server`. */
   name: string;
-  /** Name shown in the report's server column. */
-  label: string;
-  /** Name shown where the runtime column is absent: in logs and in the brick-vs table. */
+  /** Name shown in the tables and logs. */
   title: string;
   runtime: Runtime;
-  /** Name of the server this one's ratio is taken against (measured in the same rounds). */
+  /** Name of the server this one is compared with (measured in the same rounds). */
   baseline: string;
   /**
-   * Command line starting the server on a free port of 127.0.0.1; it must print
-   * `LISTENING <port>` on stdout once it accepts connections.
+   * Program and script starting the server; the bench appends `--scenario <name>` (and
+   * `--root <dir>`), as `bench/_server_args.mjs` describes.
    */
   command: string[];
+  /** The scenarios it runs (default: all). */
+  scenarios?: string[];
   /**
-   * Runs once before the first measurement (builds, installs) and returns environment variables
-   * for the server process and lines for the report's environment list. Throws
-   * {@linkcode SkipServer} to leave the server out of the run.
+   * Runs once before the first measurement (builds, installs) and returns what the server
+   * needs. Throws {@linkcode SkipServer} to leave the server out of the run.
    */
-  prepare?: (tmpDir: string) => Promise<Prepared>;
+  prepare?: (tmpDir: string, options: Options) => Promise<Prepared>;
 }
 
 /** What {@linkcode Server.prepare} hands to the run. */
 interface Prepared {
+  /** Environment variables for the server process. */
   env?: Record<string, string>;
+  /** Replaces {@linkcode Server.command}, e.g. with a program found only now. */
+  command?: string[];
+  /** Lines for the report's environment list. */
   environment?: string[];
 }
 
@@ -98,22 +134,32 @@ class SkipServer extends Error {
   }
 }
 
-/** A load pattern applied to every server. */
+/** A load pattern applied to every server that runs it. */
 interface Scenario {
   /** Identifier used by `--scenario`. */
   name: string;
   /** One-line description for the report. */
   description: string;
-  /** Extra request headers, as `Name: value`. */
+  /** `wrk`, or the idle connections client. */
+  driver: "wrk" | "idle";
+  /** Extra request headers for wrk, as `Name: value`. */
   headers?: string[];
   /** wrk Lua script; written to a temporary file and passed with `--script`. */
   lua?: string;
+  /** Request path (default `/`). */
+  path?: string;
+  /** wrk connections (default {@linkcode CONNECTIONS}). */
+  connections?: number;
+  /** wrk's `--timeout` for one response (default wrk's 2 s). */
+  responseTimeout?: string;
   /**
    * Whether wrk's latency percentiles mean anything here (default true). They do not with
    * pipelining: wrk then times whole batches and corrupts the percentiles when correcting them
    * (https://github.com/wg/wrk/issues/236), so p99 is reported as n/a.
    */
   latencyPercentiles?: boolean;
+  /** The rows of the results table, in order. */
+  metrics: Metric[];
 }
 
 /** Settings of one benchmark run. */
@@ -125,52 +171,52 @@ interface Options {
   /** Warm-up seconds per run, discarded. */
   warmup: number;
   rounds: number;
-  connections: number;
+  /** Connections the idle scenario opens. */
+  idleConnections: number;
+  /** Seconds the idle scenario holds them open. */
+  idleHold: number;
+  /** Whether to measure `npm/` as it is, without rebuilding it. */
+  noBuild: boolean;
   /** Path of the markdown report. */
   output: string;
 }
 
-/** What wrk reported for one measured run. */
-interface Measurement {
-  requestsPerSec: number;
-  /** NaN when wrk reported no usable p99 (see {@linkcode Scenario.latencyPercentiles}). */
-  p99Ms: number;
-  /** Socket errors plus non-2xx/3xx responses. */
-  errors: number;
-}
-
-/** A server process started by the benchmark. */
-interface RunningServer {
-  child: Deno.ChildProcess;
-  port: number;
-  /** Set once the process has exited, with how it exited. */
-  exit?: string;
-  /** The last {@linkcode STDERR_TAIL_CHARS} characters the server wrote to stderr. */
-  stderrTail: () => string;
-}
-
-/**
- * Measurements of one scenario: per server name, one entry per round, undefined for the rounds
- * the server did not complete.
- */
-type ScenarioResults = Map<string, (Measurement | undefined)[]>;
-
 const HOSTNAME = "127.0.0.1";
 const SERVER_CPU = "0";
-const WRK_CPU = "1";
+const CLIENT_CPU = "1";
 const CONNECTIONS = 64;
 const PIPELINE_DEPTH = 16;
+const POST_BODY_BYTES = 64 * 1024;
+const STATIC_FILE_BYTES = 100 * 1024 * 1024;
+const STATIC_FILE_NAME = "brick-bench-100mib.bin";
+const STATIC_CONNECTIONS = 4;
+const IDLE_CONNECTIONS = 10_000;
+const IDLE_HOLD_SECONDS = 5;
+/** The open-files limit asked for, capped by the hard limit. */
+const WANTED_FILE_LIMIT = 65_535;
+/** Files a process needs besides its connections. */
+const SPARE_FILES = 1_000;
 const STARTUP_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 /** Time wrk may take beyond its `-d` duration before it is killed. */
 const WRK_GRACE_MS = 15_000;
+/** The most the idle client may spend opening its connections. */
+const IDLE_OPEN_TIMEOUT_MS = 60_000;
+/** Time the idle client may take beyond what it was told before it is killed. */
+const IDLE_CLIENT_GRACE_MS = 15_000;
+/** Pause between the warm-up request and the first memory reading of the idle scenario. */
+const IDLE_SETTLE_MS = 500;
+/** How often the server's memory is read while the idle connections are held. */
+const RSS_SAMPLE_MS = 250;
 const BUILD_TIMEOUT_MS = 300_000;
-const NPM_INSTALL_TIMEOUT_MS = 180_000;
+const INSTALL_TIMEOUT_MS = 180_000;
 /** How much of a failing server's stderr the report quotes. */
 const STDERR_TAIL_CHARS = 2_000;
 
 /** Exact versions of the npm packages behind the Hono rows. */
 const HONO_PACKAGES = { "@hono/node-server": "2.1.8", "hono": "4.13.19" };
+/** The Bun release the Bun rows run on, fetched with npx. */
+const BUN_PACKAGE = "bun@1.3.14";
 
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 const BENCH_DIR = fileURLToPath(new URL("./bench/", import.meta.url));
@@ -179,32 +225,29 @@ const BENCH_DIR = fileURLToPath(new URL("./bench/", import.meta.url));
 const SERVERS: Server[] = [
   {
     name: "brick",
-    label: "brick",
     title: "brick on Deno",
     runtime: "deno",
     baseline: "deno",
-    command: denoCommand("brick_hello.ts"),
+    command: denoCommand("brick_deno.ts"),
+    prepare: () => Promise.resolve({ environment: [brickDenoStaticNote()] }),
   },
   {
     name: "deno",
-    label: "Deno.serve",
     title: "Deno.serve",
     runtime: "deno",
     baseline: "deno",
-    command: denoCommand("deno_hello.ts"),
+    command: denoCommand("deno_serve.ts"),
   },
   {
     name: "brick-node",
-    label: "brick",
     title: "brick on Node",
     runtime: "node",
     baseline: "node-http",
     command: ["node", BENCH_DIR + "brick_node.mjs"],
-    prepare: prepareBrickNode,
+    prepare: prepareBrickBuild,
   },
   {
     name: "node-http",
-    label: "node:http",
     title: "node:http",
     runtime: "node",
     baseline: "node-http",
@@ -212,60 +255,170 @@ const SERVERS: Server[] = [
   },
   {
     name: "hono-node",
-    label: "@hono/node-server",
     title: "@hono/node-server",
     runtime: "node",
     baseline: "node-http",
     command: ["node", BENCH_DIR + "hono_node.mjs"],
+    scenarios: ["hello", "close", "pipeline", "post", "idle"],
     prepare: prepareHono,
   },
-];
-
-/** Pairs reported in the brick-vs table: the first server's req/s over the second's. */
-const COMPARISONS: [string, string][] = [
-  ["brick", "deno"],
-  ["brick-node", "node-http"],
-  ["brick-node", "hono-node"],
+  {
+    name: "brick-bun",
+    title: "brick on Bun",
+    runtime: "bun",
+    baseline: "bun",
+    command: ["bun", BENCH_DIR + "brick_node.mjs"],
+    prepare: async (tmpDir, options) => {
+      const build = await prepareBrickBuild(tmpDir, options);
+      return { ...build, command: [await bunPath(), BENCH_DIR + "brick_node.mjs"] };
+    },
+  },
+  {
+    name: "bun",
+    title: "Bun.serve",
+    runtime: "bun",
+    baseline: "bun",
+    command: ["bun", BENCH_DIR + "bun_serve.mjs"],
+    prepare: async () => ({ command: [await bunPath(), BENCH_DIR + "bun_serve.mjs"] }),
+  },
 ];
 
 const SCENARIOS: Scenario[] = [
   {
     name: "hello",
     description: `keep-alive GET /, ${CONNECTIONS} connections`,
+    driver: "wrk",
+    metrics: [REQUESTS_PER_SEC, P99],
   },
   {
     name: "close",
     description: `GET / with \`Connection: close\`, a new connection per request, ` +
       `${CONNECTIONS} concurrent`,
+    driver: "wrk",
     headers: ["Connection: close"],
+    metrics: [REQUESTS_PER_SEC, P99],
   },
   {
     name: "pipeline",
     description: `keep-alive, ${PIPELINE_DEPTH} pipelined GET / per connection, ` +
       `${CONNECTIONS} connections; req/s counts responses`,
+    driver: "wrk",
     lua: pipelineLua(PIPELINE_DEPTH),
     latencyPercentiles: false,
+    metrics: [REQUESTS_PER_SEC],
+  },
+  {
+    name: "post",
+    description: `keep-alive POST / with a ${POST_BODY_BYTES / 1024} KiB body ` +
+      `(Content-Length), ${CONNECTIONS} connections; the server reads the whole body, then ` +
+      "answers a short text; peak RSS is the server's VmHWM at the end of the run",
+    driver: "wrk",
+    lua: postLua(POST_BODY_BYTES),
+    metrics: [REQUESTS_PER_SEC, P99, PEAK_RSS],
+  },
+  {
+    name: "static",
+    description: `keep-alive GET of a ${STATIC_FILE_BYTES / 1024 ** 2} MiB file, ` +
+      `${STATIC_CONNECTIONS} connections; MiB/s is what wrk read per second`,
+    driver: "wrk",
+    path: `/${STATIC_FILE_NAME}`,
+    connections: STATIC_CONNECTIONS,
+    responseTimeout: "60s",
+    latencyPercentiles: false,
+    metrics: [MIB_PER_SEC, PEAK_RSS],
+  },
+  {
+    name: "idle",
+    description: "keep-alive connections, each sending one GET / and reading the response, " +
+      "then held idle; RSS per connection is the growth of the server's VmRSS (its highest " +
+      "reading while they are held, against one after a warm-up request) divided by the " +
+      "connections, and kept open counts those still open at the end of the hold (the fewest " +
+      "over rounds)",
+    driver: "idle",
+    metrics: [RSS_PER_CONNECTION, KEPT_OPEN],
   },
 ];
 
+/** A check of `server` against `against`, or against a limit when `against` is undefined. */
+function check(
+  scenario: string,
+  metric: Metric,
+  server: string,
+  against: string | undefined,
+  target?: Target,
+): Check {
+  return { scenario, metric, server, against, target };
+}
+
+const atLeast = (value: number): Target => ({ kind: "at least", value });
+const atMost = (value: number): Target => ({ kind: "at most", value });
+const limit = (value: number): Target => ({ kind: "limit", value });
+const ALL_OPEN: Target = { kind: "all open" };
+
+/**
+ * The performance targets, per runtime, in the order of the issue that set them; Bun has none,
+ * and its table shows the same figures against Bun.serve.
+ */
+const CHECKS: Record<Runtime, Check[]> = {
+  deno: [
+    check("hello", REQUESTS_PER_SEC, "brick", "deno", atLeast(0.6)),
+    check("close", REQUESTS_PER_SEC, "brick", "deno", atLeast(0.7)),
+    check("pipeline", REQUESTS_PER_SEC, "brick", "deno", atLeast(1.5)),
+    check("post", REQUESTS_PER_SEC, "brick", "deno", atLeast(1.5)),
+    check("post", PEAK_RSS, "brick", "deno", limit(100 * 1024)),
+    check("static", MIB_PER_SEC, "brick", "deno", atLeast(1.0)),
+    check("idle", RSS_PER_CONNECTION, "brick", "deno", limit(10)),
+    check("idle", KEPT_OPEN, "brick", "deno", ALL_OPEN),
+    check("hello", P99, "brick", "deno", atMost(1.5)),
+  ],
+  node: [
+    check("hello", REQUESTS_PER_SEC, "brick-node", "node-http", atLeast(1.3)),
+    check("hello", REQUESTS_PER_SEC, "brick-node", "hono-node", atLeast(1.4)),
+    check("close", REQUESTS_PER_SEC, "brick-node", "node-http", atLeast(1.2)),
+    check("pipeline", REQUESTS_PER_SEC, "brick-node", "node-http", atLeast(2)),
+    check("post", REQUESTS_PER_SEC, "brick-node", "node-http", atLeast(1.2)),
+    check("post", PEAK_RSS, "brick-node", "node-http"),
+    check("static", MIB_PER_SEC, "brick-node", "node-http", atLeast(1.0)),
+    check("idle", RSS_PER_CONNECTION, "brick-node", "node-http", limit(8)),
+    check("idle", KEPT_OPEN, "brick-node", "node-http", ALL_OPEN),
+    check("hello", P99, "brick-node", "node-http", atMost(1.0)),
+  ],
+  bun: [
+    check("hello", REQUESTS_PER_SEC, "brick-bun", "bun"),
+    check("close", REQUESTS_PER_SEC, "brick-bun", "bun"),
+    check("pipeline", REQUESTS_PER_SEC, "brick-bun", "bun"),
+    check("post", REQUESTS_PER_SEC, "brick-bun", "bun"),
+    check("post", PEAK_RSS, "brick-bun", "bun"),
+    check("static", MIB_PER_SEC, "brick-bun", "bun"),
+    check("idle", RSS_PER_CONNECTION, "brick-bun", "bun"),
+    check("idle", KEPT_OPEN, "brick-bun", "bun"),
+    check("hello", P99, "brick-bun", "bun"),
+  ],
+};
+
 const USAGE = `Usage: deno task bench [options]
 
-Benchmarks brick against Deno.serve on Deno, and brick's npm build against node:http and
-@hono/node-server on Node, with wrk (servers on CPU ${SERVER_CPU}, wrk on CPU ${WRK_CPU}), and
-writes the results to BENCH.md.
+Benchmarks brick against Deno.serve on Deno, brick's npm build against node:http and
+@hono/node-server on Node and against Bun.serve on Bun (servers on CPU ${SERVER_CPU}, wrk and
+the idle client on CPU ${CLIENT_CPU}), checks the results against brick's targets and writes
+them to BENCH.md.
 
 Options:
-  --scenario <names>  scenarios to run, repeatable or comma-separated (default: all)
-                      ${SCENARIOS.map((s) => s.name).join(", ")}
-  --runtime <names>   runtimes to run, repeatable or comma-separated (default: deno,node)
-  --server <names>    servers to run, repeatable or comma-separated (default: all)
-                      ${SERVERS.map((s) => s.name).join(", ")}
-  --duration <s>      measured seconds per run (default: 5)
-  --warmup <s>        warm-up seconds before each measured run (default: 2)
-  --rounds <n>        rounds per scenario (default: 3)
-  --quick             smoke test: --duration 1 --warmup 1 --rounds 1
-  --output <path>     report file (default: BENCH.md in the repository root)
-  -h, --help          show this help
+  --scenario <names>        scenarios to run, repeatable or comma-separated (default: all)
+                            ${SCENARIOS.map((s) => s.name).join(", ")}
+  --runtime <names>         runtimes to run, repeatable or comma-separated (default: all)
+                            ${Object.keys(RUNTIME_LABELS).join(", ")}
+  --server <names>          servers to run, repeatable or comma-separated (default: all)
+                            ${SERVERS.map((s) => s.name).join(", ")}
+  --duration <s>            measured seconds per wrk run (default: 5)
+  --warmup <s>              warm-up seconds before each measured wrk run (default: 2)
+  --rounds <n>              rounds per scenario (default: 3)
+  --idle-connections <n>    connections of the idle scenario (default: ${IDLE_CONNECTIONS})
+  --idle-hold <s>           seconds the idle scenario holds them (default: ${IDLE_HOLD_SECONDS})
+  --quick                   smoke test: --duration 1 --warmup 1 --rounds 1
+  --no-build                measure npm/ as it is, without rebuilding it when it is stale
+  --output <path>           report file (default: BENCH.md in the repository root)
+  -h, --help                show this help
 `;
 
 /** Live child processes, stopped on Ctrl-C. */
@@ -274,25 +427,10 @@ const children = new Set<Deno.ChildProcess>();
 let interrupted = false;
 
 function denoCommand(script: string): string[] {
-  return [Deno.execPath(), "run", "--allow-net", BENCH_DIR + script];
+  return [Deno.execPath(), "run", "--allow-net", "--allow-read", BENCH_DIR + script];
 }
 
-/** wrk Lua script sending `depth` pipelined requests per write. */
-function pipelineLua(depth: number): string {
-  return `-- ${depth} pipelined requests per connection write.
-init = function(args)
-  local requests = {}
-  for i = 1, ${depth} do
-    requests[i] = wrk.format(nil, "/")
-  end
-  pipelined = table.concat(requests)
-end
-
-request = function()
-  return pipelined
-end
-`;
-}
+// ─── Command line ───────────────────────────────────────────────────────────
 
 /** Splits repeated, comma-separated values. */
 function splitList(values: string[]): string[] {
@@ -325,6 +463,12 @@ function parsePositive(flag: string, value: string | undefined, fallback: number
   if (!Number.isFinite(number) || number <= 0) {
     throw new UsageError(`--${flag} must be a positive number, got "${value}"`);
   }
+  return number;
+}
+
+function parseCount(flag: string, value: string | undefined, fallback: number): number {
+  const number = parsePositive(flag, value, fallback);
+  if (!Number.isInteger(number)) throw new UsageError(`--${flag} must be an integer`);
   return number;
 }
 
@@ -361,7 +505,10 @@ function parseOptions(args: string[]): Options | undefined {
         duration: { type: "string" },
         warmup: { type: "string" },
         rounds: { type: "string" },
+        "idle-connections": { type: "string" },
+        "idle-hold": { type: "string" },
         quick: { type: "boolean", default: false },
+        "no-build": { type: "boolean", default: false },
         output: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -374,18 +521,20 @@ function parseOptions(args: string[]): Options | undefined {
   if (values.help) return undefined;
 
   const quick = values.quick;
-  const rounds = parsePositive("rounds", values.rounds, quick ? 1 : 3);
-  if (!Number.isInteger(rounds)) throw new UsageError("--rounds must be an integer");
   return {
     scenarios: selectByName("scenario", SCENARIOS, values.scenario),
     servers: selectServers(values.server, values.runtime),
     duration: parsePositive("duration", values.duration, quick ? 1 : 5),
     warmup: parsePositive("warmup", values.warmup, quick ? 1 : 2),
-    rounds,
-    connections: CONNECTIONS,
+    rounds: parseCount("rounds", values.rounds, quick ? 1 : 3),
+    idleConnections: parseCount("idle-connections", values["idle-connections"], IDLE_CONNECTIONS),
+    idleHold: parsePositive("idle-hold", values["idle-hold"], IDLE_HOLD_SECONDS),
+    noBuild: values["no-build"],
     output: values.output ?? REPO_ROOT + "BENCH.md",
   };
 }
+
+// ─── Processes ──────────────────────────────────────────────────────────────
 
 /** Runs a command to completion and returns its stdout, or undefined if it is not on PATH. */
 async function commandOutput(command: string, args: string[]): Promise<string | undefined> {
@@ -403,7 +552,7 @@ async function commandOutput(command: string, args: string[]): Promise<string | 
   }
 }
 
-/** Checks for wrk, taskset and two CPUs; returns an explanation of what is missing. */
+/** Checks for wrk, taskset, bash and two CPUs; returns an explanation of what is missing. */
 async function checkPrerequisites(): Promise<string | undefined> {
   if (await commandOutput("wrk", ["-v"]) === undefined) {
     return "wrk is not installed (not found on PATH). Install it, e.g. on Debian or Ubuntu:\n" +
@@ -413,16 +562,43 @@ async function checkPrerequisites(): Promise<string | undefined> {
     return "taskset is not installed (not found on PATH); it comes with util-linux, e.g.\n" +
       "  sudo apt-get install -y util-linux";
   }
+  if (await commandOutput("bash", ["-c", "true"]) === undefined) {
+    return "bash is not on PATH; the bench uses it to raise the open-files limit (ulimit -n)";
+  }
   const cpus = Number(await commandOutput("nproc", []));
   if (cpus < 2) {
-    return `the benchmark pins the server and wrk to separate CPUs but nproc reports ${cpus}`;
+    return `the benchmark pins the servers and their clients to separate CPUs but nproc ` +
+      `reports ${cpus}`;
   }
   return undefined;
 }
 
-function spawnTracked(command: string, options: Deno.CommandOptions): Deno.ChildProcess {
+/** The open-files limit every server and client gets: the hard limit, up to 65535. */
+async function fileLimit(): Promise<number> {
+  const hard = (await commandOutput("bash", ["-c", "ulimit -Hn"]))?.trim() ?? "";
+  return hard === "unlimited" ? WANTED_FILE_LIMIT : Math.min(WANTED_FILE_LIMIT, Number(hard) || 0);
+}
+
+/**
+ * A command line running `command` pinned to `cpu` with the open-files limit raised. Both bash
+ * and taskset exec, so the process started is in the end the command's own.
+ */
+function pinned(cpu: string, files: number, command: string[]): string[] {
+  return [
+    "bash",
+    "-c",
+    'ulimit -n "$0" && exec "$@"',
+    String(files),
+    "taskset",
+    "-c",
+    cpu,
+    ...command,
+  ];
+}
+
+function spawnTracked(command: string[], options: Deno.CommandOptions): Deno.ChildProcess {
   if (interrupted) throw new Error("interrupted");
-  const child = new Deno.Command(command, options).spawn();
+  const child = new Deno.Command(command[0], { ...options, args: command.slice(1) }).spawn();
   children.add(child);
   child.status.finally(() => children.delete(child));
   return child;
@@ -451,11 +627,16 @@ function describeExit({ code, signal }: Pick<Deno.CommandStatus, "code" | "signa
   return signal === null ? `exit code ${code}` : `stopped by ${signal}`;
 }
 
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** Result of {@linkcode runBounded}. */
 interface BoundedResult {
   success: boolean;
   /** How the process ended, e.g. "exit code 1" or "stopped after 300 s". */
   exit: string;
+  stdout: string;
   /** stdout and stderr, as text. */
   output: string;
 }
@@ -465,13 +646,11 @@ interface BoundedResult {
  * it if it takes longer than `timeoutMs`. Throws Deno.errors.NotFound if it is not on PATH.
  */
 async function runBounded(
-  command: string,
-  args: string[],
+  command: string[],
   timeoutMs: number,
   cwd?: string,
 ): Promise<BoundedResult> {
   const child = spawnTracked(command, {
-    args,
     cwd,
     stdin: "null",
     stdout: "piped",
@@ -488,6 +667,7 @@ async function runBounded(
     return {
       success: success && !timedOut,
       exit: timedOut ? `stopped after ${timeoutMs / 1000} s` : describeExit(status),
+      stdout: decoder.decode(stdout),
       output: (decoder.decode(stdout) + decoder.decode(stderr)).trim(),
     };
   } finally {
@@ -500,6 +680,14 @@ function outputTail(output: string, lines = 15): string {
   return output.split("\n").slice(-lines).map((line) => `  ${line}`).join("\n");
 }
 
+// ─── Preparing the servers ──────────────────────────────────────────────────
+
+/** The bench's cache directory, outside the repository. */
+function cacheDir(): string {
+  const cache = Deno.env.get("XDG_CACHE_HOME") || join(Deno.env.get("HOME") ?? "/tmp", ".cache");
+  return join(cache, "brick-bench");
+}
+
 /** Modification time of a file in milliseconds, or undefined if it does not exist. */
 async function modifiedAt(path: string): Promise<number | undefined> {
   try {
@@ -510,54 +698,97 @@ async function modifiedAt(path: string): Promise<number | undefined> {
   }
 }
 
+/** Whether `file_server.ts`, brick's static file server, exists. */
+async function hasFileServer(): Promise<boolean> {
+  return await modifiedAt(REPO_ROOT + "file_server.ts") !== undefined;
+}
+
+function brickDenoStaticNote(): string {
+  try {
+    Deno.statSync(REPO_ROOT + "file_server.ts");
+    return "brick on Deno serves the static file with `serveDir` from `file_server.ts`";
+  } catch {
+    return "brick on Deno serves the static file with the stream fallback " +
+      "(`bench/_file_response.mjs`): `file_server.ts` does not exist yet";
+  }
+}
+
 /**
- * Runs `deno task build:npm` when `npm/mod.js` is missing or older than `mod.ts`; returns
- * whether it did.
+ * Why `npm/` needs a rebuild: a module of the build missing or older than its source (`mod.ts`,
+ * and `file_server.ts` once it exists); undefined if it is up to date.
  */
-async function ensureNpmBuild(): Promise<boolean> {
-  const built = await modifiedAt(REPO_ROOT + "npm/mod.js");
-  const source = await modifiedAt(REPO_ROOT + "mod.ts");
-  if (built !== undefined && source !== undefined && built >= source) return false;
-  console.error(
-    `npm/mod.js is ${built === undefined ? "missing" : "older than mod.ts"}: ` +
-      "running deno task build:npm",
-  );
+async function staleBuild(): Promise<string | undefined> {
+  const sources = ["mod"];
+  if (await hasFileServer()) sources.push("file_server");
+  for (const name of sources) {
+    const built = await modifiedAt(`${REPO_ROOT}npm/${name}.js`);
+    const source = await modifiedAt(`${REPO_ROOT}${name}.ts`);
+    if (built === undefined) return `npm/${name}.js is missing`;
+    if (source !== undefined && built < source) return `npm/${name}.js is older than ${name}.ts`;
+  }
+  return undefined;
+}
+
+/**
+ * Runs `deno task build:npm` when `npm/` is stale, unless `--no-build`; returns how the build
+ * came to be, for the report. Throws {@linkcode SkipServer} if the build fails.
+ */
+async function ensureNpmBuild(options: Options): Promise<string> {
+  const stale = await staleBuild();
+  if (stale === undefined) return "up to date with its sources";
+  if (options.noBuild) {
+    if (await modifiedAt(REPO_ROOT + "npm/mod.js") === undefined) {
+      throw new SkipServer("npm/mod.js is missing and --no-build forbids building it");
+    }
+    return `as found, with --no-build although ${stale}`;
+  }
+  console.error(`${stale}: running deno task build:npm`);
   const result = await runBounded(
-    Deno.execPath(),
-    ["task", "build:npm"],
+    [Deno.execPath(), "task", "build:npm"],
     BUILD_TIMEOUT_MS,
     REPO_ROOT,
   );
   if (!result.success) {
-    throw new Error(`deno task build:npm failed (${result.exit}):\n${outputTail(result.output)}`);
+    throw new SkipServer(
+      `deno task build:npm failed (${result.exit}; --no-build measures npm/ as it is)`,
+      outputTail(result.output),
+    );
   }
-  return true;
+  return "rebuilt by this run";
 }
+
+let brickBuild: Promise<Prepared> | undefined;
 
 /**
- * Builds `npm/` if needed and snapshots `npm/mod.js` into the run's temporary directory, which
- * the server imports instead (`BRICK_BENCH_MODULE`): every round measures the same build even if
- * `npm/` is rebuilt meanwhile.
+ * Builds `npm/` if needed and copies its modules (tests left out) into the run's temporary
+ * directory, which brick on Node and on Bun import instead (`BRICK_BENCH_NPM_DIR`): every round
+ * measures the same build even if `npm/` is rebuilt meanwhile. Done once per run.
  */
-async function prepareBrickNode(tmpDir: string): Promise<Prepared> {
-  const rebuilt = await ensureNpmBuild();
-  // .mjs: outside npm/ there is no package.json saying "type": "module".
-  const snapshot = join(tmpDir, "brick_mod.mjs");
-  await Deno.copyFile(REPO_ROOT + "npm/mod.js", snapshot);
-  return {
-    env: { BRICK_BENCH_MODULE: snapshot },
-    environment: [
-      `brick on Node: \`npm/mod.js\` from \`deno task build:npm\` (${
-        rebuilt ? "rebuilt by this run" : "up to date with mod.ts"
-      })`,
-    ],
-  };
-}
-
-/** Where the Hono packages are installed: a cache directory outside the repository. */
-function honoInstallDir(): string {
-  const cache = Deno.env.get("XDG_CACHE_HOME") || join(Deno.env.get("HOME") ?? "/tmp", ".cache");
-  return join(cache, "brick-bench", "node");
+function prepareBrickBuild(tmpDir: string, options: Options): Promise<Prepared> {
+  brickBuild ??= (async () => {
+    const how = await ensureNpmBuild(options);
+    const snapshot = join(tmpDir, "brick-npm");
+    await Deno.mkdir(snapshot);
+    await Deno.writeTextFile(join(snapshot, "package.json"), '{ "type": "module" }\n');
+    for await (const entry of Deno.readDir(REPO_ROOT + "npm")) {
+      const isTest = entry.name.endsWith("_test.js") || entry.name.startsWith("_test");
+      if (entry.isFile && entry.name.endsWith(".js") && !isTest) {
+        await Deno.copyFile(join(REPO_ROOT, "npm", entry.name), join(snapshot, entry.name));
+      }
+    }
+    const serveDir = await modifiedAt(join(snapshot, "file_server.js")) !== undefined;
+    return {
+      env: { BRICK_BENCH_NPM_DIR: snapshot },
+      environment: [
+        `brick on Node and Bun: \`npm/\` from \`deno task build:npm\` (${how})`,
+        serveDir
+          ? "brick on Node and Bun serves the static file with `serveDir` from `file_server.js`"
+          : "brick on Node and Bun serves the static file with the stream fallback " +
+            "(`bench/_file_response.mjs`): the build has no `file_server.js` yet",
+      ],
+    };
+  })();
+  return brickBuild;
 }
 
 /** Whether every package of {@linkcode HONO_PACKAGES} is installed in `dir` at its version. */
@@ -575,40 +806,36 @@ async function honoInstalled(dir: string): Promise<boolean> {
   return true;
 }
 
+/** npm's own error summary lines, without the stack trace it prints after them. */
+function npmErrors(output: string): string[] {
+  return output.split("\n").filter((line) =>
+    line.startsWith("npm error") && !/^npm error\s+at /.test(line)
+  );
+}
+
 /**
- * Installs `hono` and `@hono/node-server` into {@linkcode honoInstallDir} unless they are there
- * at the pinned versions; skips the Hono rows if npm is missing or the install fails.
+ * Installs `hono` and `@hono/node-server` into the cache directory unless they are there at the
+ * pinned versions; skips the Hono rows if npm is missing or the install fails.
  */
 async function prepareHono(): Promise<Prepared> {
-  const dir = honoInstallDir();
+  const dir = join(cacheDir(), "node");
   const specs = Object.entries(HONO_PACKAGES).map(([name, version]) => `${name}@${version}`);
   const environment = [`Hono on Node: ${specs.join(", ")} from npm, installed in \`${dir}\``];
   if (await honoInstalled(dir)) return { env: { BRICK_BENCH_NODE_DIR: dir }, environment };
 
   console.error(`Installing ${specs.join(" ")} into ${dir}`);
-  const args = [
-    "install",
-    "--prefix",
-    dir,
-    "--no-save",
-    "--no-package-lock",
-    "--no-audit",
-    "--no-fund",
-    ...specs,
-  ];
+  const command = ["npm", "install", "--prefix", dir, "--no-save", "--no-package-lock"];
+  command.push("--no-audit", "--no-fund", ...specs);
   let result;
   try {
     await Deno.mkdir(dir, { recursive: true });
-    result = await runBounded("npm", args, NPM_INSTALL_TIMEOUT_MS);
+    result = await runBounded(command, INSTALL_TIMEOUT_MS);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     throw new SkipServer("npm is not on PATH, so hono and @hono/node-server cannot be installed");
   }
   if (!result.success || !(await honoInstalled(dir))) {
-    // npm's own summary lines, without the stack trace it prints after them.
-    const errors = result.output.split("\n").filter((line) =>
-      line.startsWith("npm error") && !/^npm error\s+at /.test(line)
-    );
+    const errors = npmErrors(result.output);
     const code = errors.find((line) => line.startsWith("npm error code "))?.slice(10);
     throw new SkipServer(
       `npm install ${specs.join(" ")} failed (${result.exit}${code ? `, ${code}` : ""}; ` +
@@ -619,49 +846,184 @@ async function prepareHono(): Promise<Prepared> {
   return { env: { BRICK_BENCH_NODE_DIR: dir }, environment };
 }
 
-/** Result of {@linkcode prepareServers}. */
-interface Preparation {
-  servers: ReadyServer[];
-  /** Lines for the report's environment list. */
-  environment: string[];
-  /** Why servers were left out, one line each. */
-  skipped: string[];
+let bun: Promise<string> | undefined;
+
+/**
+ * The path of the Bun binary, fetched once with `npx -y bun@…`: the servers run it directly,
+ * so that their pid is Bun's and not npx's. Throws {@linkcode SkipServer} if it cannot be had.
+ */
+function bunPath(): Promise<string> {
+  bun ??= (async () => {
+    let result;
+    try {
+      result = await runBounded(
+        ["npx", "-y", BUN_PACKAGE, "-e", "console.log(process.execPath)"],
+        INSTALL_TIMEOUT_MS,
+      );
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      throw new SkipServer(`npx is not on PATH, so ${BUN_PACKAGE} cannot be fetched`);
+    }
+    const path = result.stdout.trim().split("\n").at(-1) ?? "";
+    if (!result.success || !path.startsWith("/")) {
+      const errors = npmErrors(result.output);
+      throw new SkipServer(
+        `npx -y ${BUN_PACKAGE} failed (${result.exit}; no network?)`,
+        outputTail(errors.length > 0 ? errors.slice(0, 4).join("\n") : result.output, 8),
+      );
+    }
+    return path;
+  })();
+  return bun;
 }
 
 /**
- * Prepares the selected servers before any measurement: checks for Node when Node servers are
- * selected, runs each server's {@linkcode Server.prepare}, and leaves out (with a note) those
- * that cannot run here.
+ * Writes the static scenario's file into the cache directory unless it is there at its size:
+ * random bytes, so that no layer gets to skip zeros or compress them.
  */
-async function prepareServers(options: Options, tmpDir: string): Promise<Preparation> {
-  const preparation: Preparation = { servers: [], environment: [], skipped: [] };
-  const skip = (server: Server, reason: string, detail = "") => {
-    const line = `${server.title}: skipped, ${reason}`;
+async function ensureStaticFile(): Promise<string> {
+  const dir = join(cacheDir(), "static");
+  const path = join(dir, STATIC_FILE_NAME);
+  try {
+    if ((await Deno.stat(path)).size === STATIC_FILE_BYTES) return dir;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  console.error(`Writing ${STATIC_FILE_BYTES / 1024 ** 2} MiB of random bytes to ${path}`);
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    const chunk = new Uint8Array(1024 * 1024);
+    for (let written = 0; written < STATIC_FILE_BYTES; written += chunk.length) {
+      for (let i = 0; i < chunk.length; i += 65_536) {
+        crypto.getRandomValues(chunk.subarray(i, i + 65_536));
+      }
+      for (let offset = 0; offset < chunk.length;) {
+        offset += await file.write(chunk.subarray(offset));
+      }
+    }
+  } finally {
+    file.close();
+  }
+  await Deno.rename(tmp, path);
+  return dir;
+}
+
+/** Result of {@linkcode prepareRun}. */
+interface Preparation {
+  servers: ReadyServer[];
+  /** The scenarios that can run here. */
+  scenarios: Scenario[];
+  /** Lines for the report's environment list. */
+  environment: string[];
+  /** Why servers or scenarios were left out, one line each. */
+  skipped: string[];
+  /** Where the static scenario's file is. */
+  staticDir: string;
+  /** The open-files limit servers and clients get. */
+  files: number;
+  /** The command starting the idle client, before its options. */
+  idleClient: string[];
+}
+
+/**
+ * Prepares the run before any measurement: checks for Node when Node servers are selected, runs
+ * each server's {@linkcode Server.prepare}, writes the static file, checks the open-files limit
+ * for the idle scenario, and leaves out (with a note) what cannot run here.
+ */
+async function prepareRun(options: Options, tmpDir: string): Promise<Preparation> {
+  const preparation: Preparation = {
+    servers: [],
+    scenarios: [],
+    environment: [],
+    skipped: [],
+    staticDir: "",
+    files: await fileLimit(),
+    idleClient: [],
+  };
+  const skip = (what: string, reason: string, detail = "") => {
+    const line = `${what}: skipped, ${reason}`;
     console.error(detail === "" ? line : `${line}\n${detail}`);
     preparation.skipped.push(line);
   };
-  let nodeMissing = false;
-  if (options.servers.some((server) => server.runtime === "node")) {
-    const version = (await commandOutput("node", ["--version"]))?.trim();
-    if (version === undefined) nodeMissing = true;
-    else preparation.environment.push(`Node: ${version}`);
-  }
+  const node = (await commandOutput("node", ["--version"]))?.trim();
+  if (node !== undefined) preparation.environment.push(`Node: ${node}`);
   for (const server of options.servers) {
-    if (server.runtime === "node" && nodeMissing) {
-      skip(server, "node is not on PATH");
+    if (server.runtime === "node" && node === undefined) {
+      skip(server.title, "node is not on PATH");
       continue;
     }
     try {
-      const prepared = await server.prepare?.(tmpDir) ?? {};
-      preparation.servers.push({ ...server, env: prepared.env ?? {} });
+      const prepared = await server.prepare?.(tmpDir, options) ?? {};
+      preparation.servers.push({
+        ...server,
+        command: prepared.command ?? server.command,
+        env: prepared.env ?? {},
+      });
       preparation.environment.push(...prepared.environment ?? []);
     } catch (error) {
       if (!(error instanceof SkipServer)) throw error;
-      skip(server, error.message, error.detail);
+      skip(server.title, error.message, error.detail);
     }
   }
+  if (preparation.servers.some((server) => server.runtime === "bun")) {
+    const version = (await commandOutput(await bunPath(), ["--version"]))?.trim();
+    preparation.environment.push(`Bun: ${version} (${BUN_PACKAGE} from npm, run directly)`);
+  }
   if (preparation.servers.length === 0) throw new Error("no server can run");
+
+  for (const scenario of options.scenarios) {
+    if (scenario.name === "static") {
+      preparation.staticDir = await ensureStaticFile();
+    }
+    if (scenario.driver === "idle") {
+      const needed = options.idleConnections + SPARE_FILES;
+      if (preparation.files < needed) {
+        skip(
+          "idle scenario",
+          `the open-files hard limit is ${preparation.files} (\`ulimit -Hn\`) and ` +
+            `${options.idleConnections} connections need ${needed}; raise it or pass ` +
+            `--idle-connections ${Math.max(1, preparation.files - SPARE_FILES)}`,
+        );
+        continue;
+      }
+      const client = BENCH_DIR + "idle_client.mjs";
+      preparation.idleClient = node !== undefined
+        ? ["node", client]
+        : [Deno.execPath(), "run", "--allow-net", client];
+    }
+    preparation.scenarios.push(scenario);
+  }
+  preparation.environment = [...new Set(preparation.environment)];
   return preparation;
+}
+
+// ─── Running servers ────────────────────────────────────────────────────────
+
+/** A server process started by the benchmark. */
+interface RunningServer {
+  child: Deno.ChildProcess;
+  port: number;
+  /** Set once the process has exited, with how it exited. */
+  exit?: string;
+  /** The last {@linkcode STDERR_TAIL_CHARS} characters the server wrote to stderr. */
+  stderrTail: () => string;
+}
+
+/** A server run that failed, for the report. */
+interface Failure {
+  /** Scenario, round and server, with what went wrong, on one line. */
+  summary: string;
+  /** The end of the server's stderr, if it wrote any. */
+  stderr: string;
+}
+
+/** A server failed to start or died under load; carries the end of its stderr. */
+class ServerFailure extends Error {
+  constructor(message: string, readonly stderr: string) {
+    super(message);
+  }
 }
 
 /** Reads stdout until the `LISTENING <port>` line, then keeps draining it in the background. */
@@ -703,7 +1065,7 @@ function drain(reader: ReadableStreamDefaultReader<string>): void {
 }
 
 /**
- * Copies a server's stderr to ours as it comes and keeps its last
+ * Copies a process's stderr to ours as it comes and keeps its last
  * {@linkcode STDERR_TAIL_CHARS} characters; returns a function reading them.
  */
 function teeStderr(stream: ReadableStream<Uint8Array>): () => string {
@@ -718,10 +1080,15 @@ function teeStderr(stream: ReadableStream<Uint8Array>): () => string {
   return () => tail.trim();
 }
 
-/** Starts a server pinned to the server CPU and waits until it listens. */
-async function startServer(server: ReadyServer): Promise<RunningServer> {
-  const child = spawnTracked("taskset", {
-    args: ["-c", SERVER_CPU, ...server.command],
+/** Starts a server for a scenario, pinned to the server CPU, and waits until it listens. */
+async function startServer(
+  server: ReadyServer,
+  scenario: Scenario,
+  preparation: Preparation,
+): Promise<RunningServer> {
+  const args = ["--scenario", scenario.name];
+  if (scenario.name === "static") args.push("--root", preparation.staticDir);
+  const child = spawnTracked(pinned(SERVER_CPU, preparation.files, [...server.command, ...args]), {
     env: server.env,
     stdin: "null",
     stdout: "piped",
@@ -742,22 +1109,55 @@ async function startServer(server: ReadyServer): Promise<RunningServer> {
   }
 }
 
-/** A server run that failed, for the report. */
-interface Failure {
-  /** Scenario, round and server, with what went wrong, on one line. */
-  summary: string;
-  /** The end of the server's stderr, if it wrote any. */
-  stderr: string;
+/** A process's resident memory now (VmRSS) and at its peak (VmHWM), in KiB. */
+interface Memory {
+  rssKiB: number;
+  peakKiB: number;
 }
 
-/** A server failed to start or died under load; carries the end of its stderr. */
-class ServerFailure extends Error {
-  constructor(message: string, readonly stderr: string) {
-    super(message);
+/**
+ * Reads a server's memory from `/proc/<pid>/status`, after checking that the pid is the
+ * server's and not a wrapper's (bash or taskset, which should have exec'd).
+ */
+async function readMemory(running: RunningServer): Promise<Memory> {
+  const pid = running.child.pid;
+  let status, exe;
+  try {
+    exe = basename(await Deno.readLink(`/proc/${pid}/exe`));
+    status = await Deno.readTextFile(`/proc/${pid}/status`);
+  } catch (error) {
+    if (running.exit !== undefined || error instanceof Deno.errors.NotFound) {
+      throw new ServerFailure(
+        `exited before its memory was read (${running.exit ?? "gone"})`,
+        running.stderrTail(),
+      );
+    }
+    throw error;
+  }
+  if (exe === "bash" || exe === "taskset") {
+    throw new Error(`pid ${pid} is ${exe}, not the server: its memory would be the wrapper's`);
+  }
+  const field = (name: string) =>
+    Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, "m"))?.[1]);
+  const memory = { rssKiB: field("VmRSS"), peakKiB: field("VmHWM") };
+  if (Number.isNaN(memory.rssKiB) || Number.isNaN(memory.peakKiB)) {
+    throw new Error(`/proc/${pid}/status has no VmRSS or VmHWM line`);
+  }
+  return memory;
+}
+
+/** Fails with the server's exit (and the end of its stderr) if it has exited. */
+async function assertAlive(running: RunningServer, phase: string): Promise<void> {
+  // Give an exit that happened during the load the time to be noticed.
+  await delay(50);
+  if (running.exit !== undefined) {
+    throw new ServerFailure(`exited during the ${phase} (${running.exit})`, running.stderrTail());
   }
 }
 
-/** wrk arguments selecting a scenario's headers and Lua script; writes the script to `tmpDir`. */
+// ─── wrk scenarios ──────────────────────────────────────────────────────────
+
+/** wrk arguments of a scenario: headers, Lua script, timeout; writes the script to `tmpDir`. */
 async function scenarioWrkArgs(scenario: Scenario, tmpDir: string): Promise<string[]> {
   const args = (scenario.headers ?? []).flatMap((header) => ["--header", header]);
   if (scenario.lua !== undefined) {
@@ -765,31 +1165,20 @@ async function scenarioWrkArgs(scenario: Scenario, tmpDir: string): Promise<stri
     await Deno.writeTextFile(path, scenario.lua);
     args.push("--script", path);
   }
+  if (scenario.responseTimeout !== undefined) args.push("--timeout", scenario.responseTimeout);
   return args;
 }
 
-/** Runs wrk pinned to the wrk CPU for `seconds`, killing it if it overruns; returns stdout. */
+/** Runs wrk pinned to the client CPU for `seconds`, killing it if it overruns; returns stdout. */
 async function runWrk(
   url: string,
   seconds: number,
   connections: number,
   extraArgs: string[],
 ): Promise<string> {
-  const child = spawnTracked("taskset", {
-    args: [
-      "-c",
-      WRK_CPU,
-      "wrk",
-      "--threads",
-      "1",
-      "--connections",
-      String(connections),
-      "--duration",
-      `${seconds}s`,
-      "--latency",
-      ...extraArgs,
-      url,
-    ],
+  const wrk = ["wrk", "--threads", "1", "--connections", String(connections)];
+  wrk.push("--duration", `${seconds}s`, "--latency", ...extraArgs, url);
+  const child = spawnTracked(["taskset", "-c", CLIENT_CPU, ...wrk], {
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -807,113 +1196,234 @@ async function runWrk(
   }
 }
 
-const LATENCY_UNITS_MS: Record<string, number> = {
-  us: 0.001,
-  ms: 1,
-  s: 1_000,
-  m: 60_000,
-  h: 3_600_000,
-};
-
-/**
- * Reads the 99th percentile latency in milliseconds from wrk's `--latency` output; NaN for the
- * `0.00us` wrk prints when its percentiles are corrupted (https://github.com/wg/wrk/issues/236).
- */
-function parseP99(output: string): number | undefined {
-  const p99 = output.match(/^\s*99%\s+([\d.]+)(us|ms|s|m|h)\s*$/m);
-  if (!p99) return undefined;
-  const ms = Number(p99[1]) * LATENCY_UNITS_MS[p99[2]];
-  return ms > 0 ? ms : NaN;
-}
-
-/** Extracts req/s, p99 latency and error counts from wrk's `--latency` output. */
-function parseWrkOutput(output: string): Measurement {
-  const requests = output.match(/^\s*(\d+) requests in /m);
-  const rate = output.match(/^Requests\/sec:\s+([\d.]+)/m);
-  const p99Ms = parseP99(output);
-  if (!requests || !rate || p99Ms === undefined) {
-    throw new Error(`unexpected wrk output:\n${output}`);
-  }
-  if (Number(requests[1]) === 0) throw new Error(`wrk completed no requests:\n${output}`);
-  const socket = output.match(
-    /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/,
-  );
-  const non2xx = output.match(/Non-2xx or 3xx responses: (\d+)/);
-  const socketErrors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;
-  return {
-    requestsPerSec: Number(rate[1]),
-    p99Ms,
-    errors: socketErrors + (non2xx ? Number(non2xx[1]) : 0),
-  };
-}
-
 /**
  * Runs wrk against a running server; if the server died meanwhile, fails with that (and the end
  * of its stderr) rather than with what wrk made of it.
  */
 async function load(
   running: RunningServer,
+  scenario: Scenario,
   seconds: number,
   wrkArgs: string[],
-  options: Options,
   phase: string,
 ): Promise<string> {
-  const url = `http://${HOSTNAME}:${running.port}/`;
+  const url = `http://${HOSTNAME}:${running.port}${scenario.path ?? "/"}`;
   let output, wrkError;
   try {
-    output = await runWrk(url, seconds, options.connections, wrkArgs);
+    output = await runWrk(url, seconds, scenario.connections ?? CONNECTIONS, wrkArgs);
   } catch (error) {
     wrkError = error;
   }
-  // Give an exit that happened during the load the time to be noticed.
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  if (running.exit !== undefined) {
-    throw new ServerFailure(`exited during the ${phase} (${running.exit})`, running.stderrTail());
-  }
+  await assertAlive(running, phase);
   if (output === undefined) throw wrkError;
   return output;
 }
 
-/** Starts a fresh server, warms it up, measures it and stops it. */
-async function measure(
+/** Starts a fresh server, warms it up, measures it with wrk and stops it. */
+async function measureWithWrk(
   server: ReadyServer,
   scenario: Scenario,
   wrkArgs: string[],
   options: Options,
+  preparation: Preparation,
 ): Promise<Measurement> {
-  const running = await startServer(server);
+  const running = await startServer(server, scenario, preparation);
   try {
-    await load(running, options.warmup, wrkArgs, options, "warm-up");
-    const output = await load(running, options.duration, wrkArgs, options, "measured run");
-    const measurement = parseWrkOutput(output);
-    if (scenario.latencyPercentiles === false) measurement.p99Ms = NaN;
-    return measurement;
+    await load(running, scenario, options.warmup, wrkArgs, "warm-up");
+    const output = await load(running, scenario, options.duration, wrkArgs, "measured run");
+    const { peakKiB } = await readMemory(running);
+    const result = parseWrkOutput(output);
+    return {
+      requestsPerSec: result.requestsPerSec,
+      mibPerSec: result.mibPerSec,
+      p99Ms: scenario.latencyPercentiles === false ? NaN : result.p99Ms,
+      errors: result.errors,
+      peakRssKiB: peakKiB,
+    };
   } finally {
     await stopProcess(running.child);
   }
 }
 
-/** Milliseconds with two decimals, or "n/a" for NaN. */
-function formatLatency(ms: number): string {
-  return Number.isNaN(ms) ? "n/a" : `${ms.toFixed(2)} ms`;
+// ─── The idle scenario ──────────────────────────────────────────────────────
+
+/**
+ * Sends one `GET /` on a connection of its own, with `Connection: close`, and checks that the
+ * answer is a 200: the warm-up of the idle scenario.
+ */
+async function warmUpRequest(port: number): Promise<void> {
+  const connection = await Deno.connect({ hostname: HOSTNAME, port });
+  const timer = setTimeout(() => connection.close(), STARTUP_TIMEOUT_MS);
+  try {
+    const request = `GET / HTTP/1.1\r\nHost: ${HOSTNAME}\r\nConnection: close\r\n\r\n`;
+    await connection.write(new TextEncoder().encode(request));
+    const buffer = new Uint8Array(4096);
+    const read = await connection.read(buffer);
+    const line = new TextDecoder().decode(buffer.subarray(0, read ?? 0)).split("\r\n")[0];
+    if (!line.startsWith("HTTP/1.1 200")) {
+      throw new Error(`the warm-up request got "${line}" instead of a 200 response`);
+    }
+  } finally {
+    clearTimeout(timer);
+    try {
+      connection.close();
+    } catch {
+      // Closed by the timer.
+    }
+  }
 }
 
-function formatRate(requestsPerSec: number): string {
-  return Math.round(requestsPerSec).toLocaleString("en-US");
+/** Reads a child's stdout line by line. */
+class LineReader {
+  #reader: ReadableStreamDefaultReader<string>;
+  #buffered = "";
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /**
+   * The next line matching `pattern` (other lines are skipped); throws if the stream ends first
+   * or no such line comes within `timeoutMs`.
+   */
+  async match(pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const newline = this.#buffered.indexOf("\n");
+      if (newline !== -1) {
+        const line = this.#buffered.slice(0, newline).trim();
+        this.#buffered = this.#buffered.slice(newline + 1);
+        const match = line.match(pattern);
+        if (match) return match;
+        continue;
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
+      });
+      const read = await Promise.race([this.#reader.read(), timeout]).finally(() =>
+        clearTimeout(timer)
+      );
+      if (read === "timeout") throw new Error(`${what} did not come within ${timeoutMs} ms`);
+      if (read.done) throw new Error(`the idle client ended before ${what}`);
+      this.#buffered += read.value;
+    }
+  }
+
+  /** Discards the rest of the stream. */
+  drain(): void {
+    drain(this.#reader);
+  }
+}
+
+/**
+ * Starts a fresh server, sends a warm-up request, reads its memory, has the idle client open
+ * the connections and hold them, reads the memory while they are held, and stops both.
+ */
+async function measureIdle(
+  server: ReadyServer,
+  scenario: Scenario,
+  options: Options,
+  preparation: Preparation,
+): Promise<Measurement> {
+  const running = await startServer(server, scenario, preparation);
+  let client: Deno.ChildProcess | undefined;
+  try {
+    await warmUpRequest(running.port);
+    await delay(IDLE_SETTLE_MS);
+    const before = await readMemory(running);
+    const holdMs = Math.round(options.idleHold * 1000);
+    const clientArgs = [
+      "--port",
+      String(running.port),
+      "--connections",
+      String(options.idleConnections),
+      "--hold",
+      String(holdMs),
+      "--timeout",
+      String(IDLE_OPEN_TIMEOUT_MS),
+    ];
+    client = spawnTracked(
+      pinned(CLIENT_CPU, preparation.files, [...preparation.idleClient, ...clientArgs]),
+      { stdin: "null", stdout: "piped", stderr: "piped" },
+    );
+    teeStderr(client.stderr);
+    const lines = new LineReader(client.stdout);
+    const opened = await lines.match(
+      /^OPENED (\d+) (\d+) (\d+)$/,
+      IDLE_OPEN_TIMEOUT_MS + IDLE_CLIENT_GRACE_MS,
+      "the OPENED line",
+    );
+    const held = lines.match(/^HELD (\d+) (\d+)$/, holdMs + IDLE_CLIENT_GRACE_MS, "the HELD line");
+    let holding = true;
+    held.then(() => holding = false, () => holding = false);
+    let rssHeldKiB = (await readMemory(running)).rssKiB;
+    while (holding) {
+      await Promise.race([delay(RSS_SAMPLE_MS), held.catch(() => {})]);
+      if (holding) rssHeldKiB = Math.max(rssHeldKiB, (await readMemory(running)).rssKiB);
+    }
+    const [, keptOpen, closed] = (await held).map(Number);
+    lines.drain();
+    const { peakKiB } = await readMemory(running);
+    await assertAlive(running, "idle hold");
+    const [, open, failed, openingMs] = opened.map(Number);
+    console.error(`idle client: ${open} opened in ${openingMs} ms, ${failed} failed`);
+    return {
+      requestsPerSec: NaN,
+      mibPerSec: NaN,
+      p99Ms: NaN,
+      errors: failed + closed,
+      peakRssKiB: peakKiB,
+      idle: {
+        connections: options.idleConnections,
+        opened: open,
+        keptOpen,
+        rssBeforeKiB: before.rssKiB,
+        rssHeldKiB,
+      },
+    };
+  } finally {
+    if (client !== undefined) await stopProcess(client);
+    await stopProcess(running.child);
+  }
+}
+
+// ─── Rounds ─────────────────────────────────────────────────────────────────
+
+function formatRate(value: number): string {
+  return Math.round(value).toLocaleString("en-US");
 }
 
 function logMeasurement(
-  scenario: string,
+  scenario: Scenario,
   round: number,
   options: Options,
   server: Server,
   m: Measurement,
 ): void {
+  let figures;
+  if (m.idle !== undefined) {
+    const { opened, keptOpen, connections, rssBeforeKiB, rssHeldKiB } = m.idle;
+    figures = `kept ${keptOpen}/${connections} open (${opened} opened), RSS ` +
+      `${(rssBeforeKiB / 1024).toFixed(1)} -> ${(rssHeldKiB / 1024).toFixed(1)} MiB, ` +
+      `${RSS_PER_CONNECTION.format(RSS_PER_CONNECTION.value(m))} per connection`;
+  } else {
+    const rate = scenario.name === "static"
+      ? `${formatRate(m.mibPerSec).padStart(10)} MiB/s`
+      : `${formatRate(m.requestsPerSec).padStart(10)} req/s`;
+    const p99 = Number.isNaN(m.p99Ms) ? "n/a" : P99.format(m.p99Ms);
+    figures = `${rate}  p99 ${p99}  peak RSS ${PEAK_RSS.format(m.peakRssKiB)}`;
+  }
   const errors = m.errors > 0 ? `  ${m.errors} errors` : "";
   console.error(
-    `${scenario.padEnd(9)} round ${round}/${options.rounds}  ${server.title.padEnd(18)}` +
-      `${formatRate(m.requestsPerSec).padStart(10)} req/s  p99 ${formatLatency(m.p99Ms)}${errors}`,
+    `${scenario.name.padEnd(9)} round ${round}/${options.rounds}  ${server.title.padEnd(18)}` +
+      `${figures}${errors}`,
   );
+}
+
+/** The servers that run a scenario. */
+function serversOf(scenario: Scenario, servers: ReadyServer[]): ReadyServer[] {
+  return servers.filter((server) => server.scenarios?.includes(scenario.name) ?? true);
 }
 
 /**
@@ -922,21 +1432,26 @@ function logMeasurement(
  */
 async function runScenario(
   scenario: Scenario,
-  servers: ReadyServer[],
   options: Options,
+  preparation: Preparation,
   tmpDir: string,
   failures: Failure[],
-): Promise<ScenarioResults> {
-  const wrkArgs = await scenarioWrkArgs(scenario, tmpDir);
-  const results: ScenarioResults = new Map(servers.map((server) => [server.name, []]));
+): Promise<Map<string, Rounds>> {
+  const servers = serversOf(scenario, preparation.servers);
+  const wrkArgs = scenario.driver === "wrk" ? await scenarioWrkArgs(scenario, tmpDir) : [];
+  const results = new Map<string, Rounds>(
+    servers.map((server) => [server.name, Array(options.rounds).fill(undefined)]),
+  );
   const failed = new Set<string>();
   for (let round = 1; round <= options.rounds; round++) {
     for (const server of servers) {
       if (failed.has(server.name)) continue;
       try {
-        const measurement = await measure(server, scenario, wrkArgs, options);
+        const measurement = scenario.driver === "idle"
+          ? await measureIdle(server, scenario, options, preparation)
+          : await measureWithWrk(server, scenario, wrkArgs, options, preparation);
         results.get(server.name)![round - 1] = measurement;
-        logMeasurement(scenario.name, round, options, server, measurement);
+        logMeasurement(scenario, round, options, server, measurement);
       } catch (error) {
         if (interrupted) throw error;
         failed.add(server.name);
@@ -953,105 +1468,84 @@ async function runScenario(
   return results;
 }
 
-/** Median of the values that are not NaN; NaN if there are none. */
-function median(values: number[]): number {
-  const sorted = values.filter((value) => !Number.isNaN(value)).toSorted((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
+// ─── The report ─────────────────────────────────────────────────────────────
 
 /**
- * Median over the rounds both completed of the server's req/s divided by the other's in the same
- * round; NaN if they share no round.
- */
-function medianRatio(
-  server: (Measurement | undefined)[],
-  other: (Measurement | undefined)[],
-): number {
-  const ratios = server.flatMap((m, round) => {
-    const o = other[round];
-    return m !== undefined && o !== undefined ? [m.requestsPerSec / o.requestsPerSec] : [];
-  });
-  return median(ratios);
-}
-
-function formatRatio(ratio: number): string {
-  return Number.isNaN(ratio) ? "n/a" : ratio.toFixed(2);
-}
-
-/** Markdown table with padded columns; `rightAligned[i]` right-aligns column i. */
-function markdownTable(header: string[], rightAligned: boolean[], rows: string[][]): string {
-  const widths = header.map((cell, i) => Math.max(3, cell.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    `| ${
-      cells.map((cell, i) => rightAligned[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
-        .join(" | ")
-    } |`;
-  const rule = widths.map((width, i) =>
-    rightAligned[i] ? "-".repeat(width - 1) + ":" : "-".repeat(width)
-  );
-  return [line(header), line(rule), ...rows.map(line)].join("\n") + "\n";
-}
-
-/**
- * One row per scenario and server: runtime, median req/s, median p99, the baseline it is
- * compared with and the median per-round ratio against it, errors (and "failed" if the server
- * did not complete every round).
+ * One row per scenario and figure, one column per server: the median over rounds. A server that
+ * did not run the scenario shows "—"; one that failed in some round says how many it completed;
+ * errors are added to the scenario's first figure.
  */
 function formatResults(
-  results: Map<string, ScenarioResults>,
+  results: Results,
+  scenarios: Scenario[],
   servers: ReadyServer[],
   rounds: number,
 ): string {
   const rows: string[][] = [];
-  for (const [scenario, byServer] of results) {
-    for (const server of servers) {
-      const measurements = byServer.get(server.name)!;
-      const completed = measurements.filter((m) => m !== undefined);
-      const baseline = byServer.get(server.baseline);
-      const errors = completed.reduce((sum, m) => sum + m.errors, 0);
-      rows.push([
-        scenario,
-        RUNTIME_LABELS[server.runtime],
-        server.label,
-        completed.length === 0
-          ? "failed"
-          : formatRate(median(completed.map((m) => m.requestsPerSec))),
-        formatLatency(median(completed.map((m) => m.p99Ms))),
-        SERVERS.find((s) => s.name === server.baseline)!.label,
-        baseline ? formatRatio(medianRatio(measurements, baseline)) : "n/a",
-        completed.length < rounds ? `${errors}, failed` : String(errors),
-      ]);
-    }
+  for (const scenario of scenarios) {
+    const byServer = results.get(scenario.name);
+    if (byServer === undefined) continue;
+    scenario.metrics.forEach((metric, index) => {
+      const cells = servers.map((server) => {
+        const measurements = byServer.get(server.name);
+        if (measurements === undefined) return "—";
+        const completed = measurements.filter((m) => m !== undefined);
+        if (completed.length === 0) return "failed";
+        let cell = formatSummary(metric, measurements);
+        const errors = completed.reduce((sum, m) => sum + m.errors, 0);
+        if (index === 0 && errors > 0) cell += ` (${formatRate(errors)} errors)`;
+        if (completed.length < rounds) cell += ` (${completed.length} of ${rounds} rounds)`;
+        return cell;
+      });
+      rows.push([scenario.name, metric.label, ...cells]);
+    });
   }
   return markdownTable(
-    ["scenario", "runtime", "server", "req/s", "p99", "baseline", "ratio", "errors"],
-    [false, false, false, true, true, false, true, true],
+    ["scenario", "figure", ...servers.map((server) => server.title)],
+    [false, false, ...servers.map(() => true)],
     rows,
   );
 }
 
 /**
- * brick against each other server of its runtime ({@linkcode COMPARISONS}): one column per pair
- * whose servers both ran, the median of per-round ratios; undefined if no pair ran.
+ * Per runtime, brick against its baseline and the targets ({@linkcode CHECKS}): brick's figure,
+ * the other server's, the median per-round ratio, the target and whether it is met. Only the
+ * checks whose scenario and servers ran.
  */
-function formatComparisons(
-  results: Map<string, ScenarioResults>,
-  servers: ReadyServer[],
-): string | undefined {
+function formatChecks(results: Results, servers: ReadyServer[]): string[] {
   const byName = new Map(servers.map((server) => [server.name, server]));
-  const pairs = COMPARISONS.filter(([a, b]) => byName.has(a) && byName.has(b));
-  if (pairs.length === 0) return undefined;
-  const rows = [...results].map(([scenario, byServer]) => [
-    scenario,
-    ...pairs.map(([a, b]) => formatRatio(medianRatio(byServer.get(a)!, byServer.get(b)!))),
-  ]);
-  return markdownTable(
-    ["scenario", ...pairs.map(([a, b]) => `${byName.get(a)!.title} / ${byName.get(b)!.title}`)],
-    [false, ...pairs.map(() => true)],
-    rows,
-  );
+  const sections: string[] = [];
+  for (const runtime of Object.keys(CHECKS) as Runtime[]) {
+    const checks = CHECKS[runtime].filter((c) =>
+      results.has(c.scenario) && results.get(c.scenario)!.has(c.server) &&
+      (c.against === undefined || results.get(c.scenario)!.has(c.against))
+    );
+    if (checks.length === 0) continue;
+    const brick = byName.get(checks[0].server)!;
+    const rows = checks.map((c) => {
+      const byServer = results.get(c.scenario)!;
+      const { verdict, ratio } = evaluate(c, results);
+      const against = c.against === undefined ? undefined : byName.get(c.against)!;
+      return [
+        c.scenario,
+        c.metric.label,
+        formatSummary(c.metric, byServer.get(c.server)!),
+        against?.title ?? "—",
+        c.against === undefined ? "—" : formatSummary(c.metric, byServer.get(c.against)!),
+        c.against === undefined || c.metric.comparable === false ? "—" : formatRatio(ratio),
+        formatTarget(c.target, c.metric),
+        verdict === "" ? "—" : verdict,
+      ];
+    });
+    sections.push(
+      `### ${RUNTIME_LABELS[runtime]}\n\n` + markdownTable(
+        ["scenario", "figure", brick.title, "against", "its figure", "ratio", "target", "met"],
+        [false, false, true, false, true, true, false, false],
+        rows,
+      ),
+    );
+  }
+  return sections;
 }
 
 async function cpuModel(): Promise<string> {
@@ -1068,19 +1562,19 @@ async function wrkVersion(): Promise<string> {
   return output.match(/^wrk (.+?)\s+Copyright/m)?.[1] ?? (output.split("\n")[0] || "unknown");
 }
 
-/** The commit brick's sources are at, noting uncommitted changes to mod.ts. */
+/** The commit brick's sources are at, noting uncommitted changes to them. */
 async function brickRevision(): Promise<string> {
   const git = (...args: string[]) => commandOutput("git", ["-C", REPO_ROOT, ...args]);
   const commit = (await git("rev-parse", "--short", "HEAD"))?.trim();
   if (!commit) return "unknown";
-  const changed = (await git("status", "--porcelain", "--", "mod.ts"))?.trim();
-  return changed ? `${commit} with uncommitted changes to mod.ts` : commit;
+  const changed = (await git("status", "--porcelain", "--", "mod.ts", "file_server.ts"))?.trim();
+  return changed ? `${commit} with uncommitted changes to its sources` : commit;
 }
 
 /** What the report says besides the tables. */
 interface ReportParts {
   table: string;
-  comparisons?: string;
+  checks: string[];
   preparation: Preparation;
   failures: Failure[];
 }
@@ -1090,16 +1584,17 @@ function indent(text: string): string[] {
   return text.split("\n").map((line) => line === "" ? "" : `  ${line}`);
 }
 
-/** Markdown report: environment, method, scenarios, the results tables and any failures. */
+/** Markdown report: environment, method, scenarios, the tables, notes and any failures. */
 async function formatReport(parts: ReportParts, options: Options): Promise<string> {
+  const { preparation } = parts;
   const cpus = (await commandOutput("nproc", []))?.trim() ?? "unknown";
-  const scenarios = options.scenarios.map((s) => `- \`${s.name}\`: ${s.description}`);
-  const runtimes = new Set(parts.preparation.servers.map((server) => server.runtime));
+  const scenarios = preparation.scenarios.map((s) => `- \`${s.name}\`: ${s.description}.`);
+  const runtimes = new Set(preparation.servers.map((server) => server.runtime));
   const baselines = [...runtimes].map((runtime) => {
     const baseline = SERVERS.find((s) => s.runtime === runtime && s.baseline === s.name)!;
-    return `${baseline.label} for the ${RUNTIME_LABELS[runtime]} rows`;
+    return `${baseline.title} on ${RUNTIME_LABELS[runtime]}`;
   });
-  const skipped = parts.preparation.skipped.map((line) => `- ${line}`);
+  const skipped = preparation.skipped.map((line) => `- ${line}`);
   const failures = parts.failures.flatMap(({ summary, stderr }) => [
     `- ${summary}`,
     ...(stderr === ""
@@ -1107,39 +1602,75 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
       : ["", "  Its stderr ended with:", "", "  ```", ...indent(stderr), "  ```"]),
     "",
   ]);
+  const ran = (name: string) => preparation.scenarios.some((s) => s.name === name);
+  const rounds = `${options.rounds} round${options.rounds === 1 ? "" : "s"}`;
+  const drivers = [];
+  if (preparation.scenarios.some((s) => s.driver === "wrk")) {
+    drivers.push(
+      `with \`wrk --threads 1 --latency\`, ${options.warmup} s of warm-up, then ` +
+        `${options.duration} s measured`,
+    );
+  }
+  if (ran("idle")) {
+    drivers.push(
+      `in the idle scenario with \`bench/idle_client.mjs\`: one warm-up request, then ` +
+        `${options.idleConnections} connections opened and held ${options.idleHold} s`,
+    );
+  }
   return [
     "# Benchmarks",
     "",
     `Generated by \`${["deno task bench", ...Deno.args].join(" ")}\`.`,
     "",
     `- Date: ${new Date().toISOString()}`,
-    `- Machine: ${cpus} CPUs (nproc), ${await cpuModel()}, ${Deno.build.target}`,
+    `- Machine: ${await cpuModel()}, ${cpus} cores (nproc), ${Deno.build.target}`,
     `- Deno: ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
-    ...parts.preparation.environment.map((line) => `- ${line}`),
+    ...preparation.environment.map((line) => `- ${line}`),
     `- wrk: ${await wrkVersion()}`,
     `- brick: ${await brickRevision()}`,
     "",
-    `Each measurement starts a fresh server pinned to CPU ${SERVER_CPU} and drives it with ` +
-    `\`wrk --threads 1 --connections ${options.connections} --latency\` pinned to CPU ${WRK_CPU}: ` +
-    `${options.warmup} s warm-up, then ${options.duration} s measured. ` +
-    `${options.rounds} round${
-      options.rounds === 1 ? "" : "s"
-    }, servers taking turns within a round. req/s and p99 are ` +
-    `medians over rounds. The ratio is the median of per-round ratios of the row's req/s to its ` +
-    `baseline's, which ran in the same rounds: ${baselines.join(", ")}. ` +
-    `Errors are wrk socket ` +
-    `errors plus non-2xx/3xx responses, summed over rounds. p99 is n/a where wrk has no usable ` +
-    `percentiles: with pipelining it times batches and corrupts them ` +
-    `([wg/wrk#236](https://github.com/wg/wrk/issues/236)).`,
+    `Each measurement starts a fresh server pinned to CPU ${SERVER_CPU}, with the open-files ` +
+    `limit at ${preparation.files}, and drives it from CPU ${CLIENT_CPU}: ${drivers.join("; ")}. ` +
+    `${rounds}, servers taking turns within a round. Figures are medians over rounds; ratios are medians of ` +
+    `per-round ratios against a server measured in the same rounds (the baselines are ` +
+    `${baselines.join(", ")}). Errors are wrk's socket errors and non-2xx/3xx responses, or ` +
+    `the idle client's failed or closed connections, summed over rounds.`,
     "",
     ...scenarios,
     "",
+    "## Results",
+    "",
     parts.table,
-    ...(parts.comparisons === undefined ? [] : [
-      "brick against each other server of its runtime, median of per-round req/s ratios:",
+    ...(parts.checks.length === 0 ? [] : [
+      "## Against the targets",
       "",
-      parts.comparisons,
+      "brick's figure, the other server's, the median per-round ratio, and the target it is " +
+      "checked against.",
+      "",
+      ...parts.checks,
     ]),
+    "## Notes",
+    "",
+    "- p99 is n/a where wrk has no usable percentiles: with pipelining it times batches and " +
+    "corrupts them ([wg/wrk#236](https://github.com/wg/wrk/issues/236)); for the static file " +
+    "too few requests complete for a 99th percentile.",
+    ...(ran("static")
+      ? [
+        `- The static file is ${STATIC_FILE_BYTES / 1024 ** 2} MiB of random bytes, read ` +
+        "from the page cache after the warm-up (the machine has the memory to keep it): the " +
+        "scenario measures the servers, not the disk. wrk reads in 8 KiB pieces on one core, " +
+        "so a high MiB/s may be wrk's ceiling rather than the server's.",
+      ]
+      : []),
+    ...(ran("idle")
+      ? [
+        "- In the idle scenario node:http and @hono/node-server keep idle connections 65 s " +
+        "(Node's default is 5 s) and Bun.serve 65 s (Bun's default is 10 s), brick's default; " +
+        "Deno.serve has no idle timeout. Memory is read from `/proc/<pid>/status` of the " +
+        "server process itself.",
+      ]
+      : []),
+    "",
     ...(skipped.length === 0 ? [] : ["Left out:", "", ...skipped, ""]),
     ...(failures.length === 0 ? [] : ["Failed:", "", ...failures]),
   ].join("\n");
@@ -1179,7 +1710,7 @@ function interruptOnSignal(): () => void {
   const handler = () => {
     if (interrupted) Deno.exit(130);
     interrupted = true;
-    console.error("\nInterrupted: stopping servers and wrk (again to quit at once).");
+    console.error("\nInterrupted: stopping servers and clients (again to quit at once).");
     for (const child of children) killQuietly(child, "SIGTERM");
   };
   for (const signal of signals) Deno.addSignalListener(signal, handler);
@@ -1208,20 +1739,25 @@ async function main(): Promise<number> {
   const removeSignalHandler = interruptOnSignal();
   const tmpDir = await Deno.makeTempDir({ prefix: "brick-bench-" });
   try {
-    const preparation = await prepareServers(options, tmpDir);
-    const results = new Map<string, ScenarioResults>();
+    const preparation = await prepareRun(options, tmpDir);
+    const results: Results = new Map();
     const failures: Failure[] = [];
-    for (const scenario of options.scenarios) {
+    for (const scenario of preparation.scenarios) {
       results.set(
         scenario.name,
-        await runScenario(scenario, preparation.servers, options, tmpDir, failures),
+        await runScenario(scenario, options, preparation, tmpDir, failures),
       );
     }
-    const table = formatResults(results, preparation.servers, options.rounds);
-    const comparisons = formatComparisons(results, preparation.servers);
+    const table = formatResults(
+      results,
+      preparation.scenarios,
+      preparation.servers,
+      options.rounds,
+    );
+    const checks = formatChecks(results, preparation.servers);
     console.log(`\n${table}`);
-    if (comparisons !== undefined) console.log(comparisons);
-    const parts = { table, comparisons, preparation, failures };
+    for (const section of checks) console.log(section);
+    const parts = { table, checks, preparation, failures };
     await writeReport(options.output, await formatReport(parts, options));
     console.error(`Wrote ${options.output}`);
     if (failures.length > 0) {
