@@ -1050,6 +1050,12 @@ export class ServerWebSocket extends EventTarget {
 
   // ── Reading ──
 
+  /**
+   * Reads until the connection ends. After the client's close frame, or after
+   * a protocol error, bytes are read and dropped: the client's FIN then ends
+   * the connection at once, even while the server's close frame is still
+   * being written.
+   */
   async #readLoop(): Promise<void> {
     const conn = this.#conn!;
     try {
@@ -1057,18 +1063,16 @@ export class ServerWebSocket extends EventTarget {
         this.#makeRoom();
         const n = await conn.read(this.#buf.subarray(this.#end));
         if (this.#finished) return;
-        if (n === null) {
-          this.#abort(null);
-          return;
-        }
+        if (n === null) return this.#abort(null);
         this.#end += n;
         this.#lastReceivedAt = Date.now();
         this.#pingSent = false;
-        this.#processFrames();
-        if (this.#closeReceived !== null || this.#failure !== null) return;
+        if (this.#closeReceived === null && this.#failure === null) this.#processFrames();
+        if (this.#closeReceived !== null || this.#failure !== null) this.#start = this.#end = 0;
       }
     } catch (error) {
-      if (!this.#finished) this.#abort(error);
+      // A reset after the client's close frame ends a finished handshake.
+      if (!this.#finished) this.#abort(this.#closeReceived !== null ? null : error);
     }
   }
 

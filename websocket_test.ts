@@ -38,6 +38,13 @@ import {
 } from "./_test_utils.ts";
 import { chromiumPath, dumpDom } from "./_test_browser.ts";
 
+/**
+ * Bun's WebSocket client, which also stands in for the `ws` package on Bun,
+ * sends a close frame without its reason and reports a server's 1001 as 1000.
+ * The raw-frame tests check those bytes on Bun; client-side checks skip them.
+ */
+const onBun = "Bun" in globalThis;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const bytes = (text: string) => encoder.encode(text);
@@ -680,18 +687,22 @@ describe("ServerWebSocket over raw frames", () => {
     });
   });
 
-  test("closes TCP when the client does not answer close() within 5 s", async () => {
-    await withRaw(async (ws, { seen }) => {
-      const started = Date.now();
-      seen.sockets[0].close(4000);
-      await ws.client.waitClosed(8000);
-      const waited = Date.now() - started;
-      assert.ok(waited >= 4500 && waited < 8000, `closed after ${waited} ms`);
-      const [event] = await seen.closed();
-      assert.equal(event.code, 1006);
-      assert.equal(event.wasClean, false);
-    });
-  });
+  test(
+    "closes TCP when the client does not answer close() within 5 s",
+    { timeout: 15_000 },
+    async () => {
+      await withRaw(async (ws, { seen }) => {
+        const started = Date.now();
+        seen.sockets[0].close(4000);
+        await ws.client.waitClosed(8000);
+        const waited = Date.now() - started;
+        assert.ok(waited >= 4500 && waited < 8000, `closed after ${waited} ms`);
+        const [event] = await seen.closed();
+        assert.equal(event.code, 1006);
+        assert.equal(event.wasClean, false);
+      });
+    },
+  );
 
   test("a client that vanishes fires close with 1006 and wasClean false", async () => {
     await withRaw(async (ws, { seen }) => {
@@ -966,7 +977,10 @@ function nextWsMessage(ws: WebSocket): Promise<{ data: Uint8Array; isBinary: boo
 function wsClosed(ws: WebSocket): Promise<{ code: number; reason: string }> {
   return within(
     new Promise((resolve) => {
-      ws.once("close", (code, reason) => resolve({ code, reason: decoder.decode(reason) }));
+      // Bun replaces the ws package with its own, which passes the reason as a string.
+      ws.once("close", (code, reason: Uint8Array | string) => {
+        resolve({ code, reason: typeof reason === "string" ? reason : decoder.decode(reason) });
+      });
     }),
     5000,
     "the close",
@@ -1027,7 +1041,8 @@ describe("ServerWebSocket with the ws package", () => {
     ws.close(4321, "client says bye");
     assert.equal((await closed).code, 4321);
     const [event] = await ctx.seen.closed();
-    assert.deepEqual([event.code, event.reason, event.wasClean], [4321, "client says bye", true]);
+    assert.deepEqual([event.code, event.wasClean], [4321, true]);
+    if (!onBun) assert.equal(event.reason, "client says bye");
 
     const ws2 = await openWs(`ws://127.0.0.1:${ctx.port}/`);
     const closed2 = wsClosed(ws2);
@@ -1055,7 +1070,7 @@ describe("ServerWebSocket with the ws package", () => {
     const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`);
     const closed = wsClosed(ws);
     await within(ctx.server.shutdown(), 3000, "the shutdown");
-    assert.equal((await closed).code, 1001);
+    assert.equal((await closed).code, onBun ? 1000 : 1001);
   });
 
   test("HTTP keep-alive on other connections keeps working while sockets are open", async () => {
@@ -1110,7 +1125,8 @@ describe("ServerWebSocket with the runtime's own WebSocket", () => {
     assert.equal(event.code, 3001);
     assert.equal(event.wasClean, true);
     const [serverEvent] = await ctx.seen.closed();
-    assert.deepEqual([serverEvent.code, serverEvent.reason], [3001, "runtime done"]);
+    assert.equal(serverEvent.code, 3001);
+    if (!onBun) assert.equal(serverEvent.reason, "runtime done");
   });
 });
 
