@@ -149,26 +149,16 @@ const OPTIONS = {
     value: "<host>",
     help: `Interface to listen on (default: ${DEFAULT_HOST}, all interfaces)`,
   },
-  app: {
-    type: "string",
-    value: "<module>",
-    help: "Serve the default export of this module (.ts, .js, .mjs)",
-  },
+  app: { type: "string", value: "<module>", help: "Serve this module's default export" },
   root: { type: "string", value: "<folder>", help: "Serve the files in this folder" },
-  dotfiles: { type: "boolean", help: "Also serve files whose names start with a dot (folder)" },
-  "no-listing": {
-    type: "boolean",
-    help: "Answer 404 for a folder without index.html instead of listing it (folder)",
-  },
-  "no-compress": { type: "boolean", help: "Do not compress responses (folder)" },
-  cors: {
-    type: "boolean",
-    help: "Allow cross-origin requests: Access-Control-Allow-Origin: *, preflights answered",
-  },
+  dotfiles: { type: "boolean", help: "Folder: also serve names that start with a dot" },
+  "no-listing": { type: "boolean", help: "Folder: 404 for a folder without index.html" },
+  "no-compress": { type: "boolean", help: "Folder: do not compress responses" },
+  cors: { type: "boolean", help: "Allow cross-origin requests (Access-Control-Allow-Origin: *)" },
   header: {
     type: "string",
-    value: '"<name>: <value>"',
-    help: "Add this header field to every response (repeatable)",
+    value: "<field>",
+    help: 'Add "Name: value" to every response, repeatable',
   },
   verbose: { type: "boolean", short: "v", help: "Print each request head as received" },
   quiet: { type: "boolean", short: "q", help: "Do not print the access log" },
@@ -514,12 +504,30 @@ async function loadApp(target: { path: string; name: string }, args: string[]): 
   try {
     module = await import(pathToFileURL(path).href);
   } catch (error) {
-    const detail = error instanceof Error ? error.stack ?? String(error) : String(error);
-    throw new CliError(`Cannot load "${name}": it threw while loading\n${detail}`, 1, {
-      cause: error,
-    });
+    throw new CliError(
+      `Cannot load "${name}": it threw while loading\n${describeLoadError(error)}`,
+      1,
+      {
+        cause: error,
+      },
+    );
   }
   return handlerFromModule(module, name);
+}
+
+/**
+ * What a module threw while loading, with where: the stack of an Error, or
+ * for Bun's syntax errors (a BuildMessage, which is no Error) the message and
+ * its file position.
+ */
+function describeLoadError(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? String(error);
+  const position = (error as { position?: { file?: unknown; line?: unknown; column?: unknown } })
+    ?.position;
+  const at = typeof position?.file === "string" && typeof position.line === "number"
+    ? `\n    at ${position.file}:${position.line}:${position.column ?? 0}`
+    : "";
+  return String(error) + at;
 }
 
 /** The example printed under a module without a fetch handler. */
@@ -534,7 +542,7 @@ const APP_EXAMPLE =
  *
  * @param module The module namespace object, as `import()` resolves it.
  * @param name The module's name for messages, such as `"app.ts"`.
- * @returns The handler.
+ * @returns The handler, which passes `info` on to the app as the server gives it.
  * @throws {CliError} With exit code 2 when the default export is missing or is
  * not a handler; the message says what was found.
  *
@@ -546,7 +554,10 @@ const APP_EXAMPLE =
  * console.assert(typeof handler === "function");
  * ```
  */
-export function handlerFromModule(module: Record<string, unknown>, name: string): Handler {
+export function handlerFromModule(
+  module: Record<string, unknown>,
+  name: string,
+): (request: Request, info: unknown) => Response | Promise<Response> {
   const app = module.default;
   if (typeof app === "function") {
     if (/^class\b/.test(Function.prototype.toString.call(app))) {
@@ -557,7 +568,7 @@ export function handlerFromModule(module: Record<string, unknown>, name: string)
         2,
       );
     }
-    return app as Handler;
+    return app as (request: Request, info: unknown) => Response | Promise<Response>;
   }
   if (typeof app === "object" && app !== null && typeof Reflect.get(app, "fetch") === "function") {
     const fetch = Reflect.get(app, "fetch") as (...args: unknown[]) => Response | Promise<Response>;
