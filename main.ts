@@ -380,7 +380,7 @@ export type Target =
 /** The file name extensions of modules brick imports as apps. */
 const APP_EXTENSIONS = [".ts", ".mts", ".tsx", ".js", ".mjs", ".cjs", ".jsx"];
 /** The ones that are TypeScript, which Node before 22.18 cannot import. */
-const TYPESCRIPT_EXTENSIONS = [".ts", ".mts", ".cts", ".tsx"];
+const TYPESCRIPT_EXTENSIONS = [".ts", ".mts", ".tsx"];
 
 /**
  * Decides what to serve: the module given with `--app`, the folder given with
@@ -412,26 +412,17 @@ export function resolveTarget(flags: Flags): Target {
   const isFolder = statPath(name, path).isDirectory();
   const kind = flags.app !== undefined
     ? "app"
-    : flags.root !== undefined
-    ? "folder"
-    : isFolder
+    : flags.root !== undefined || isFolder
     ? "folder"
     : "app";
+  const quoted = shellQuote(name);
   if (kind === "folder" && !isFolder) {
-    throw new CliError(
-      `Cannot serve "${name}" as a folder: it is a file (to serve it as an app: --app ${
-        shellQuote(name)
-      })`,
-      2,
-    );
+    const hint = `to serve it as an app: --app ${quoted}`;
+    throw new CliError(`Cannot serve "${name}" as a folder: it is a file (${hint})`, 2);
   }
   if (kind === "app" && isFolder) {
-    throw new CliError(
-      `Cannot serve "${name}" as an app: it is a folder (to serve its files: --root ${
-        shellQuote(name)
-      })`,
-      2,
-    );
+    const hint = `to serve its files: --root ${quoted}`;
+    throw new CliError(`Cannot serve "${name}" as an app: it is a folder (${hint})`, 2);
   }
   if (kind === "app") {
     if (!APP_EXTENSIONS.includes(extname(path).toLowerCase())) {
@@ -491,7 +482,7 @@ function importsTypeScript(): boolean {
 async function loadApp(target: { path: string; name: string }, args: string[]): Promise<Handler> {
   const { path, name } = target;
   if (TYPESCRIPT_EXTENSIONS.includes(extname(path).toLowerCase()) && !importsTypeScript()) {
-    const js = shellQuote(name.replace(/\.[cm]?tsx?$/i, ".js"));
+    const js = shellQuote(name.replace(/\.mts$/i, ".mjs").replace(/\.tsx?$/i, ".js"));
     throw new CliError(
       `Cannot import "${name}": Node ${process.version} does not run TypeScript ` +
         "(Deno, Bun and Node 22.18 or later do)\n" +
@@ -504,13 +495,8 @@ async function loadApp(target: { path: string; name: string }, args: string[]): 
   try {
     module = await import(pathToFileURL(path).href);
   } catch (error) {
-    throw new CliError(
-      `Cannot load "${name}": it threw while loading\n${describeLoadError(error)}`,
-      1,
-      {
-        cause: error,
-      },
-    );
+    const message = `Cannot load "${name}": it threw while loading\n${describeLoadError(error)}`;
+    throw new CliError(message, 1, { cause: error });
   }
   return handlerFromModule(module, name);
 }

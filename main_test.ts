@@ -1027,6 +1027,33 @@ test("brick CLI serves a { fetch } object module, calling fetch with the object 
   }
 });
 
+test("brick CLI adds --header fields to responses whose headers are immutable", async () => {
+  // Response.redirect() and fetch() results have immutable headers: brick
+  // answers with a copy that keeps the status, the fields and the body.
+  const source = "export default (request) =>\n" +
+    '  new URL(request.url).pathname === "/go"\n' +
+    '    ? Response.redirect("http://127.0.0.1/elsewhere", 307)\n' +
+    '    : new Response("here");\n';
+  await withTempDir({ "redirect.mjs": source }, async (dir) => {
+    const { brick, url } = await startBrick(
+      [join(dir, "redirect.mjs"), "--header", "X-Extra: 1"],
+      { permissions: READ },
+    );
+    try {
+      const redirect = await fetch(url + "go", { redirect: "manual" });
+      assert.equal(redirect.status, 307);
+      assert.equal(redirect.headers.get("location"), "http://127.0.0.1/elsewhere");
+      assert.equal(redirect.headers.get("x-extra"), "1");
+      await redirect.body?.cancel();
+      const plain = await fetch(url);
+      assert.equal(plain.headers.get("x-extra"), "1");
+      assert.equal(await plain.text(), "here");
+    } finally {
+      await brick.close();
+    }
+  });
+});
+
 test("brick CLI exits 2 naming what a module exports instead of a fetch handler", async () => {
   await withTempDir({
     "exports.mjs": "export const foo = 1;\nexport function bar() {}\n",
