@@ -617,11 +617,10 @@ function answerWithFile(
     ? negotiateEncoding(request.headers.get("accept-encoding"))
     : null;
   if (encoding !== null) {
+    // HEAD too gets the compressed stream: the server drops the body unread,
+    // and whatever it makes of a body of unknown length, HEAD and GET agree.
     headers.set("content-encoding", encoding);
-    if (request.method === "HEAD") {
-      return whole(respond(200, headers, headWithoutLength(), settings));
-    }
-    const body = fileBody(handle, [{ start: 0, end: size }]).pipeThrough(compressor(encoding));
+    const body = compressedBody(fileBody(handle, [{ start: 0, end: size }]), encoding);
     return streaming(respond(200, headers, body, settings));
   }
   headers.set("content-length", String(size));
@@ -795,12 +794,45 @@ function negotiateEncoding(accept: string | null): Encoding | null {
   return best;
 }
 
-/** A stream that compresses what passes through it. */
-function compressor(encoding: Encoding): ReadableWritablePair<Uint8Array, Uint8Array> {
-  if (encoding === "gzip") {
-    return new CompressionStream("gzip") as ReadableWritablePair<Uint8Array, Uint8Array>;
-  }
-  return brotliStream();
+/**
+ * `source` compressed with `encoding`. The source is pumped into the
+ * compressor only as fast as the compressor's output is read. Cancelling the
+ * result cancels the source itself (closing its file) rather than relying on
+ * `pipeThrough` to pass the cancel along: Bun does not while the pipe waits
+ * on backpressure. A failing source errors the result.
+ */
+function compressedBody(
+  source: ReadableStream<Uint8Array>,
+  encoding: Encoding,
+): ReadableStream<Uint8Array> {
+  const { readable, writable } = encoding === "gzip"
+    ? new CompressionStream("gzip") as ReadableWritablePair<Uint8Array, Uint8Array>
+    : brotliStream();
+  const input = source.getReader();
+  const writer = writable.getWriter();
+  const output = readable.getReader();
+  const pump = async () => {
+    for (;;) {
+      await writer.ready;
+      const { done, value } = await input.read();
+      if (done) return await writer.close();
+      writer.write(value).catch(() => {}); // a failure shows in `ready` and in `output`
+    }
+  };
+  pump().catch((error) => {
+    writer.abort(error).catch(() => {});
+    input.cancel(error).catch(() => {});
+  });
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await output.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    async cancel(reason) {
+      await Promise.allSettled([input.cancel(reason), output.cancel(reason)]);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /** node:zlib's brotli as a web TransformStream. */
@@ -811,9 +843,17 @@ function brotliStream(): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream<Uint8Array, Uint8Array>({
     start(controller) {
       brotli.on("data", (chunk: Uint8Array) => {
-        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        try {
+          controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        } catch {
+          brotli.destroy(); // the reader is gone: output still on its way has nowhere to go
+        }
       });
-      brotli.on("error", (error) => controller.error(error));
+      brotli.on("error", (error) => {
+        try {
+          controller.error(error);
+        } catch { /* already closed */ }
+      });
     },
     transform(chunk) {
       return new Promise((resolve) => brotli.write(chunk, () => resolve()));
@@ -825,19 +865,11 @@ function brotliStream(): TransformStream<Uint8Array, Uint8Array> {
         brotli.end();
       });
     },
-    // Newer runtimes call this when the reader cancels; elsewhere GC frees it.
+    // Called by runtimes that support it when the stream is cancelled or aborted.
     cancel() {
       brotli.destroy();
     },
   } as Transformer<Uint8Array, Uint8Array>);
-}
-
-/**
- * A body for a HEAD answer that must not claim a length: a compressed GET has
- * none, but a HEAD response without a body would be given `Content-Length: 0`.
- */
-function headWithoutLength(): ReadableStream<Uint8Array> {
-  return new ReadableStream({ start: (controller) => controller.close() });
 }
 
 // ─── 7. Streaming from disk ─────────────────────────────────────────────────
@@ -858,8 +890,12 @@ type BodyPiece = Uint8Array | ByteRange;
 function fileBody(handle: FileHandle, pieces: BodyPiece[]): ReadableStream<Uint8Array> {
   let index = 0;
   let position = -1;
+  let reading: Promise<unknown> = Promise.resolve();
   let closing: Promise<void> | null = null;
-  const close = () => closing ??= handle.close().catch(() => {});
+  // Waits for a read in flight first: Bun 1.3 resolves a close() made during
+  // a read but leaves the descriptor open.
+  const close = () =>
+    closing ??= reading.catch(() => {}).then(() => handle.close()).catch(() => {});
 
   async function nextChunk(): Promise<Uint8Array | null> {
     while (index < pieces.length) {
@@ -876,7 +912,9 @@ function fileBody(handle: FileHandle, pieces: BodyPiece[]): ReadableStream<Uint8
       }
       const length = Math.min(CHUNK_BYTES, piece.end - position);
       const buffer = new Uint8Array(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, position);
+      const read = handle.read(buffer, 0, length, position);
+      reading = read;
+      const { bytesRead } = await read;
       if (bytesRead === 0) {
         throw new Error(
           `The file ended ${piece.end - position} bytes early: it changed while sent`,
@@ -1074,12 +1112,11 @@ function listingResponse(request: Request, html: string, settings: FileSettings)
     return respond(200, headers, request.method === "HEAD" ? null : bytes, settings);
   }
   headers.set("content-encoding", encoding);
-  if (request.method === "HEAD") return respond(200, headers, headWithoutLength(), settings);
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       controller.enqueue(bytes);
       controller.close();
     },
   });
-  return respond(200, headers, body.pipeThrough(compressor(encoding)), settings);
+  return respond(200, headers, compressedBody(body, encoding), settings);
 }

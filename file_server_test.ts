@@ -150,6 +150,22 @@ function stableFields(response: ParsedResponse): Record<string, string[]> {
   return rest;
 }
 
+/**
+ * Asserts that a HEAD response has the fields of the GET response. On Bun,
+ * brick frames a compressed stream by peeking at it, and whether it ends in
+ * time to get a Content-Length is a race: that field is the server's framing,
+ * not serveDir's, so it is left out there.
+ */
+function assertSameFields(headResponse: ParsedResponse, get: ParsedResponse, what: string) {
+  const fields = [stableFields(headResponse), stableFields(get)];
+  if (onBun && get.headers["content-encoding"]) {
+    for (const f of fields) {
+      delete f["content-length"];
+    }
+  }
+  assert.deepEqual(fields[0], fields[1], what);
+}
+
 async function gunzip(bytes: Uint8Array): Promise<string> {
   const stream = new Blob([bytes.slice()]).stream().pipeThrough(new DecompressionStream("gzip"));
   return await new Response(stream).text();
@@ -157,10 +173,16 @@ async function gunzip(bytes: Uint8Array): Promise<string> {
 
 const unbrotli = (bytes: Uint8Array) => zlib.brotliDecompressSync(bytes).toString("utf8");
 
-/** A Request-shaped object with a URL exactly as given: `new Request()` would normalise it. */
-function rawRequest(url: string, method = "GET"): Request {
-  return { method, url, headers: new Headers() } as unknown as Request;
+/**
+ * A Request-shaped object with a URL exactly as given (`new Request()` would
+ * normalise it) and any header fields (some runtimes drop Accept-Encoding).
+ */
+function rawRequest(url: string, method = "GET", fields: HeadersInit = {}): Request {
+  return { method, url, headers: new Headers(fields) } as unknown as Request;
 }
+
+/** Bun runs this file too (on the npm build); brick frames some bodies differently there. */
+const onBun = "Bun" in globalThis;
 
 function curl(...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -323,7 +345,7 @@ describe("serveDir() files", () => {
       const get = await exchange(fs.port, `GET ${path}`);
       const headResponse = await exchange(fs.port, `HEAD ${path}`);
       assert.equal(headResponse.status, 200, path);
-      assert.deepEqual(stableFields(headResponse), stableFields(get), path);
+      assertSameFields(headResponse, get, path);
       assert.equal(headResponse.body.length, 0, path);
     }
   });
@@ -841,10 +863,27 @@ describe("serveDir() compression", () => {
     assert.equal(response.status, 200);
     assert.equal(header(response, "content-encoding"), "gzip");
     assert.equal(header(response, "vary"), "Accept-Encoding");
-    assert.equal(header(response, "content-length"), undefined);
-    assert.equal(response.framing, "chunked");
+    assert.notEqual(header(response, "content-length"), String(BIG_TEXT.length));
+    // brick on Bun peeks at a body whose length it cannot see and may frame
+    // it with the length of the bytes it read; elsewhere it streams chunked.
+    if (!onBun) assert.equal(response.framing, "chunked");
     assert.ok(response.body.length < BIG_TEXT.length / 10, `${response.body.length} bytes`);
     assert.equal(await gunzip(response.body), BIG_TEXT);
+  });
+
+  test("serveDir() leaves Content-Length out of compressed responses, GET and HEAD", async () => {
+    for (const method of ["GET", "HEAD"]) {
+      for (const accept of ["gzip", "br"]) {
+        const request = rawRequest(`${fs.url}/big.txt`, method, { "accept-encoding": accept });
+        const response = await serveDir(request, { root: site.root });
+        assert.equal(response.headers.get("content-encoding"), accept, `${method} ${accept}`);
+        assert.equal(response.headers.get("content-length"), null, `${method} ${accept}`);
+        await response.body?.cancel();
+      }
+    }
+    const plain = await serveDir(rawRequest(`${fs.url}/big.txt`, "HEAD"), { root: site.root });
+    assert.equal(plain.headers.get("content-length"), String(BIG_TEXT.length));
+    assert.equal(plain.body, null, "an uncompressed HEAD needs no body");
   });
 
   test("serveDir() prefers brotli when the client accepts both equally", async () => {
@@ -910,8 +949,7 @@ describe("serveDir() compression", () => {
     for (const accept of ["gzip", "br"]) {
       const get = await exchange(fs.port, "GET /big.txt", `Accept-Encoding: ${accept}`);
       const headResponse = await exchange(fs.port, "HEAD /big.txt", `Accept-Encoding: ${accept}`);
-      assert.deepEqual(stableFields(headResponse), stableFields(get), accept);
-      assert.equal(header(headResponse, "content-length"), undefined, accept);
+      assertSameFields(headResponse, get, accept);
     }
   });
 
@@ -922,7 +960,7 @@ describe("serveDir() compression", () => {
     const html = await gunzip(response.body);
     assert.match(html, /file-29\.txt/);
     const headResponse = await exchange(fs.port, "HEAD /sub/", "Accept-Encoding: gzip");
-    assert.deepEqual(stableFields(headResponse), stableFields(response));
+    assertSameFields(headResponse, response, "the listing");
   });
 
   test("serveDir() with compress: false never compresses", async () => {
@@ -1396,6 +1434,28 @@ describe("serveDir() streaming", () => {
       await until(() => !isOpen(path), 5000, `${what}: the file to be closed`);
     }
     assert.equal((await exchange(fs.port, "GET /hello.txt")).text, HELLO, "still serving");
+  });
+
+  test("serveDir() survives clients that reset mid-way through compressed bodies", async () => {
+    const path = join(site.root, "noise.txt");
+    for (const accept of ["br", "gzip", "br", "gzip"]) {
+      const clients = await Promise.all(
+        Array.from({ length: 4 }, () => RawClient.connect(fs.port)),
+      );
+      for (const client of clients) {
+        await client.write(
+          head("GET /noise.txt HTTP/1.1", "Host: x", `Accept-Encoding: ${accept}`),
+        );
+      }
+      // Leave while the compressor is busy: no pause, so output is still coming.
+      for (const [i, client] of clients.entries()) {
+        await client.waitFor(() => client.received.length > i * 16 * 1024, "some bytes", 5000);
+        client.reset();
+      }
+    }
+    await delay(100); // output the compressors made after the resets arrives now
+    assert.equal((await exchange(fs.port, "GET /hello.txt")).text, HELLO, "still serving");
+    if (hasProcFds) await until(() => !isOpen(path), 5000, "every noise.txt handle closed");
   });
 
   test("serveDir() cuts the response short when the file shrinks while it is sent", {
