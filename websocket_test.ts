@@ -37,6 +37,7 @@ import {
   within,
 } from "./_test_utils.ts";
 import { chromiumPath, dumpDom } from "./_test_browser.ts";
+import chat, { type ChatEvent, createChat, MAX_TEXT } from "./examples/chat.ts";
 
 /**
  * Bun's WebSocket client, which also stands in for the `ws` package on Bun,
@@ -950,10 +951,15 @@ describe("ServerWebSocket liveness and flow", () => {
 
 // ─── Real clients ───────────────────────────────────────────────────────────
 
-/** Resolves with the `ws` client once open; rejects on error. */
-function openWs(url: string, protocols?: string[]): Promise<WebSocket> {
+/** Resolves with the `ws` client once open; rejects on error. `setup` runs before the open. */
+function openWs(
+  url: string,
+  protocols?: string[],
+  setup: (ws: WebSocket) => void = () => {},
+): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, protocols);
+    setup(ws);
     ws.once("open", () => resolve(ws));
     ws.once("error", reject);
   });
@@ -1179,6 +1185,144 @@ describe("ServerWebSocket with headless Chromium", () => {
       const event = await within(socketClosed.promise, 1000, "the server's close event");
       assert.deepEqual([event.code, event.reason, event.wasClean], [1000, "page done", true]);
     } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+// ─── examples/chat.ts ───────────────────────────────────────────────────────
+
+/** A `ws` client in the chat, with every event it received. */
+interface ChatMember {
+  ws: WebSocket;
+  events: ChatEvent[];
+  /** Waits until an event matches. */
+  see(match: (event: ChatEvent) => boolean, what: string): Promise<void>;
+}
+
+async function joinChat(port: number, name: string): Promise<ChatMember> {
+  const events: ChatEvent[] = [];
+  // Listen before the open: the server's first event may arrive with the 101.
+  const ws = await openWs(
+    `ws://127.0.0.1:${port}/ws?name=${encodeURIComponent(name)}`,
+    undefined,
+    (ws) => ws.on("message", (data) => events.push(JSON.parse(String(data)))),
+  );
+  return {
+    ws,
+    events,
+    see: (match, what) => until(() => events.some(match), 5000, what),
+  };
+}
+
+describe("examples/chat.ts", () => {
+  test("its default export serves a chat where two clients see each other", async () => {
+    const { server, port } = await startServer((request) => chat.fetch(request));
+    const members: ChatMember[] = [];
+    try {
+      const ann = await joinChat(port, "Ann");
+      members.push(ann);
+      await ann.see((e) => e.type === "join" && e.name === "Ann", "Ann's own join");
+      const bob = await joinChat(port, "Bob");
+      members.push(bob);
+      await ann.see((e) => e.type === "join" && e.name === "Bob" && e.count === 2, "Bob's join");
+      bob.ws.send("hi <b>Ann</b> & all");
+      const said = (e: ChatEvent) =>
+        e.type === "message" && e.name === "Bob" && e.text === "hi <b>Ann</b> & all";
+      await ann.see(said, "Bob's message at Ann");
+      await bob.see(said, "Bob's message at Bob");
+      ann.ws.send("hello Bob");
+      await bob.see((e) => e.type === "message" && e.name === "Ann", "Ann's message at Bob");
+      ann.ws.close();
+      await bob.see((e) => e.type === "leave" && e.name === "Ann" && e.count === 1, "Ann leaving");
+      assert.deepEqual(chat.members, ["Bob"]);
+    } finally {
+      for (const member of members) member.ws.terminate();
+      await server.shutdown();
+    }
+  });
+
+  test("cleans names, keeps them unique, and cuts long messages", async () => {
+    const room = createChat();
+    const { server, port } = await startServer((request) => room.fetch(request));
+    const members: ChatMember[] = [];
+    try {
+      const first = await joinChat(port, "  Eve\n\t the\u0000great  ");
+      members.push(first);
+      await first.see((e) => e.type === "join", "the join");
+      const second = await joinChat(port, "Eve the great");
+      const nameless = await joinChat(port, "   ");
+      members.push(second, nameless);
+      await until(() => room.members.length === 3, 3000, "three members");
+      assert.deepEqual(room.members, ["Eve the great", "Eve the great (2)", "anonymous"]);
+      second.ws.send("x".repeat(MAX_TEXT + 50));
+      await first.see((e) => e.type === "message", "the long message");
+      const message = first.events.find((e) => e.type === "message");
+      assert.equal(message?.type === "message" && message.text.length, MAX_TEXT);
+      assert.equal(message?.name, "Eve the great (2)");
+    } finally {
+      for (const member of members) member.ws.terminate();
+      await server.shutdown();
+    }
+  });
+
+  test("serves the page with a strict CSP, 404 elsewhere, and 400 for /ws without a handshake", async () => {
+    const room = createChat();
+    const { server, port } = await startServer((request) => room.fetch(request));
+    try {
+      const get = (path: string) => head(`GET ${path} HTTP/1.1`, "Host: x");
+      const reply = await rawExchange(port, [get("/"), get("/nope"), get("/ws")], { responses: 3 });
+      const [page, missing, ws] = parseResponses(reply.bytes);
+      assert.equal(page.status, 200);
+      assert.match(header(page, "content-type")!, /^text\/html/);
+      assert.match(header(page, "content-security-policy")!, /script-src 'sha256-[^']+'/);
+      assert.match(page.text, /new WebSocket\(url\)/);
+      assert.equal(missing.status, 404);
+      assert.equal(ws.status, 400);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("in Chromium, the page joins, shows others' messages as text, and passes its CSP", {
+    skip: chromiumPath() === null && "Chromium is not installed",
+  }, async () => {
+    const room = createChat();
+    const shown = deferred();
+    const { server, port } = await startServer(async (request) => {
+      const response = room.fetch(request);
+      if (new URL(request.url).pathname !== "/") return response;
+      // Hold the page's last bytes until the test has talked to it, so
+      // Chromium's load event (and --dump-dom) comes after the exchange.
+      const html = await response.text();
+      const cut = html.lastIndexOf("</body>");
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(bytes(html.slice(0, cut)));
+          await within(shown.promise, 20_000, "the exchange").catch(() => {});
+          controller.enqueue(bytes(html.slice(cut)));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: response.headers });
+    });
+    let bob: ChatMember | null = null;
+    try {
+      const dom = dumpDom(`http://127.0.0.1:${port}/?name=Ann`, { timeoutMs: 30_000 });
+      await until(() => room.members.includes("Ann"), 20_000, "the page to join as Ann");
+      bob = await joinChat(port, "Bob");
+      bob.ws.send(`<img src=x onerror="document.title='pwned'">`);
+      await bob.see((e) => e.type === "message", "Bob's own message");
+      await delay(500); // the page renders the message it was sent
+      shown.resolve();
+      const html = await dom;
+      assert.match(html, /Ann joined \(1 here\)/);
+      assert.match(html, /Bob joined \(2 here\)/);
+      assert.match(html, /<b>Bob: <\/b>&lt;img src=x onerror="document.title='pwned'"&gt;/);
+      assert.doesNotMatch(html, /<title>pwned/);
+    } finally {
+      shown.resolve();
+      bob?.ws.terminate();
       await server.shutdown();
     }
   });
