@@ -2,12 +2,13 @@
 // and returns the DOM after its scripts have run.
 //
 // Works on Deno (Deno.Command), Node and Bun (node:child_process). Chromium
-// runs in a process group of its own, with a fresh profile in a temporary
-// folder; a timeout kills the group by its ID and the folder is removed
-// afterwards, whatever happened.
+// runs in a process group of its own, with a fresh profile and its own TMPDIR
+// in one temporary folder; a timeout kills the group by its ID, and the
+// folder is removed afterwards, whatever happened (a killed Chromium leaves
+// files in its TMPDIR).
 
 import { spawn } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
+import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -74,7 +75,11 @@ export async function dumpDom(url: string, options: DumpDomOptions = {}): Promis
   const chromium = chromiumPath();
   if (chromium === null) throw new Error(`Chromium is not installed (looked for ${CANDIDATES})`);
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const profile = mkdtempSync(join(tmpdir(), "brick-chromium-"));
+  const root = mkdtempSync(join(tmpdir(), "brick-chromium-"));
+  const profile = join(root, "profile");
+  const tmp = join(root, "tmp");
+  mkdirSync(profile);
+  mkdirSync(tmp);
   const args = [
     "--headless",
     "--no-sandbox",
@@ -92,7 +97,8 @@ export async function dumpDom(url: string, options: DumpDomOptions = {}): Promis
     url,
   ];
   try {
-    const run = await (deno ? runWithDeno : runWithNode)(chromium, args, timeoutMs);
+    const env = { ...process.env, TMPDIR: tmp };
+    const run = await (deno ? runWithDeno : runWithNode)(chromium, args, env, timeoutMs);
     if (run.timedOut) {
       throw new Error(
         `Chromium did not finish loading ${url} within ${timeoutMs} ms\n${tail(run.stderr)}`,
@@ -103,7 +109,7 @@ export async function dumpDom(url: string, options: DumpDomOptions = {}): Promis
     }
     return run.stdout;
   } finally {
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    rmSync(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   }
 }
 
@@ -121,9 +127,20 @@ function killGroup(pid: number): void {
   }
 }
 
-async function runWithDeno(command: string, args: string[], timeoutMs: number): Promise<Run> {
+/** The environment Chromium runs with. */
+type Env = Record<string, string | undefined>;
+
+async function runWithDeno(
+  command: string,
+  args: string[],
+  env: Env,
+  timeoutMs: number,
+): Promise<Run> {
   const child = new deno!.Command(command, {
     args,
+    env: Object.fromEntries(
+      Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+    ),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -148,9 +165,13 @@ async function runWithDeno(command: string, args: string[], timeoutMs: number): 
   }
 }
 
-function runWithNode(command: string, args: string[], timeoutMs: number): Promise<Run> {
+function runWithNode(command: string, args: string[], env: Env, timeoutMs: number): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const child = spawn(command, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+      env,
+    });
     let stdout = "";
     let stderr = "";
     child.stdout!.setEncoding("utf8").on("data", (text: string) => stdout += text);

@@ -1389,3 +1389,27 @@ test("brick CLI serves a page that headless Chromium renders with its CSS, scrip
     await brick.close();
   }
 });
+
+test("dumpDom() kills Chromium when the page does not load within timeoutMs", {
+  skip: chromiumPath() === null ? "Chromium is not installed" : false,
+}, async () => {
+  // A server that accepts connections and never answers.
+  const sockets = new Set<net.Socket>();
+  const silent = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => silent.listen({ host: "127.0.0.1", port: 0 }, resolve));
+  const { port } = silent.address() as net.AddressInfo;
+  try {
+    const started = Date.now();
+    await assert.rejects(
+      dumpDom(`http://127.0.0.1:${port}/`, { timeoutMs: 1_000 }),
+      /^Error: Chromium did not finish loading http:\/\/127\.0\.0\.1:\d+\/ within 1000 ms/,
+    );
+    assert.ok(Date.now() - started < 6_000, "the timeout ends it");
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  }
+});
