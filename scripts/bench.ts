@@ -119,6 +119,8 @@ interface Prepared {
   command?: string[];
   /** Lines for the report's environment list. */
   environment?: string[];
+  /** How the server sends the static file, for the report's notes. */
+  staticNote?: string;
 }
 
 /** A server ready to start. */
@@ -229,7 +231,7 @@ const SERVERS: Server[] = [
     runtime: "deno",
     baseline: "deno",
     command: denoCommand("brick_deno.ts"),
-    prepare: () => Promise.resolve({ environment: [brickDenoStaticNote()] }),
+    prepare: () => Promise.resolve({ staticNote: brickDenoStaticNote() }),
   },
   {
     name: "deno",
@@ -706,10 +708,10 @@ async function hasFileServer(): Promise<boolean> {
 function brickDenoStaticNote(): string {
   try {
     Deno.statSync(REPO_ROOT + "file_server.ts");
-    return "brick on Deno serves the static file with `serveDir` from `file_server.ts`";
+    return "brick on Deno serves the static file with `serveDir` from `file_server.ts`.";
   } catch {
     return "brick on Deno serves the static file with the stream fallback " +
-      "(`bench/_file_response.mjs`): `file_server.ts` does not exist yet";
+      "(`bench/_file_response.mjs`): `file_server.ts` does not exist yet.";
   }
 }
 
@@ -779,13 +781,11 @@ function prepareBrickBuild(tmpDir: string, options: Options): Promise<Prepared> 
     const serveDir = await modifiedAt(join(snapshot, "file_server.js")) !== undefined;
     return {
       env: { BRICK_BENCH_NPM_DIR: snapshot },
-      environment: [
-        `brick on Node and Bun: \`npm/\` from \`deno task build:npm\` (${how})`,
-        serveDir
-          ? "brick on Node and Bun serves the static file with `serveDir` from `file_server.js`"
-          : "brick on Node and Bun serves the static file with the stream fallback " +
-            "(`bench/_file_response.mjs`): the build has no `file_server.js` yet",
-      ],
+      environment: [`brick on Node and Bun: \`npm/\` from \`deno task build:npm\` (${how})`],
+      staticNote: serveDir
+        ? "brick on Node and Bun serves the static file with `serveDir` from `file_server.js`."
+        : "brick on Node and Bun serves the static file with the stream fallback " +
+          "(`bench/_file_response.mjs`): the build has no `file_server.js` yet.",
     };
   })();
   return brickBuild;
@@ -917,6 +917,8 @@ interface Preparation {
   scenarios: Scenario[];
   /** Lines for the report's environment list. */
   environment: string[];
+  /** How the servers send the static file, one line each. */
+  staticNotes: string[];
   /** Why servers or scenarios were left out, one line each. */
   skipped: string[];
   /** Where the static scenario's file is. */
@@ -937,6 +939,7 @@ async function prepareRun(options: Options, tmpDir: string): Promise<Preparation
     servers: [],
     scenarios: [],
     environment: [],
+    staticNotes: [],
     skipped: [],
     staticDir: "",
     files: await fileLimit(),
@@ -962,6 +965,7 @@ async function prepareRun(options: Options, tmpDir: string): Promise<Preparation
         env: prepared.env ?? {},
       });
       preparation.environment.push(...prepared.environment ?? []);
+      if (prepared.staticNote) preparation.staticNotes.push(prepared.staticNote);
     } catch (error) {
       if (!(error instanceof SkipServer)) throw error;
       skip(server.title, error.message, error.detail);
@@ -996,6 +1000,7 @@ async function prepareRun(options: Options, tmpDir: string): Promise<Preparation
     preparation.scenarios.push(scenario);
   }
   preparation.environment = [...new Set(preparation.environment)];
+  preparation.staticNotes = [...new Set(preparation.staticNotes)];
   return preparation;
 }
 
@@ -1659,7 +1664,9 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
         `- The static file is ${STATIC_FILE_BYTES / 1024 ** 2} MiB of random bytes, read ` +
         "from the page cache after the warm-up (the machine has the memory to keep it): the " +
         "scenario measures the servers, not the disk. wrk reads in 8 KiB pieces on one core, " +
-        "so a high MiB/s may be wrk's ceiling rather than the server's.",
+        "so a high MiB/s may be wrk's ceiling rather than the server's. Deno.serve sends " +
+        "`Deno.open()` + `file.readable`, node:http `fs.createReadStream().pipe(res)`, " +
+        "Bun.serve `new Response(Bun.file())`. " + preparation.staticNotes.join(" "),
       ]
       : []),
     ...(ran("idle")
@@ -1668,6 +1675,13 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
         "(Node's default is 5 s) and Bun.serve 65 s (Bun's default is 10 s), brick's default; " +
         "Deno.serve has no idle timeout. Memory is read from `/proc/<pid>/status` of the " +
         "server process itself.",
+      ]
+      : []),
+    ...(ran("close") && runtimes.has("bun")
+      ? [
+        "- Bun.serve answers a `Connection: close` request without a `Connection: close` field, " +
+        "then closes the connection; wrk counts that as a read error, one per request. The " +
+        "responses themselves are complete.",
       ]
       : []),
     "",
