@@ -73,6 +73,8 @@ export interface ServeFileOptions {
    * Header fields added to every response, errors and `304` included. They
    * are set last, so they replace serveDir's own value of the same field: for
    * example `{ "cache-control": "max-age=3600" }` replaces `no-cache`.
+   *
+   * @default {{}}
    */
   headers?: HeadersInit;
 }
@@ -226,7 +228,7 @@ export async function serveFile(
  *
  * @example Usage
  * ```ts
- * import { contentType } from "./file_server.ts";
+ * import { contentType } from "@brick/http/file-server";
  *
  * contentType("index.html"); // "text/html; charset=utf-8"
  * contentType(".png"); // "image/png"
