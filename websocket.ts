@@ -190,11 +190,14 @@ export function upgradeWebSocket(
  * ```
  */
 export class WebSocketHandshakeError extends Error {
+  /** The error's name, `"WebSocketHandshakeError"`. */
   override name = "WebSocketHandshakeError";
   /** The HTTP status to answer with: 400, or 426 for an unsupported protocol version. */
   readonly status: 400 | 426;
 
   /**
+   * Creates the error for a refused handshake.
+   *
    * @param message The reason, sent as the response body.
    * @param status 400, or 426 when the client speaks another protocol version.
    */
@@ -399,9 +402,23 @@ function writeFrameHeader(
   return pos;
 }
 
-/** XORs bytes[start, end) with the 4-byte `key`, in place. Masking and unmasking are the same. */
+/**
+ * XORs bytes[start, end) with the 4-byte `key`, in place; masking and
+ * unmasking are the same. Long runs go four bytes at a time, from the first
+ * 4-byte-aligned offset, with the key rotated to match.
+ */
 function applyMask(bytes: Uint8Array, start: number, end: number, key: Uint8Array): void {
-  for (let i = start, j = 0; i < end; i++, j = (j + 1) & 3) bytes[i] ^= key[j];
+  let i = start, j = 0;
+  if (end - start >= 64) {
+    for (; ((bytes.byteOffset + i) & 3) !== 0; i++, j = (j + 1) & 3) bytes[i] ^= key[j];
+    const rotated = new Uint8Array(4);
+    for (let n = 0; n < 4; n++) rotated[n] = key[(j + n) & 3];
+    const word = new Uint32Array(rotated.buffer)[0];
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset + i, (end - i) >>> 2);
+    for (let w = 0; w < words.length; w++) words[w] ^= word;
+    i += words.length * 4;
+  }
+  for (; i < end; i++, j = (j + 1) & 3) bytes[i] ^= key[j];
 }
 
 /**
@@ -409,11 +426,14 @@ function applyMask(bytes: Uint8Array, start: number, end: number, key: Uint8Arra
  * 1002 (protocol error), 1007 (text that is not UTF-8) or 1009 (too big).
  */
 export class WebSocketProtocolError extends Error {
+  /** The error's name, `"WebSocketProtocolError"`. */
   override name = "WebSocketProtocolError";
   /** The close code that reports this violation to the peer. */
   readonly code: number;
 
   /**
+   * Creates the error for a protocol violation.
+   *
    * @param message What went wrong; sent as the close reason, cut to fit 123 bytes.
    * @param code The close code. @default {1002}
    */
@@ -686,14 +706,20 @@ interface SocketConfig {
 
 /** How long the server waits for the client's close frame after sending its own. */
 const CLOSE_TIMEOUT_MS = 5000;
-const INITIAL_READ_BUFFER = 16 * 1024;
+/** The read buffer; frames larger than this are read into their own buffer. */
+const READ_BUFFER_BYTES = 16 * 1024;
 
 /** What the socket sends: frame bytes, a Blob's frame being read, or the order to close TCP. */
 type Outgoing =
   | { kind: "frame"; bytes: Uint8Array | Promise<Uint8Array>; size: number }
   | { kind: "end" };
+type ReadyFrame = { kind: "frame"; bytes: Uint8Array; size: number };
 
-type EventHandler<E extends Event> = ((this: ServerWebSocket, event: E) => unknown) | null;
+/** The most that queued frames are joined into for one write. */
+const BATCH_BYTES = 64 * 1024;
+
+/** An `on*` property's value. */
+type Handler<E extends Event> = ((this: ServerWebSocket, event: E) => unknown) | null;
 
 /** The events a {@linkcode ServerWebSocket} fires. */
 export interface ServerWebSocketEventMap {
@@ -763,18 +789,23 @@ export class ServerWebSocket extends EventTarget {
   #binaryType: BinaryType = "blob";
   #bufferedAmount = 0;
   #config: SocketConfig;
+  #origin: string;
   #conn: UpgradedConnection | null = null;
-  #handlers = new Map<string, { handler: EventHandler<Event>; listener: EventListener }>();
+  #handlers = new Map<string, { handler: Handler<Event>; listener: EventListener }>();
 
   // Writing: frames queue here and leave one at a time (backpressure).
   #queue: Outgoing[] = [];
   #writing = false;
+  /** How many queued items the write in progress covers. */
+  #inFlight = 0;
   #closeSent = false;
   /** The close requested while the socket was still connecting. */
   #pendingClose: { code?: number; reason: string } | null = null;
 
   // Reading.
-  #buf = new Uint8Array(INITIAL_READ_BUFFER);
+  #buf = new Uint8Array(READ_BUFFER_BYTES);
+  /** A frame too big for `#buf`, being read into a buffer of its own. */
+  #big: { header: FrameHeader; key: Uint8Array; payload: Uint8Array; filled: number } | null = null;
   #start = 0;
   #end = 0;
   #closeReceived: { code: number; reason: string } | null = null;
@@ -797,6 +828,7 @@ export class ServerWebSocket extends EventTarget {
    *
    * @param token The module's private token.
    * @param config What the handshake decided.
+   * @ignore
    */
   constructor(token: symbol, config: SocketConfig) {
     if (token !== SOCKET_TOKEN) {
@@ -806,6 +838,7 @@ export class ServerWebSocket extends EventTarget {
     this.url = config.url;
     this.protocol = config.protocol;
     this.#config = config;
+    this.#origin = originOf(config.url);
   }
 
   /** 0 connecting, 1 open, 2 closing, 3 closed. */
@@ -830,31 +863,31 @@ export class ServerWebSocket extends EventTarget {
   }
 
   /** Called once the socket is open. */
-  get onopen(): EventHandler<Event> {
+  get onopen(): ((this: ServerWebSocket, event: Event) => unknown) | null {
     return this.#getHandler("open");
   }
-  set onopen(handler: EventHandler<Event>) {
+  set onopen(handler: ((this: ServerWebSocket, event: Event) => unknown) | null) {
     this.#setHandler("open", handler);
   }
   /** Called with each message. */
-  get onmessage(): EventHandler<MessageEvent> {
+  get onmessage(): ((this: ServerWebSocket, event: MessageEvent) => unknown) | null {
     return this.#getHandler("message");
   }
-  set onmessage(handler: EventHandler<MessageEvent>) {
-    this.#setHandler("message", handler as EventHandler<Event>);
+  set onmessage(handler: ((this: ServerWebSocket, event: MessageEvent) => unknown) | null) {
+    this.#setHandler("message", handler as Handler<Event>);
   }
   /** Called once the connection has closed. */
-  get onclose(): EventHandler<CloseEvent> {
+  get onclose(): ((this: ServerWebSocket, event: CloseEvent) => unknown) | null {
     return this.#getHandler("close");
   }
-  set onclose(handler: EventHandler<CloseEvent>) {
-    this.#setHandler("close", handler as EventHandler<Event>);
+  set onclose(handler: ((this: ServerWebSocket, event: CloseEvent) => unknown) | null) {
+    this.#setHandler("close", handler as Handler<Event>);
   }
   /** Called when the connection fails, just before `close`. */
-  get onerror(): EventHandler<Event> {
+  get onerror(): ((this: ServerWebSocket, event: Event) => unknown) | null {
     return this.#getHandler("error");
   }
-  set onerror(handler: EventHandler<Event>) {
+  set onerror(handler: ((this: ServerWebSocket, event: Event) => unknown) | null) {
     this.#setHandler("error", handler);
   }
 
@@ -870,6 +903,13 @@ export class ServerWebSocket extends EventTarget {
     listener: (this: ServerWebSocket, event: ServerWebSocketEventMap[K]) => unknown,
     options?: boolean | AddEventListenerOptions,
   ): void;
+  /**
+   * Listens for any event type, as `EventTarget.addEventListener` does.
+   *
+   * @param type The event name.
+   * @param listener The function or object to call.
+   * @param options As for `EventTarget.addEventListener`.
+   */
   override addEventListener(
     type: string,
     listener: EventListenerOrEventListenerObject | null,
@@ -946,11 +986,11 @@ export class ServerWebSocket extends EventTarget {
     this.#closeTimer ??= setTimeout(() => this.#abort(null), CLOSE_TIMEOUT_MS);
   }
 
-  #getHandler<E extends Event>(type: string): EventHandler<E> {
-    return (this.#handlers.get(type)?.handler ?? null) as EventHandler<E>;
+  #getHandler<E extends Event>(type: string): Handler<E> {
+    return (this.#handlers.get(type)?.handler ?? null) as Handler<E>;
   }
 
-  #setHandler(type: string, handler: EventHandler<Event>): void {
+  #setHandler(type: string, handler: Handler<Event>): void {
     const entry = this.#handlers.get(type);
     if (typeof handler !== "function") {
       if (entry) super.removeEventListener(type, entry.listener);
@@ -969,7 +1009,11 @@ export class ServerWebSocket extends EventTarget {
 
   // ── Opening ──
 
-  /** brick sent the 101 and handed the connection over. */
+  /**
+   * brick sent the 101 and handed the connection over.
+   *
+   * @ignore
+   */
   [ATTACH](conn: UpgradedConnection): void {
     this.#conn = conn;
     conn.onShutdown = () => this.#shutdown();
@@ -986,7 +1030,11 @@ export class ServerWebSocket extends EventTarget {
     this.#readLoop();
   }
 
-  /** The handler returned another response, or the connection died before the 101. */
+  /**
+   * The handler returned another response, or the connection died before the 101.
+   *
+   * @ignore
+   */
   [ATTACH_FAILED](error: unknown): void {
     this.#readyState = 3;
     this.#finished = true;
@@ -1024,51 +1072,88 @@ export class ServerWebSocket extends EventTarget {
     this.#flush();
   }
 
-  /** Writes queued frames one at a time; each write resolves once the socket took it. */
+  /**
+   * Writes the queue in order, one write at a time; each resolves once the
+   * socket took it. Frames that queued up meanwhile leave together in one
+   * write of up to 64 KiB. The first write starts before `send()` returns.
+   */
   async #flush(): Promise<void> {
     const conn = this.#conn;
     if (this.#writing || conn === null) return;
     this.#writing = true;
     try {
       while (this.#queue.length > 0 && !this.#finished) {
-        const item = this.#queue[0];
-        if (item.kind === "end") {
+        const first = this.#queue[0];
+        if (first.kind === "end") {
           this.#queue.length = 0;
           this.#finish();
           return;
         }
-        await conn.write(await item.bytes);
-        this.#queue.shift();
-        this.#bufferedAmount -= item.size;
+        if (!(first.bytes instanceof Uint8Array)) {
+          first.bytes = await first.bytes; // a Blob being read; the queue may change meanwhile
+          continue;
+        }
+        const batch = this.#takeBatch();
+        this.#inFlight = batch.length;
+        await conn.write(batch.length === 1 ? batch[0].bytes : joinFrames(batch));
+        this.#inFlight = 0;
+        this.#queue.splice(0, batch.length);
+        for (const item of batch) this.#bufferedAmount -= item.size;
       }
     } catch (error) {
       this.#abort(error);
     } finally {
       this.#writing = false;
+      this.#inFlight = 0;
     }
+  }
+
+  /** The ready frames at the head of the queue, up to 64 KiB together (or one bigger frame). */
+  #takeBatch(): ReadyFrame[] {
+    const batch = [this.#queue[0] as ReadyFrame];
+    let total = batch[0].bytes.length;
+    for (let i = 1; i < this.#queue.length; i++) {
+      const item = this.#queue[i];
+      if (item.kind !== "frame" || !(item.bytes instanceof Uint8Array)) break;
+      if (total + item.bytes.length > BATCH_BYTES) break;
+      total += item.bytes.length;
+      batch.push(item as ReadyFrame);
+    }
+    return batch;
   }
 
   // ── Reading ──
 
   /**
-   * Reads until the connection ends. After the client's close frame, or after
-   * a protocol error, bytes are read and dropped: the client's FIN then ends
-   * the connection at once, even while the server's close frame is still
-   * being written.
+   * Reads until the connection ends. Frames that fit the 16 KiB read buffer
+   * are parsed from it; a bigger one is read straight into a buffer of its
+   * own size, which then becomes the message without another copy. After the
+   * client's close frame, or after a protocol error, bytes are read and
+   * dropped: the client's FIN then ends the connection at once, even while the
+   * server's close frame is still being written.
    */
   async #readLoop(): Promise<void> {
     const conn = this.#conn!;
     try {
       while (!this.#finished) {
-        this.#makeRoom();
-        const n = await conn.read(this.#buf.subarray(this.#end));
+        const big = this.#big;
+        if (big === null && this.#end === this.#buf.length) this.#compact();
+        const target = big === null
+          ? this.#buf.subarray(this.#end)
+          : big.payload.subarray(big.filled);
+        const n = await conn.read(target);
         if (this.#finished) return;
         if (n === null) return this.#abort(null);
-        this.#end += n;
         this.#lastReceivedAt = Date.now();
         this.#pingSent = false;
-        if (this.#closeReceived === null && this.#failure === null) this.#processFrames();
-        if (this.#closeReceived !== null || this.#failure !== null) this.#start = this.#end = 0;
+        if (this.#closeReceived !== null || this.#failure !== null) {
+          this.#start = this.#end = 0; // the conversation is over: drop
+          this.#big = null;
+          continue;
+        }
+        if (big === null) this.#end += n;
+        else big.filled += n;
+        this.#processFrames();
       }
     } catch (error) {
       // A reset after the client's close frame ends a finished handshake.
@@ -1076,34 +1161,11 @@ export class ServerWebSocket extends EventTarget {
     }
   }
 
-  /** Makes space after `#end` for the next read: compacts, or grows to fit the frame in progress. */
-  #makeRoom(): void {
-    if (this.#start === this.#end) {
-      this.#start = this.#end = 0;
-      // A big message grew the buffer; do not keep that much per idle socket.
-      if (this.#buf.length > INITIAL_READ_BUFFER) this.#buf = new Uint8Array(INITIAL_READ_BUFFER);
-    }
-    const header = this.#peekHeader();
-    const frameSize = header === null ? 0 : header.headerSize + header.length;
-    const need = Math.max(INITIAL_READ_BUFFER, frameSize);
-    if (this.#buf.length - this.#start >= need && this.#end < this.#buf.length) return;
-    if (need > this.#buf.length) {
-      const grown = new Uint8Array(need);
-      grown.set(this.#buf.subarray(this.#start, this.#end));
-      this.#buf = grown;
-    } else {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-    }
+  /** Moves the unread bytes to the front of the read buffer. */
+  #compact(): void {
+    this.#buf.copyWithin(0, this.#start, this.#end);
     this.#end -= this.#start;
     this.#start = 0;
-  }
-
-  #peekHeader(): FrameHeader | null {
-    try {
-      return parseFrameHeader(this.#buf, this.#start, this.#end, this.#decodeOptions());
-    } catch {
-      return null; // reported by #processFrames
-    }
   }
 
   #decodeOptions(): DecodeFrameOptions {
@@ -1111,19 +1173,39 @@ export class ServerWebSocket extends EventTarget {
     return { masked: true, maxPayload: this.#config.maxMessageSize - taken };
   }
 
-  /** Handles every complete frame in the buffer; fails the connection on a protocol error. */
+  /** Handles every complete frame received; fails the connection on a protocol error. */
   #processFrames(): void {
     try {
+      const big = this.#big;
+      if (big !== null) {
+        if (big.filled < big.payload.length) return;
+        this.#big = null;
+        applyMask(big.payload, 0, big.payload.length, big.key);
+        this.#handleFrame(big.header, big.payload, true);
+      }
       while (this.#closeReceived === null && this.#failure === null) {
+        if (this.#start === this.#end) {
+          this.#start = this.#end = 0;
+          return;
+        }
         const header = parseFrameHeader(this.#buf, this.#start, this.#end, this.#decodeOptions());
         if (header === null) return;
-        const frameEnd = this.#start + header.headerSize + header.length;
-        if (frameEnd > this.#end) return;
         const payloadStart = this.#start + header.headerSize;
+        const frameEnd = payloadStart + header.length;
         const key = this.#buf.slice(this.#start + header.maskAt, this.#start + header.maskAt + 4);
+        if (header.headerSize + header.length > this.#buf.length) {
+          // Too big for the read buffer: give the payload a buffer of its own.
+          const payload = new Uint8Array(header.length);
+          const have = this.#buf.subarray(payloadStart, Math.min(frameEnd, this.#end));
+          payload.set(have);
+          this.#start = this.#end = 0;
+          this.#big = { header, key, payload, filled: have.length };
+          return this.#processFrames();
+        }
+        if (frameEnd > this.#end) return;
         applyMask(this.#buf, payloadStart, frameEnd, key);
         this.#start = frameEnd;
-        this.#handleFrame(header, this.#buf.subarray(payloadStart, frameEnd));
+        this.#handleFrame(header, this.#buf.subarray(payloadStart, frameEnd), false);
       }
     } catch (error) {
       if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
@@ -1131,8 +1213,11 @@ export class ServerWebSocket extends EventTarget {
     }
   }
 
-  /** One frame's meaning; `payload` is valid only during the call. */
-  #handleFrame(header: FrameHeader, payload: Uint8Array): void {
+  /**
+   * One frame's meaning. An `owned` payload is the frame's own buffer and may
+   * be kept; otherwise it lies in the read buffer, valid only during the call.
+   */
+  #handleFrame(header: FrameHeader, payload: Uint8Array, owned: boolean): void {
     switch (header.opcode) {
       case Opcode.Ping:
         if (!this.#closeSent) this.#sendControl(Opcode.Pong, payload);
@@ -1145,18 +1230,18 @@ export class ServerWebSocket extends EventTarget {
         if (this.#message === null) {
           throw new WebSocketProtocolError("A continuation frame without a message to continue");
         }
-        return this.#addFragment(header.fin, payload);
+        return this.#addFragment(header.fin, payload, owned);
       default:
         if (this.#message !== null) {
           throw new WebSocketProtocolError("A new message started before the last one ended");
         }
-        if (header.fin) return this.#deliver(header.opcode, payload);
+        if (header.fin) return this.#deliver(header.opcode, payload, owned);
         this.#message = { opcode: header.opcode, parts: [], text: [], size: 0 };
-        return this.#addFragment(false, payload);
+        return this.#addFragment(false, payload, owned);
     }
   }
 
-  #addFragment(fin: boolean, payload: Uint8Array): void {
+  #addFragment(fin: boolean, payload: Uint8Array, owned: boolean): void {
     const message = this.#message!;
     message.size += payload.length;
     if (message.opcode === Opcode.Text) {
@@ -1168,7 +1253,7 @@ export class ServerWebSocket extends EventTarget {
         throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
       }
     } else {
-      message.parts.push(payload.slice());
+      message.parts.push(owned ? payload : payload.slice());
     }
     if (!fin) return;
     this.#message = null;
@@ -1177,7 +1262,7 @@ export class ServerWebSocket extends EventTarget {
   }
 
   /** A message in one frame. */
-  #deliver(opcode: number, payload: Uint8Array): void {
+  #deliver(opcode: number, payload: Uint8Array, owned: boolean): void {
     if (opcode === Opcode.Text) {
       let text: string;
       try {
@@ -1187,7 +1272,7 @@ export class ServerWebSocket extends EventTarget {
       }
       this.#dispatchMessage(text);
     } else {
-      this.#dispatchMessage(this.#binaryData(payload.slice()));
+      this.#dispatchMessage(this.#binaryData(owned ? payload : payload.slice()));
     }
   }
 
@@ -1200,7 +1285,7 @@ export class ServerWebSocket extends EventTarget {
 
   #dispatchMessage(data: string | ArrayBuffer | Blob): void {
     if (this.#readyState !== 1) return; // closing: messages are dropped, as in browsers
-    this.dispatchEvent(new MessageEvent("message", { data, origin: originOf(this.url) }));
+    this.dispatchEvent(new MessageEvent("message", { data, origin: this.#origin }));
   }
 
   // ── Closing ──
@@ -1220,7 +1305,7 @@ export class ServerWebSocket extends EventTarget {
     this.#failure = { code, reason };
     this.#readyState = 2;
     // Data not yet started is dropped, so the close frame leaves at once.
-    this.#queue = this.#writing ? this.#queue.slice(0, 1) : [];
+    this.#queue = this.#queue.slice(0, this.#inFlight);
     this.#bufferedAmount = this.#queue.reduce(
       (n, item) => n + (item.kind === "frame" ? item.size : 0),
       0,
@@ -1316,6 +1401,13 @@ function frameBytes(opcode: number, payload: Uint8Array): Uint8Array {
   writeFrameHeader(bytes, true, 0, opcode, payload.length, null);
   bytes.set(payload, headerSize);
   return bytes;
+}
+
+function joinFrames(frames: ReadyFrame[]): Uint8Array {
+  return joinBytes(
+    frames.map((frame) => frame.bytes),
+    frames.reduce((n, frame) => n + frame.bytes.length, 0),
+  );
 }
 
 function joinBytes(parts: Uint8Array[], size: number): Uint8Array {

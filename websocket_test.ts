@@ -606,6 +606,35 @@ describe("ServerWebSocket over raw frames", () => {
     });
   });
 
+  test("reads frames larger than its read buffer, split anywhere and packed with small ones", async () => {
+    const big = (size: number, seed: number) =>
+      new Uint8Array(size).map((_, i) => (i * seed) & 0xff);
+    const a = big(40_000, 7), b = big(20_000, 13), c = big(70_000, 3);
+    const stream = concat([
+      clientFrame(Opcode.Binary, a),
+      clientFrame(Opcode.Text, "small"),
+      clientFrame(Opcode.Binary, b, false),
+      clientFrame(Opcode.Ping, "p"),
+      clientFrame(Opcode.Continuation, c, true),
+      clientFrame(Opcode.Text, "last"),
+    ]);
+    await withRaw(
+      async (ws) => {
+        for (let at = 0, step = 1; at < stream.length; at += step, step = step * 3 + 1) {
+          await ws.send(stream.subarray(at, at + step));
+        }
+        const frames = await ws.waitFrames(5);
+        assert.deepEqual(frames.map((frame) => frame.opcode), [2, 1, 0xa, 2, 1]);
+        assert.deepEqual(frames[0].payload, a);
+        assert.equal(decoder.decode(frames[1].payload), "small");
+        assert.deepEqual(frames[3].payload, concat([b, c]));
+        assert.equal(decoder.decode(frames[4].payload), "last");
+      },
+      {},
+      (socket) => socket.binaryType = "arraybuffer",
+    );
+  });
+
   test("answers a ping with a pong carrying the same payload", async () => {
     await withRaw(async (ws) => {
       await ws.send(clientFrame(Opcode.Ping, new Uint8Array([1, 2, 3])));
