@@ -55,7 +55,7 @@ export interface ServeFileOptions {
   /**
    * Compress text-like files (see {@linkcode contentType}) of 1 KiB or more
    * with brotli or gzip, whichever the client's `Accept-Encoding` prefers
-   * (brotli on a tie). Compressed bodies have no `Content-Length`. Requests
+   * (brotli on a tie). serveDir sets no `Content-Length` on them. Requests
    * with a `Range` header are never compressed. Answers that could be
    * compressed carry `Vary: Accept-Encoding`, compressed or not.
    *
@@ -590,18 +590,18 @@ async function answerWithFile(
 ): Promise<{ response: Response; streams: boolean }> {
   const whole = (response: Response) => ({ response, streams: false });
   const streaming = (response: Response) => ({ response, streams: true });
-  // A range that fits in one read is read now and sent as bytes: the same
-  // memory as one streamed chunk, without the cost of a stream.
-  const send = async (status: number, range: ByteRange) =>
-    range.end - range.start <= CHUNK_BYTES
-      ? whole(respond(status, headers, await readRange(handle, range), settings))
-      : streaming(respond(status, headers, fileBody(handle, [range]), settings));
   const size = stats.size;
   const headers = new Headers({
     etag: weakEtag(stats),
     "last-modified": new Date(stats.mtimeMs).toUTCString(),
     "cache-control": "no-cache",
   });
+  // A range that fits in one read is read now and sent as bytes: the same
+  // memory as one streamed chunk, without the cost of a stream.
+  const send = async (status: number, range: ByteRange) =>
+    range.end - range.start <= CHUNK_BYTES
+      ? whole(respond(status, headers, await readRange(handle, range), settings))
+      : streaming(respond(status, headers, fileBody(handle, [range]), settings));
   const compressible = settings.compress && type.compressible && size >= MIN_COMPRESS_BYTES;
   if (compressible) headers.set("vary", "Accept-Encoding");
   if (isNotModified(request.headers, headers.get("etag")!, stats.mtimeMs)) {

@@ -31,6 +31,7 @@ import { Buffer } from "node:buffer";
 import * as zlib from "node:zlib";
 import type { Server } from "./mod.ts";
 import { contentType, serveDir, type ServeDirOptions, serveFile } from "./file_server.ts";
+import { chromiumPath, dumpDom } from "./_test_browser.ts";
 import {
   capturing,
   delay,
@@ -1483,6 +1484,75 @@ describe("serveDir() streaming", () => {
     client.destroy();
     await until(() => !isOpen(path), 5000, "the file to be closed");
     assert.equal((await exchange(fs.port, "GET /hello.txt")).text, HELLO, "still serving");
+  });
+});
+
+// ─── A browser ──────────────────────────────────────────────────────────────
+
+const BROWSER_PAGE = `<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><script src="app.js"></script></head>
+<body>
+<p id="results">pending</p>
+<script>
+(async () => {
+  const results = { script: window.appLoaded };
+  const range = await fetch("hello.txt", { headers: { Range: "bytes=0-4" } });
+  results.range = range.status + " " + await range.text();
+  await (await fetch("hello.txt", { cache: "no-cache" })).text();
+  const again = await fetch("hello.txt", { cache: "no-cache" });
+  results.revalidated = again.status + " " + await again.text();
+  results.hash = await (await fetch("names/" + encodeURIComponent("#?.txt"))).text();
+  const listing = await (await fetch("names/")).text();
+  results.listed = listing.includes('href="%23%3F.txt"');
+  document.getElementById("results").textContent = JSON.stringify(results);
+})().catch((error) => {
+  document.getElementById("results").textContent = "failed: " + error;
+});
+</script>
+</body>
+</html>
+`;
+
+describe("serveDir() in a browser", () => {
+  let site: Site;
+  before(() => {
+    site = makeSite();
+    writeFileSync(join(site.root, "app.html"), BROWSER_PAGE);
+    const padding = Array.from({ length: 200 }, (_, i) => `// padding line ${i}\n`).join("");
+    writeFileSync(join(site.root, "app.js"), `window.appLoaded = "ran";\n${padding}`);
+  });
+  after(() => site.remove());
+
+  test("serveDir() serves headless Chromium: compressed script, range, 304, encoded names", {
+    skip: chromiumPath() === null ? "Chromium is not installed" : false,
+  }, async () => {
+    const seen: string[] = [];
+    const { server, port } = await startServer(async (request) => {
+      const response = await serveDir(request, { root: site.root });
+      const coding = response.headers.get("content-encoding") ?? "identity";
+      seen.push(`${new URL(request.url).pathname} ${response.status} ${coding}`);
+      return response;
+    });
+    try {
+      const dom = await dumpDom(`http://${HOST}:${port}/app.html`, {
+        timeoutMs: 30_000,
+        virtualTimeBudgetMs: 5_000,
+      });
+      const results = dom.match(/<p id="results">(.*?)<\/p>/)?.[1];
+      assert.ok(results?.startsWith("{"), `the results paragraph in ${dom}`);
+      assert.deepEqual(JSON.parse(results!), {
+        script: "ran",
+        range: "206 Hello",
+        revalidated: `200 ${HELLO}`, // the browser shows its cached copy after a 304
+        hash: "hash and question mark\n",
+        listed: true,
+      });
+      assert.ok(seen.some((line) => /^\/app\.js 200 (br|gzip)$/.test(line)), seen.join("\n"));
+      assert.ok(seen.includes("/hello.txt 304 identity"), seen.join("\n"));
+    } finally {
+      await server.shutdown();
+    }
   });
 });
 
