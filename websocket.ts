@@ -708,6 +708,8 @@ interface SocketConfig {
 const CLOSE_TIMEOUT_MS = 5000;
 /** The read buffer; frames larger than this are read into their own buffer. */
 const READ_BUFFER_BYTES = 16 * 1024;
+/** A big frame's buffer starts at this size and doubles as bytes arrive, up to the frame's. */
+const FIRST_BIG_BUFFER_BYTES = 64 * 1024;
 
 /** What the socket sends: frame bytes, a Blob's frame being read, or the order to close TCP. */
 type Outgoing =
@@ -1138,6 +1140,7 @@ export class ServerWebSocket extends EventTarget {
       while (!this.#finished) {
         const big = this.#big;
         if (big === null && this.#end === this.#buf.length) this.#compact();
+        if (big !== null && big.filled === big.payload.length) growPayload(big);
         const target = big === null
           ? this.#buf.subarray(this.#end)
           : big.payload.subarray(big.filled);
@@ -1178,7 +1181,7 @@ export class ServerWebSocket extends EventTarget {
     try {
       const big = this.#big;
       if (big !== null) {
-        if (big.filled < big.payload.length) return;
+        if (big.filled < big.header.length) return;
         this.#big = null;
         applyMask(big.payload, 0, big.payload.length, big.key);
         this.#handleFrame(big.header, big.payload, true);
@@ -1194,9 +1197,10 @@ export class ServerWebSocket extends EventTarget {
         const frameEnd = payloadStart + header.length;
         const key = this.#buf.slice(this.#start + header.maskAt, this.#start + header.maskAt + 4);
         if (header.headerSize + header.length > this.#buf.length) {
-          // Too big for the read buffer: give the payload a buffer of its own.
-          const payload = new Uint8Array(header.length);
+          // Too big for the read buffer: give the payload a buffer of its own,
+          // grown as bytes arrive, so a header alone cannot claim 16 MiB.
           const have = this.#buf.subarray(payloadStart, Math.min(frameEnd, this.#end));
+          const payload = new Uint8Array(Math.min(header.length, FIRST_BIG_BUFFER_BYTES));
           payload.set(have);
           this.#start = this.#end = 0;
           this.#big = { header, key, payload, filled: have.length };
@@ -1393,6 +1397,13 @@ export class ServerWebSocket extends EventTarget {
 }
 
 // ─── 6. Helpers ─────────────────────────────────────────────────────────────
+
+/** Doubles a big frame's buffer, but never past the frame's length, so the last size is exact. */
+function growPayload(big: { header: FrameHeader; payload: Uint8Array; filled: number }): void {
+  const grown = new Uint8Array(Math.min(big.header.length, big.payload.length * 2));
+  grown.set(big.payload.subarray(0, big.filled));
+  big.payload = grown;
+}
 
 /** An unmasked server frame with `payload`, in one buffer. */
 function frameBytes(opcode: number, payload: Uint8Array): Uint8Array {

@@ -695,6 +695,51 @@ describe("ServerWebSocket over raw frames", () => {
     );
   });
 
+  test("close() before the socket opens sends the close right after the 101, and no open event", async () => {
+    let opened = false;
+    await withRaw(
+      async (ws, { seen }) => {
+        const [frame] = await ws.waitFrames(1);
+        assert.deepEqual(closeOf(frame), { code: 4003, reason: "not welcome" });
+        await ws.send(clientFrame(Opcode.Close, encodeClosePayload(4003)));
+        const [event] = await seen.closed();
+        assert.equal(event.wasClean, true);
+        assert.equal(opened, false);
+      },
+      {},
+      (socket) => {
+        socket.onopen = () => opened = true;
+        socket.close(4003, "not welcome");
+      },
+    );
+  });
+
+  test("send() takes strings, ArrayBuffers, views at an offset and Blobs, in order", async () => {
+    await withRaw(
+      async (ws) => {
+        const frames = await ws.waitFrames(5);
+        assert.deepEqual(frames.map((frame) => frame.opcode), [1, 2, 2, 2, 2]);
+        assert.equal(decoder.decode(frames[0].payload), "text");
+        assert.deepEqual([...frames[1].payload], [1, 2]);
+        assert.deepEqual([...frames[2].payload], [12, 13, 14]);
+        assert.deepEqual([...frames[3].payload], [0, 0, 1, 0]);
+        assert.deepEqual([...frames[4].payload], [98, 108, 111, 98]);
+      },
+      {},
+      (socket) => {
+        socket.onopen = () => {
+          socket.send("text");
+          socket.send(new Uint8Array([1, 2]).buffer);
+          socket.send(new Uint8Array([10, 11, 12, 13, 14, 15]).subarray(2, 5));
+          const view = new DataView(new ArrayBuffer(8), 2, 4);
+          view.setUint16(2, 256);
+          socket.send(view);
+          socket.send(new Blob(["blob"]));
+        };
+      },
+    );
+  });
+
   test("close() validates its code and reason like a browser", async () => {
     await withRaw((_ws, { seen }) => {
       const socket = seen.sockets[0];
