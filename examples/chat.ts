@@ -5,7 +5,7 @@
  *
  * ```sh
  * deno run --allow-net --allow-read main.ts examples/chat.ts   # http://localhost:8888/
- * npx brick examples/chat.js                                   # from the npm package
+ * node npm/main.js npm/examples/chat.js                        # Node, after deno task build:npm
  * ```
  *
  * `GET /` is the page; `GET /ws?name=Ann` joins the chat as Ann. The server
