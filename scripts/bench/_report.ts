@@ -162,7 +162,9 @@ export type Target =
 
 /** One line of a target table: a figure of one server, against another server or a limit. */
 export interface Check {
+  /** The scenario whose measurements are checked. */
   scenario: string;
+  /** The figure checked. */
   metric: Metric;
   /** The server checked. */
   server: string;
