@@ -204,4 +204,5 @@ const PAGE_HEADERS = {
 };
 
 /** The chat served by `brick examples/chat.ts`. */
-export default createChat();
+const chat: ChatApp = createChat();
+export default chat;
