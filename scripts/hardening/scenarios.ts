@@ -1,0 +1,454 @@
+/**
+ * Attacks on a running brick server, each sized by its caller: the hardening
+ * tests run them small enough for CI, `scripts/stress.ts` at full size. Each
+ * returns figures (latencies, memory, times) rather than asserting, so that
+ * the tests assert and the stress run prints.
+ *
+ * Only node:net and web APIs on the client side, so the same code drives the
+ * server from Deno, Node and Bun.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { startTarget } from "./harness.ts";
+ * import { slowloris } from "./scenarios.ts";
+ *
+ * await using target = await startTarget({ readHeaderTimeout: 2000 });
+ * const figures = await slowloris(target.port, { connections: 200, readHeaderTimeout: 2000 });
+ * console.log(figures.latency.p99);
+ * ```
+ *
+ * @module
+ */
+
+import net from "node:net";
+import { spawn } from "node:child_process";
+import { HOST, parseResponses, RawClient } from "../../_test_utils.ts";
+import type { ProcessStats, Target } from "./harness.ts";
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// ─── Latency ────────────────────────────────────────────────────────────────
+
+/** Latency figures in milliseconds. */
+export interface Latency {
+  /** Requests answered. */
+  count: number;
+  /** Median. */
+  p50: number;
+  /** 99th percentile. */
+  p99: number;
+  /** Slowest. */
+  max: number;
+  /** Requests that failed (no 200), with why. */
+  failures: string[];
+}
+
+/** The `p`-th percentile (0–100) of `values`, by nearest rank. */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/**
+ * One GET on a new connection with `Connection: close`; resolves to the
+ * milliseconds from connect to the complete response, or rejects with why it
+ * was not a 200.
+ *
+ * @param port The server's port on 127.0.0.1.
+ * @param path The path to ask for.
+ * @param ms Give up after this long.
+ */
+export function timedRequest(port: number, path = "/", ms = 5000): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    const socket = net.connect({ host: HOST, port });
+    const timer = setTimeout(() => fail(new Error(`No response within ${ms} ms`)), ms);
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    socket.setNoDelay(true);
+    socket.on("connect", () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    });
+    socket.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    socket.on("error", fail);
+    socket.on("close", () => {
+      clearTimeout(timer);
+      try {
+        const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const chunk of chunks) bytes.set(chunk, (at += chunk.length) - chunk.length);
+        const [response] = parseResponses(bytes);
+        if (response?.status !== 200) throw new Error(`Status ${response?.status}`);
+        resolve(performance.now() - started);
+      } catch (error) {
+        reject(error);
+      }
+    });
+  });
+}
+
+/**
+ * Sends requests from `clients` sequential clients until `stop()` holds, and
+ * measures each one's latency.
+ *
+ * @param port The server's port.
+ * @param clients How many clients run at once.
+ * @param stop Checked before each request.
+ * @param pauseMs Pause between one client's requests.
+ */
+export async function measureLatency(
+  port: number,
+  clients: number,
+  stop: () => boolean,
+  pauseMs = 5,
+): Promise<Latency> {
+  const times: number[] = [];
+  const failures: string[] = [];
+  const client = async () => {
+    while (!stop()) {
+      try {
+        times.push(await timedRequest(port));
+      } catch (error) {
+        failures.push((error as Error).message);
+      }
+      await delay(pauseMs);
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, client));
+  return {
+    count: times.length,
+    p50: percentile(times, 50),
+    p99: percentile(times, 99),
+    max: Math.max(...times),
+    failures,
+  };
+}
+
+// ─── Slowloris ──────────────────────────────────────────────────────────────
+
+/** Options for {@linkcode slowloris}. */
+export interface SlowlorisOptions {
+  /** Connections that dribble header bytes. */
+  connections: number;
+  /** The server's readHeaderTimeout in ms, which should end each of them. */
+  readHeaderTimeout: number;
+  /** Pause between one connection's bytes. @default {200} */
+  byteEveryMs?: number;
+  /** Clients that send normal requests meanwhile. @default {4} */
+  normalClients?: number;
+}
+
+/** What {@linkcode slowloris} saw. */
+export interface SlowlorisFigures {
+  /** Normal requests while the slow connections were open. */
+  latency: Latency;
+  /** How each slow connection ended: "408", "close" (no bytes), or what else came. */
+  endings: Record<string, number>;
+  /** Milliseconds from each slow connection's start to its close: the earliest and latest. */
+  closedAfterMs: { min: number; max: number };
+  /** Slow connections still open when the scenario gave up. */
+  stillOpen: number;
+}
+
+/**
+ * Opens `connections` connections that each send a request head one byte at
+ * a time, never finishing it, while normal clients keep requesting. Ends once
+ * every slow connection is closed (or after three readHeaderTimeouts).
+ *
+ * @param port The server's port.
+ * @param options Sizes and timing.
+ * @returns Latencies of the normal requests and how the slow connections ended.
+ */
+export async function slowloris(
+  port: number,
+  options: SlowlorisOptions,
+): Promise<SlowlorisFigures> {
+  const { connections, readHeaderTimeout, byteEveryMs = 200, normalClients = 4 } = options;
+  const head = "GET / HTTP/1.1\r\nHost: x\r\nX-Dribble: " + "a".repeat(100_000);
+  const slow: { client: RawClient; started: number; closedAt: number }[] = [];
+  const open = async () => {
+    // The server's deadline starts at accept, after the connect began.
+    const started = performance.now();
+    slow.push({ client: await RawClient.connect(port), started, closedAt: 0 });
+  };
+  for (let i = 0; i < connections; i += 100) {
+    await Promise.all(Array.from({ length: Math.min(100, connections - i) }, open));
+  }
+  let done = false;
+  const dribble = async (entry: (typeof slow)[number]) => {
+    // Spread the bytes of all connections over the interval.
+    await delay(Math.random() * byteEveryMs);
+    for (let i = 0; i < head.length && !entry.client.closed && !done; i++) {
+      await entry.client.write(head[i]).catch(() => {});
+      await delay(byteEveryMs);
+    }
+  };
+  const watchers = slow.map((entry) =>
+    entry.client.waitClosed(readHeaderTimeout * 3).then(
+      () => entry.closedAt = performance.now(),
+      () => {},
+    )
+  );
+  const dribbling = slow.map(dribble);
+  const latency = measureLatency(port, normalClients, () => done);
+  await Promise.all(watchers);
+  done = true;
+  await Promise.all(dribbling);
+  const endings: Record<string, number> = {};
+  const closedAfter: number[] = [];
+  let stillOpen = 0;
+  for (const { client, started, closedAt } of slow) {
+    if (!closedAt) stillOpen++;
+    else closedAfter.push(closedAt - started);
+    let ending: string;
+    try {
+      const responses = parseResponses(client.received);
+      ending = responses.length === 0 ? "close" : responses.map((r) => r.status).join("+");
+    } catch (error) {
+      ending = `malformed: ${(error as Error).message}`;
+    }
+    endings[ending] = (endings[ending] ?? 0) + 1;
+    client.destroy();
+  }
+  return {
+    latency: await latency,
+    endings,
+    closedAfterMs: { min: Math.min(...closedAfter), max: Math.max(...closedAfter) },
+    stillOpen,
+  };
+}
+
+// ─── Slow and fast readers ──────────────────────────────────────────────────
+
+/** What {@linkcode slowReader} saw. */
+export interface SlowReaderFigures {
+  /** Bytes the client received before the server closed. */
+  received: number;
+  /** Milliseconds from the request to the server's close; NaN if it never closed. */
+  closedAfterMs: number;
+  /** The target's memory before the request, while the reader stalled, and after the close. */
+  stats: { before: ProcessStats | null; stalled: ProcessStats | null; after: ProcessStats | null };
+}
+
+/**
+ * Asks the target for a `bytes`-long stream, reads the first `readFirst`
+ * bytes, then stops reading (the socket is paused) until the server closes
+ * the connection, which its writeTimeout should do.
+ *
+ * @param target The target, started with a writeTimeout.
+ * @param bytes The stream's length.
+ * @param readFirst How much to read before stalling.
+ * @param waitMs How long to wait for the close.
+ */
+export async function slowReader(
+  target: Target,
+  bytes: number,
+  readFirst: number,
+  waitMs: number,
+): Promise<SlowReaderFigures> {
+  // Warm up: the runtime's first connection and stream open file descriptors
+  // and allocate memory for good; that is not what this measures.
+  await timedRequest(target.port, "/stream?n=1048576");
+  await delay(100);
+  const before = target.stats();
+  const client = await RawClient.connect(target.port);
+  try {
+    const started = performance.now();
+    await client.write(`GET /stream?n=${bytes}&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await client.waitFor(() => client.received.length >= readFirst, `${readFirst} bytes`, waitMs);
+    client.socket.pause();
+    // Let the server fill every buffer it will, then look at its memory.
+    await delay(Math.min(1000, waitMs / 4));
+    const stalled = target.stats();
+    let closedAfterMs = NaN;
+    const closed = new Promise<void>((resolve) => client.socket.once("close", () => resolve()));
+    // A paused socket only notices the close once it reads again: peek at the
+    // server's side instead, then resume to let the close through.
+    const deadline = started + waitMs;
+    while (performance.now() < deadline) {
+      const stats = target.stats();
+      if (stats && before && stats.fds <= before.fds) break;
+      if (!stats) break;
+      await delay(20);
+    }
+    closedAfterMs = performance.now() - started;
+    client.socket.resume();
+    await Promise.race([closed, delay(waitMs)]);
+    if (!client.closed) closedAfterMs = NaN;
+    return {
+      received: client.received.length,
+      closedAfterMs,
+      stats: { before, stalled, after: target.stats() },
+    };
+  } finally {
+    client.destroy();
+  }
+}
+
+/** What {@linkcode fastReader} saw. */
+export interface FastReaderFigures {
+  /** Milliseconds from the request to the server's close of the endless stream. */
+  closedAfterMs: number;
+  /** Bytes received meanwhile. */
+  received: number;
+  /** Normal requests sent meanwhile. */
+  latency: Latency;
+}
+
+/**
+ * Downloads an endless stream as fast as the client can while one client
+ * sends normal requests; the server's writeTimeout must end the stream, and
+ * the normal requests must not wait for it.
+ *
+ * @param port The target's port; the target runs with a writeTimeout.
+ * @param waitMs Give up waiting for the close after this long.
+ */
+export async function fastReader(port: number, waitMs: number): Promise<FastReaderFigures> {
+  const client = await RawClient.connect(port);
+  let received = 0;
+  client.socket.removeAllListeners("data"); // count, do not keep: it is hundreds of MiB
+  client.socket.on("data", (chunk: Uint8Array) => received += chunk.length);
+  try {
+    const started = performance.now();
+    await client.write(`GET /stream?n=${2 ** 40}&chunk=700 HTTP/1.1\r\nHost: x\r\n\r\n`);
+    let closedAt = NaN;
+    const closed = client.waitClosed(waitMs).then(() => closedAt = performance.now(), () => {});
+    const latency = measureLatency(
+      port,
+      1,
+      () => client.closed || performance.now() > started + waitMs,
+      50,
+    );
+    await closed;
+    return { closedAfterMs: closedAt - started, received, latency: await latency };
+  } finally {
+    client.destroy();
+  }
+}
+
+// ─── Floods ─────────────────────────────────────────────────────────────────
+
+/** What {@linkcode flood} saw. */
+export interface FloodFigures {
+  /** Connections that got a 200. */
+  answered: number;
+  /** What went wrong on the others, by message. */
+  failures: Record<string, number>;
+  /** Milliseconds from the first connect to the last response. */
+  ms: number;
+  /** The target's open file descriptors with every connection open. */
+  peakFds: number | null;
+}
+
+/**
+ * Opens `connections` connections (at most `batch` connecting at once), sends
+ * a GET on each and keeps each open after its response, so that all of them
+ * are open together; then closes them all.
+ *
+ * @param target The target.
+ * @param connections How many connections.
+ * @param batch How many connect at once.
+ */
+export async function flood(
+  target: Target,
+  connections: number,
+  batch = 500,
+): Promise<FloodFigures> {
+  const clients: RawClient[] = [];
+  const failures: Record<string, number> = {};
+  const fail = (why: string) => failures[why] = (failures[why] ?? 0) + 1;
+  let answered = 0;
+  const started = performance.now();
+  const one = async () => {
+    let client: RawClient;
+    try {
+      client = await RawClient.connect(target.port);
+    } catch (error) {
+      return fail(`connect: ${(error as { code?: string }).code ?? (error as Error).message}`);
+    }
+    clients.push(client);
+    try {
+      await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      const [response] = await client.responses(1, { ms: 30_000 });
+      if (response.status === 200) answered++;
+      else fail(`status ${response.status}`);
+    } catch (error) {
+      fail((error as Error).message.slice(0, 80));
+    }
+  };
+  try {
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(batch, connections) }, async () => {
+      while (next < connections) {
+        next++;
+        await one();
+      }
+    }));
+    const ms = performance.now() - started;
+    return { answered, failures, ms, peakFds: target.stats()?.fds ?? null };
+  } finally {
+    for (const client of clients) client.destroy();
+  }
+}
+
+// ─── Shutdown under wrk ─────────────────────────────────────────────────────
+
+/** What wrk reported. */
+export interface WrkFigures {
+  /** Responses wrk received. */
+  requests: number;
+  /** wrk's socket errors by kind. */
+  errors: { connect: number; read: number; write: number; timeout: number };
+  /** Responses that were not 2xx or 3xx. */
+  non2xx: number;
+  /** wrk's whole output. */
+  output: string;
+}
+
+/** Whether wrk is installed. */
+export function hasWrk(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn("wrk", ["--version"], { stdio: "ignore" });
+    child.on("error", () => resolve(false));
+    child.on("exit", () => resolve(true));
+  });
+}
+
+/**
+ * Runs wrk against `url` and parses its summary.
+ *
+ * @param url The URL to load.
+ * @param args wrk's options, such as `["-t2", "-c64", "-d3s"]`.
+ */
+export function runWrk(url: string, args: string[]): Promise<WrkFigures> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("wrk", [...args, url], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout!.on("data", (chunk: Uint8Array) => output += new TextDecoder().decode(chunk));
+    child.stderr!.on("data", (chunk: Uint8Array) => output += new TextDecoder().decode(chunk));
+    child.on("error", reject);
+    child.on("exit", () => {
+      const requests = Number(output.match(/(\d+) requests in/)?.[1]);
+      const errors = output.match(
+        /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/,
+      );
+      if (!Number.isFinite(requests)) return reject(new Error(`Unexpected wrk output: ${output}`));
+      resolve({
+        requests,
+        errors: {
+          connect: Number(errors?.[1] ?? 0),
+          read: Number(errors?.[2] ?? 0),
+          write: Number(errors?.[3] ?? 0),
+          timeout: Number(errors?.[4] ?? 0),
+        },
+        non2xx: Number(output.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0),
+        output,
+      });
+    });
+  });
+}
