@@ -6,6 +6,8 @@
 // per byte, so "\xff" in a request is the single byte 0xFF.
 
 import net from "node:net";
+import { execFile } from "node:child_process";
+import process from "node:process";
 import { type Handler, serve, type ServeOptions, type Server } from "./mod.ts";
 
 /** Where every test server listens. */
@@ -598,4 +600,33 @@ export async function capturing(
   } finally {
     console[method] = original;
   }
+}
+
+/** Runs `command` with `args`; resolves to its stdout, or rejects with its stderr. */
+export function run(
+  command: string,
+  args: string[],
+  options: { timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, {
+      timeout: options.timeoutMs ?? 10_000,
+      env: options.env ? { ...process.env, ...options.env } : undefined,
+      maxBuffer: 64 * 1024 * 1024,
+    }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} failed: ${error.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Why a test that needs `command` must skip, or false when it is installed. */
+export function missing(command: string, versionFlag = "--version"): Promise<string | false> {
+  return new Promise((resolve) =>
+    execFile(
+      command,
+      [versionFlag],
+      (error) => resolve(error ? `${command} is not installed` : false),
+    )
+  );
 }

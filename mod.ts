@@ -34,6 +34,8 @@
  */
 
 import * as net from "node:net";
+import * as tls from "node:tls";
+import { lstatSync, rmSync } from "node:fs";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -43,14 +45,25 @@ export interface NetAddr {
   hostname: string;
   /** The TCP port number. */
   port: number;
-  /** Always `"tcp"` for brick's HTTP/1.1 server. */
+  /** `"tcp"`, also for TLS. */
   transport: "tcp";
 }
 
+/** The address of a Unix domain socket: where the server listens or a client is. */
+export interface UnixAddr {
+  /** The socket file's path; empty for a client, which has no name. */
+  path: string;
+  /** Always `"unix"`. */
+  transport: "unix";
+}
+
+/** A TCP or Unix domain socket address. */
+export type Addr = NetAddr | UnixAddr;
+
 /** What brick tells the handler about a request besides the request itself. */
-export interface ServeInfo {
+export interface ServeInfo<A extends Addr = NetAddr> {
   /** The address of the client that sent the request. */
-  remoteAddr: NetAddr;
+  remoteAddr: A;
   /**
    * Resolves once the response has been fully written to the socket; rejects
    * if the client went away first.
@@ -66,9 +79,9 @@ export interface ServeInfo {
  * @param info The client's address and a promise for the end of the response.
  * @returns The response, or a promise of it.
  */
-export type Handler = (
+export type Handler<A extends Addr = NetAddr> = (
   request: Request,
-  info: ServeInfo,
+  info: ServeInfo<A>,
 ) => Response | Promise<Response>;
 
 /** Options for {@linkcode serve}. Names and defaults follow `Deno.serve` and Go's net/http. */
@@ -88,11 +101,28 @@ export interface ServeOptions {
    * @default {"0.0.0.0"}
    */
   hostname?: string;
+  /**
+   * A TLS certificate chain in PEM form (the text, not a file path): with
+   * `key`, the server speaks HTTPS. Read a file with
+   * `Deno.readTextFileSync("cert.pem")` or `fs.readFileSync("cert.pem", "utf8")`.
+   */
+  cert?: string;
+  /** The private key of `cert`, in PEM form. Needed whenever `cert` is given. */
+  key?: string;
+  /**
+   * Sets `SO_REUSEPORT`, so that several processes can listen on the same
+   * port and the kernel spreads connections among them (Linux, BSDs). Needs
+   * Deno, Bun, or Node 22.12 or later; on older Node, use `node:cluster`,
+   * whose workers share one listening socket, instead.
+   *
+   * @default {false}
+   */
+  reusePort?: boolean;
   /** Aborting this signal shuts the server down gracefully, like {@linkcode Server.shutdown}. */
   signal?: AbortSignal;
   /**
    * Called once the server listens. The default prints one line,
-   * `Listening on http://<hostname>:<port>/`.
+   * `Listening on http://<hostname>:<port>/` (`https://` with TLS).
    */
   onListen?: (addr: NetAddr) => void;
   /**
@@ -184,10 +214,32 @@ export interface ServeOptions {
   shutdownTimeout?: number;
 }
 
+/**
+ * Options for a server on a Unix domain socket: those of
+ * {@linkcode ServeOptions} without the TCP ones, and the socket's `path`.
+ */
+export interface ServeUnixOptions
+  extends Omit<ServeOptions, "port" | "hostname" | "cert" | "key" | "reusePort" | "onListen"> {
+  /**
+   * The socket file to listen on. A file left there by a server that is no
+   * longer running is replaced; a live server's is not (the call fails). The
+   * file is removed when the server shuts down.
+   */
+  path: string;
+  /** Called once the server listens. The default prints `Listening on unix:<path>`. */
+  onListen?: (addr: UnixAddr) => void;
+}
+
+/** {@linkcode ServeUnixOptions} with the handler given as a member. */
+export interface ServeUnixInit extends ServeUnixOptions {
+  /** The fetch handler that answers each request. */
+  handler: Handler<UnixAddr>;
+}
+
 /** A running server, as returned by {@linkcode serve}. */
-export interface Server extends AsyncDisposable {
+export interface Server<A extends Addr = NetAddr> extends AsyncDisposable {
   /** The address the server listens on, with the real port when `port` was 0. */
-  readonly addr: NetAddr;
+  readonly addr: A;
   /** Resolves once the server has shut down and every connection is closed. */
   readonly finished: Promise<void>;
   /**
@@ -403,15 +455,20 @@ const badRequest = (why: string) => new HttpError(400, why);
 // exists, `node:net` elsewhere (Node and Bun). One source file then serves
 // every runtime, and the engine above this section is byte for byte the same.
 
-/** A host and port, as a transport reports them. */
-interface SocketAddr {
-  hostname: string;
-  port: number;
+/** Where and how to listen, resolved from the options. */
+type ListenSpec =
+  | { transport: "tcp"; hostname: string; port: number; reusePort: boolean; tls: TlsPem | null }
+  | { transport: "unix"; path: string };
+
+/** A certificate chain and its private key, PEM text. */
+interface TlsPem {
+  cert: string;
+  key: string;
 }
 
-/** A connected TCP socket, as the engine uses it. */
+/** A connected socket (TCP, TLS or Unix), as the engine uses it. */
 interface Conn {
-  readonly remoteAddr: SocketAddr;
+  readonly remoteAddr: Addr;
   /** Reads into `buffer`; resolves to the byte count, or null at end of stream. */
   read(buffer: Uint8Array): Promise<number | null>;
   /**
@@ -424,10 +481,10 @@ interface Conn {
   close(): void;
 }
 
-/** A listening TCP socket, as the engine uses it. */
+/** A listening socket, as the engine uses it. */
 interface Listener {
   /** Where it listens; on Node and Bun, known once `ready` resolves. */
-  readonly addr: SocketAddr;
+  readonly addr: Addr;
   /** Resolves once listening; rejects with a readable error when binding failed. */
   readonly ready: Promise<void>;
   /** True when the address was bound before the constructor returned. */
@@ -440,27 +497,73 @@ interface Listener {
 type DenoRuntime = typeof Deno;
 const deno: DenoRuntime | undefined = (globalThis as { Deno?: DenoRuntime }).Deno;
 
-function listenTcp(hostname: string, port: number): Listener {
-  return deno ? new DenoListener(deno, hostname, port) : new NodeListener(hostname, port);
+/**
+ * Opens the listener `spec` describes. A Unix socket path is freed first
+ * when a dead server left its file behind, which takes a connection attempt.
+ */
+function listen(spec: ListenSpec, handshakeTimeout: number): Listener {
+  if (spec.transport === "unix") {
+    const placeholder: Addr = { path: spec.path, transport: "unix" };
+    const opening = freeUnixPath(spec.path).then(() => listenNow(spec, handshakeTimeout));
+    return new DeferredListener(placeholder, opening);
+  }
+  return listenNow(spec, handshakeTimeout);
 }
 
-/** `Deno.listen`, whose connections already have the {@linkcode Conn} shape. */
+function listenNow(spec: ListenSpec, handshakeTimeout: number): Listener {
+  return deno ? DenoListener.open(deno, spec) : new NodeListener(spec, handshakeTimeout);
+}
+
+/** `Deno.listen` or `Deno.listenTls`, whose connections already have the {@linkcode Conn} shape. */
 class DenoListener implements Listener {
-  readonly addr: SocketAddr;
+  readonly addr: Addr;
   readonly ready: Promise<void> = Promise.resolve();
   readonly bound = true;
   #listener: Deno.Listener;
+  #unixPath: string | null;
 
-  constructor(readonly runtime: DenoRuntime, hostname: string, port: number) {
-    this.#listener = runtime.listen({ hostname, port, transport: "tcp" });
-    this.addr = this.#listener.addr as Deno.NetAddr;
+  constructor(readonly runtime: DenoRuntime, listener: Deno.Listener, unixPath: string | null) {
+    this.#listener = listener;
+    this.#unixPath = unixPath;
+    this.addr = toAddr(listener.addr);
+  }
+
+  static open(runtime: DenoRuntime, spec: ListenSpec): DenoListener {
+    if (spec.transport === "unix") {
+      return new DenoListener(
+        runtime,
+        runtime.listen({ transport: "unix", path: spec.path }),
+        spec.path,
+      );
+    }
+    const { hostname, port, reusePort, tls } = spec;
+    if (tls === null) {
+      return new DenoListener(
+        runtime,
+        runtime.listen({ hostname, port, reusePort, transport: "tcp" }),
+        null,
+      );
+    }
+    try {
+      return new DenoListener(
+        runtime,
+        runtime.listenTls({ hostname, port, reusePort, ...tls }),
+        null,
+      );
+    } catch (error) {
+      const errors = runtime.errors;
+      const bindFailed = error instanceof errors.AddrInUse ||
+        error instanceof errors.AddrNotAvailable ||
+        error instanceof errors.PermissionDenied || error instanceof errors.NotCapable;
+      throw bindFailed ? error : tlsSetupError(error);
+    }
   }
 
   async accept(): Promise<Conn | null> {
     try {
-      const conn = await this.#listener.accept() as Deno.TcpConn;
-      conn.setNoDelay(true);
-      return conn;
+      const conn = await this.#listener.accept();
+      (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
+      return conn as unknown as Conn; // a TCP, TLS or Unix connection: its remoteAddr fits Addr
     } catch (error) {
       if (error instanceof this.runtime.errors.BadResource) return null;
       throw error;
@@ -469,37 +572,46 @@ class DenoListener implements Listener {
 
   close(): void {
     this.#listener.close();
+    if (this.#unixPath !== null) removeSocketFile(this.#unixPath);
   }
 }
 
-/** A `node:net` server turned into a pull-style listener. */
+/** A `node:net` (or `node:tls`) server turned into a pull-style listener. */
 class NodeListener implements Listener {
-  addr: SocketAddr;
+  addr: Addr;
   readonly ready: Promise<void>;
   readonly bound = false;
   #server: net.Server;
+  #unix: boolean;
   #arrived: net.Socket[] = [];
   #waiting: ((conn: Conn | null) => void) | null = null;
   #closed = false;
 
-  constructor(hostname: string, port: number) {
-    this.addr = { hostname, port };
-    // allowHalfOpen: a client's FIN must not end our side before the response is out.
-    this.#server = net.createServer(
-      { noDelay: true, allowHalfOpen: true },
-      (socket) => this.#arrive(socket),
-    );
+  constructor(spec: ListenSpec, handshakeTimeout: number) {
+    this.#unix = spec.transport === "unix";
+    this.addr = spec.transport === "unix"
+      ? { path: spec.path, transport: "unix" }
+      : { hostname: spec.hostname, port: spec.port, transport: "tcp" };
+    this.#server = createNodeServer(spec, handshakeTimeout, (socket) => this.#arrive(socket));
+    const where = spec.transport === "unix" ? spec.path : `${spec.hostname}:${spec.port}`;
     this.ready = new Promise((resolve, reject) => {
       this.#server.once("listening", () => {
         if (this.#closed) this.#server.close(); // shut down while binding
-        const { address, port } = this.#server.address() as net.AddressInfo;
-        this.addr = { hostname: address, port };
+        if (!this.#unix) {
+          const { address, port } = this.#server.address() as net.AddressInfo;
+          this.addr = { hostname: address, port, transport: "tcp" };
+        }
         this.#server.on("error", (error) => reportError(error, "The listener failed"));
         resolve();
       });
-      this.#server.once("error", (error) => reject(listenError(error, hostname, port)));
+      this.#server.once("error", (error) => {
+        reject(isTlsSetupError(spec, error) ? tlsSetupError(error) : listenError(error, where));
+      });
     });
-    this.#server.listen({ port, host: hostname });
+    if (spec.transport === "unix") this.#server.listen({ path: spec.path });
+    else {
+      this.#server.listen({ port: spec.port, host: spec.hostname, reusePort: spec.reusePort });
+    }
   }
 
   #arrive(socket: net.Socket): void {
@@ -508,7 +620,7 @@ class NodeListener implements Listener {
     } else if (this.#waiting) {
       const waiting = this.#waiting;
       this.#waiting = null;
-      waiting(new NodeConn(socket));
+      waiting(new NodeConn(socket, this.#unix));
     } else {
       this.#arrived.push(socket);
     }
@@ -516,7 +628,7 @@ class NodeListener implements Listener {
 
   accept(): Promise<Conn | null> {
     const socket = this.#arrived.shift();
-    if (socket) return Promise.resolve(new NodeConn(socket));
+    if (socket) return Promise.resolve(new NodeConn(socket, this.#unix));
     if (this.#closed) return Promise.resolve(null);
     return new Promise((resolve) => this.#waiting = resolve);
   }
@@ -527,11 +639,134 @@ class NodeListener implements Listener {
     this.#waiting?.(null);
     this.#waiting = null;
     for (const socket of this.#arrived.splice(0)) socket.destroy();
+    if (this.#unix) removeSocketFile((this.addr as UnixAddr).path);
   }
 }
 
+/** A `node:net` server, or a `node:tls` one that hands over sockets once their handshake is done. */
+function createNodeServer(
+  spec: ListenSpec,
+  handshakeTimeout: number,
+  onSocket: (socket: net.Socket) => void,
+): net.Server {
+  // allowHalfOpen: a client's FIN must not end our side before the response is out.
+  const options = { noDelay: true, allowHalfOpen: true };
+  if (spec.transport === "unix" || spec.tls === null) return net.createServer(options, onSocket);
+  let server: tls.Server;
+  try {
+    server = tls.createServer({ ...options, ...spec.tls, handshakeTimeout }, onSocket);
+  } catch (error) {
+    throw tlsSetupError(error);
+  }
+  // A failed or timed-out handshake (a plain-HTTP client, say) concerns that
+  // client only; Node leaves closing its socket to the listener.
+  server.on("tlsClientError", (_error, socket) => socket.destroy());
+  return server;
+}
+
+/** A server that opens its real listener later (a Unix socket path must be freed first). */
+class DeferredListener implements Listener {
+  addr: Addr;
+  readonly ready: Promise<void>;
+  readonly bound = false;
+  #inner: Listener | null = null;
+  #closed = false;
+
+  constructor(placeholder: Addr, opening: Promise<Listener>) {
+    this.addr = placeholder;
+    this.ready = opening.then(async (inner) => {
+      if (this.#closed) return inner.close();
+      this.#inner = inner;
+      await inner.ready;
+      this.addr = inner.addr;
+    });
+  }
+
+  async accept(): Promise<Conn | null> {
+    await this.ready;
+    return this.#inner === null || this.#closed ? null : this.#inner.accept();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#inner?.close();
+  }
+}
+
+/**
+ * Frees a Unix socket path for listening: nothing there is fine; a socket
+ * file that no server answers on is a dead server's and is removed; a live
+ * server's socket, or any other kind of file, is an error.
+ */
+async function freeUnixPath(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  if (!isSocket) {
+    throw Object.assign(
+      new Error(
+        `Cannot listen on ${path}: a file that is not a socket is in the way; ` +
+          "remove it or choose another path",
+      ),
+      { code: "EEXIST" },
+    );
+  }
+  if (await unixSocketAnswers(path)) {
+    throw Object.assign(
+      new Error(
+        `Cannot listen on ${path}: address already in use (a running server listens there)`,
+      ),
+      { code: "EADDRINUSE" },
+    );
+  }
+  removeSocketFile(path);
+}
+
+/** Whether a server accepts connections on the Unix socket at `path`. */
+function unixSocketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ path });
+    const settle = (alive: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(alive);
+    };
+    // A server too busy to accept within a second is still alive.
+    const timer = setTimeout(() => settle(true), 1000);
+    socket.once("connect", () => settle(true));
+    socket.once("error", () => settle(false));
+  });
+}
+
+function removeSocketFile(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch { /* someone else removed or replaced it */ }
+}
+
+/** Whether a listen error is about the certificate or key (Bun reports them at listen). */
+function isTlsSetupError(spec: ListenSpec, error: Error & { code?: string }): boolean {
+  if (spec.transport !== "tcp" || spec.tls === null) return false;
+  return /SSL|PEM|certificate|private key/i.test(error.message) ||
+    (error.code ?? "").startsWith("ERR_OSSL");
+}
+
+/** A certificate or key that the TLS library refused, in words that say what to check. */
+function tlsSetupError(error: unknown): Error {
+  const why = error instanceof Error ? error.message : String(error);
+  return new TypeError(
+    `Cannot use the TLS certificate and key: ${why}. Pass the PEM text of both ` +
+      '("-----BEGIN CERTIFICATE-----…" and "-----BEGIN PRIVATE KEY-----…"), not file paths, ' +
+      "and check that the key belongs to the certificate",
+    { cause: error },
+  );
+}
+
 /** Node's bind errors, in the words Deno uses, with the code kept. */
-function listenError(error: Error & { code?: string }, hostname: string, port: number): Error {
+function listenError(error: Error & { code?: string }, where: string): Error {
   const why = error.code === "EADDRINUSE"
     ? "address already in use"
     : error.code === "EACCES"
@@ -540,7 +775,7 @@ function listenError(error: Error & { code?: string }, hostname: string, port: n
     ? "address not available"
     : error.message;
   return Object.assign(
-    new Error(`Cannot listen on ${hostname}:${port}: ${why}`, { cause: error }),
+    new Error(`Cannot listen on ${where}: ${why}`, { cause: error }),
     {
       code: error.code,
     },
@@ -556,21 +791,25 @@ const NODE_PAUSE_BYTES = 65_536;
  * handler that does not read the body holds the client back.
  */
 class NodeConn implements Conn {
-  readonly remoteAddr: SocketAddr;
+  readonly remoteAddr: Addr;
   #socket: net.Socket;
   #chunks: Uint8Array[] = [];
   #queued = 0;
   #ended = false;
   #failure: Error | null = null;
+  /** Callbacks of writes (and the end) that the socket has not called yet. */
+  #unsettled = new Set<(error?: Error | null) => void>();
   #reader: {
     buffer: Uint8Array;
     resolve(n: number | null): void;
     reject(error: Error): void;
   } | null = null;
 
-  constructor(socket: net.Socket) {
+  constructor(socket: net.Socket, unix: boolean) {
     this.#socket = socket;
-    this.remoteAddr = { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+    this.remoteAddr = unix
+      ? { path: "", transport: "unix" }
+      : { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0, transport: "tcp" };
     socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
     socket.on("end", () => {
       this.#ended = true;
@@ -584,6 +823,7 @@ class NodeConn implements Conn {
     socket.on("close", () => {
       if (!this.#ended) this.#failure ??= new Error("The socket closed");
       this.#settleReader();
+      this.#settleWrites();
     });
   }
 
@@ -637,12 +877,35 @@ class NodeConn implements Conn {
   write(data: Uint8Array): Promise<number> {
     // Node keeps a reference to `data` until its callback: resolve only then.
     return new Promise((resolve, reject) => {
-      this.#socket.write(data, (error) => error ? reject(error) : resolve(data.length));
+      const settle = (error?: Error | null) => {
+        this.#unsettled.delete(settle);
+        if (error) reject(error);
+        else resolve(data.length);
+      };
+      this.#unsettled.add(settle);
+      this.#socket.write(data, settle);
     });
   }
 
   closeWrite(): Promise<void> {
-    return new Promise((resolve) => this.#socket.end(resolve));
+    return new Promise((resolve) => {
+      const settle = () => {
+        this.#unsettled.delete(settle);
+        resolve();
+      };
+      this.#unsettled.add(settle);
+      this.#socket.end(settle);
+    });
+  }
+
+  /**
+   * Settles writes whose callbacks will never come: a socket that closed
+   * before flushing them (seen on Bun) must not leave a writer waiting.
+   */
+  #settleWrites(): void {
+    if (this.#unsettled.size === 0) return;
+    const error = this.#failure ?? new Error("The socket closed");
+    for (const settle of [...this.#unsettled]) settle(error);
   }
 
   close(): void {
@@ -666,8 +929,12 @@ function isPerConnectionError(error: unknown): boolean {
     code === "EPROTO" || code === "EPERM";
 }
 
-function toNetAddr(addr: SocketAddr): NetAddr {
-  return { hostname: addr.hostname, port: addr.port, transport: "tcp" };
+/** A runtime's address object as brick's {@linkcode Addr}. */
+function toAddr(
+  addr: { transport?: string; hostname?: string; port?: number; path?: string },
+): Addr {
+  if (addr.transport === "unix") return { path: addr.path ?? "", transport: "unix" };
+  return { hostname: addr.hostname ?? "", port: addr.port ?? 0, transport: "tcp" };
 }
 
 // ─── 5. Connections ─────────────────────────────────────────────────────────
@@ -732,16 +999,21 @@ class Connection {
   scanned = 0;
   lineStart = 0;
   firstLineEnd = -1;
-  readonly remoteAddr: NetAddr;
+  readonly remoteAddr: Addr;
   #reading: Promise<number> | null = null;
   #writing = 0;
 
   constructor(readonly conn: Conn, readonly server: ServerImpl) {
-    this.remoteAddr = toNetAddr(conn.remoteAddr);
+    this.remoteAddr = conn.remoteAddr;
   }
 
   get buffered(): number {
     return this.end - this.start;
+  }
+
+  /** True while a read from the socket into the buffer is pending. */
+  get reading(): boolean {
+    return this.#reading !== null;
   }
 
   /** A request begins (its first byte, or a new connection): the head deadline starts. */
@@ -898,10 +1170,14 @@ class Connection {
     if (requestStarted && !this.responding) {
       // Best effort: tell the client why before closing.
       this.responding = true;
-      this.conn.write(errorResponseBytes(408, "Request Timeout")).then(
-        () => this.close(),
-        () => this.close(),
-      );
+      // A write that cannot finish (a client that reads nothing, or a TLS
+      // handshake that never completed) must not keep the connection open.
+      const giveUp = setTimeout(() => this.close(), LINGER_MS);
+      const done = () => {
+        clearTimeout(giveUp);
+        this.close();
+      };
+      this.conn.write(errorResponseBytes(408, "Request Timeout")).then(done, done);
       this.current?.abort(new HttpError(408, "The request took too long to arrive"));
       return;
     }
@@ -1528,12 +1804,12 @@ class RequestState {
   constructor(
     readonly head: RequestHead,
     readonly body: BodyReader,
-    readonly defaultHost: string,
+    readonly site: Site,
   ) {}
 
   /** The request URL, built when first asked for: many handlers never read it. */
   get url(): string {
-    return this.#url ??= requestUrl(this.head, this.defaultHost);
+    return this.#url ??= requestUrl(this.head, this.site);
   }
 
   abort(reason: unknown): void {
@@ -1581,10 +1857,10 @@ class RequestState {
 }
 
 /** The {@linkcode ServeInfo} handed to the handler beside the request. */
-class RequestInfo implements ServeInfo {
+class RequestInfo implements ServeInfo<Addr> {
   #state: RequestState;
 
-  constructor(readonly remoteAddr: NetAddr, state: RequestState) {
+  constructor(readonly remoteAddr: Addr, state: RequestState) {
     this.#state = state;
   }
 
@@ -1718,7 +1994,7 @@ class LazyRequest {
 
 /** The connection, as handed over after an upgrade. */
 interface UpgradedConnection {
-  readonly remoteAddr: NetAddr;
+  readonly remoteAddr: Addr;
   /** Reads bytes that follow the handshake; null at end of stream. */
   read(buffer: Uint8Array): Promise<number | null>;
   /** Writes all of `data`; resolves once `data` may be reused. */
@@ -1758,16 +2034,35 @@ class HandedOverConnection implements UpgradedConnection {
     this.#c = c;
   }
 
-  get remoteAddr(): NetAddr {
+  get remoteAddr(): Addr {
     return this.#c.remoteAddr;
   }
 
   async read(buffer: Uint8Array): Promise<number | null> {
     const c = this.#c;
+    if (c.buffered === 0 && !c.reading) return await this.#readDirect(buffer);
     if (c.buffered === 0 && await c.fill() === 0) return null;
     const n = Math.min(buffer.length, c.buffered);
     buffer.set(c.buf.subarray(c.start, c.start + n));
     c.start += n;
+    return n;
+  }
+
+  /** Reads straight into the caller's buffer: no 8 KiB cap and no copy. */
+  async #readDirect(buffer: Uint8Array): Promise<number | null> {
+    const c = this.#c;
+    if (c.eof || c.state === "closed") return null;
+    let n: number | null;
+    try {
+      n = await c.conn.read(buffer);
+    } catch (error) {
+      c.clientGone();
+      throw new ClientGoneError(`The connection failed: ${(error as Error).message}`);
+    }
+    if (n === null || n === 0) {
+      c.eof = true;
+      return null;
+    }
     return n;
   }
 
@@ -2161,13 +2456,15 @@ const FRAMING_FIELDS = new Set(["connection", "content-length", "transfer-encodi
 interface HeadFacts {
   lines: string;
   date: boolean;
+  /** The response names its Content-Type. */
+  type: boolean;
   close: boolean;
   length: string | null;
 }
 
 /** Serialises the response's own header fields, skipping the framing fields. */
 function headerLines(response: Response): HeadFacts {
-  const facts: HeadFacts = { lines: "", date: false, close: false, length: null };
+  const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
   const add = (value: string, name: string) => {
     if (FRAMING_FIELDS.has(name)) {
       if (name === "content-length") facts.length = value;
@@ -2175,6 +2472,7 @@ function headerLines(response: Response): HeadFacts {
       return;
     }
     if (name === "date") facts.date = true;
+    else if (name === "content-type") facts.type = true;
     facts.lines += name + ": " + value + "\r\n";
   };
   const light = lightOf(response);
@@ -2215,6 +2513,8 @@ function planResponse(
   const status = response.status;
   const bodyless = head.method === "HEAD" || status === 204 || status === 304;
   let text = statusLine(status, response.statusText) + facts.lines;
+  // Deno and undici type string bodies in the Response's headers; Bun only when it sends.
+  if (!facts.type && source.kind === "text") text += "content-type: text/plain;charset=UTF-8\r\n";
   if (!facts.date) text += dateHeaderLine();
   if (facts.close || c.server.closing) keepAlive = false;
   let length = bodyLength;
@@ -2521,9 +2821,11 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     options.maxBodyBytes,
     head.expectContinue,
   );
-  const state = new RequestState(head, body, server.defaultHost);
+  const state = new RequestState(head, body, server.site);
   const info = new RequestInfo(c.remoteAddr, state);
-  if (options.onRequestHead) options.onRequestHead(c.buf.subarray(headStart, headEnd), info);
+  if (options.onRequestHead) {
+    options.onRequestHead(c.buf.subarray(headStart, headEnd), info as ServeInfo);
+  }
   c.start = headEnd;
   c.current = state;
   c.setDeadline("write", options.writeTimeout);
@@ -2624,7 +2926,7 @@ function watchForDisconnect(c: Connection, body: BodyReader): void {
 function callHandler(
   server: ServerImpl,
   request: Request,
-  info: ServeInfo,
+  info: ServeInfo<Addr>,
   state: RequestState,
 ): Response | Promise<Response> {
   let result: unknown;
@@ -2687,12 +2989,19 @@ function describe(value: unknown): string {
   return `a ${typeof value}`;
 }
 
+/** The scheme of request URLs and the authority for requests without Host. */
+interface Site {
+  /** `"http://"` or `"https://"`. */
+  scheme: string;
+  defaultHost: string;
+}
+
 /** The absolute URL of the request, from its target and Host (RFC 9112 §3.3). */
-function requestUrl(head: RequestHead, defaultHost: string): string {
+function requestUrl(head: RequestHead, site: Site): string {
   if (head.form === "absolute") return head.target;
-  const host = head.host || defaultHost;
-  if (head.form === "asterisk") return `http://${host}/*`;
-  return "http://" + host + head.target;
+  const host = head.host || site.defaultHost;
+  if (head.form === "asterisk") return `${site.scheme}${host}/*`;
+  return site.scheme + host + head.target;
 }
 
 /** Answers a protocol error on the wire, if nothing of a response was sent yet. */
@@ -2758,15 +3067,21 @@ function notifyShutdown(upgraded: UpgradedConnection): void {
   }
 }
 
-type ResolvedOptions = Required<Omit<ServeOptions, "signal" | "onListen" | "onRequestHead">> & {
-  onRequestHead?: ServeOptions["onRequestHead"];
-};
+/** Every option, with defaults filled in; where to listen is in `listen`. */
+type ResolvedOptions =
+  & Required<
+    Omit<
+      ServeOptions,
+      "signal" | "onListen" | "onRequestHead" | "port" | "hostname" | "cert" | "key" | "reusePort"
+    >
+  >
+  & { onRequestHead?: ServeOptions["onRequestHead"]; listen: ListenSpec };
 
-class ServerImpl implements Server {
+class ServerImpl implements Server<Addr> {
   readonly connections = new Set<Connection>();
-  addr: NetAddr;
-  /** The authority for request URLs when a request has no Host (HTTP/1.0). */
-  defaultHost = "";
+  addr: Addr;
+  /** The scheme of request URLs, and their authority when a request has no Host (HTTP/1.0). */
+  readonly site: Site;
   readonly finished: Promise<void>;
   closing = false;
   #listener: Listener;
@@ -2780,11 +3095,13 @@ class ServerImpl implements Server {
 
   constructor(
     readonly options: ResolvedOptions,
-    readonly handler: Handler,
+    readonly handler: Handler<Addr>,
     listener: Listener,
-    onListen: (addr: NetAddr) => void,
+    onListen: (addr: Addr) => void,
   ) {
     this.#listener = listener;
+    const tls = options.listen.transport === "tcp" && options.listen.tls !== null;
+    this.site = { scheme: tls ? "https://" : "http://", defaultHost: "" };
     this.addr = this.#updateAddr();
     this.finished = new Promise((resolve, reject) => {
       this.#resolveFinished = resolve;
@@ -2803,19 +3120,19 @@ class ServerImpl implements Server {
     }
   }
 
-  #start(onListen: (addr: NetAddr) => void): void {
+  #start(onListen: (addr: Addr) => void): void {
     this.#updateAddr();
     if (this.closing) return;
     this.#acceptDone = this.#acceptLoop();
     onListen(this.addr);
   }
 
-  #updateAddr(): NetAddr {
-    this.addr = toNetAddr(this.#listener.addr);
-    const h = this.addr.hostname;
-    const shown = h === "0.0.0.0" || h === "::" ? "localhost" : h.includes(":") ? `[${h}]` : h;
-    this.defaultHost = `${shown}:${this.addr.port}`;
-    return this.addr;
+  #updateAddr(): Addr {
+    const addr = this.addr = this.#listener.addr;
+    this.site.defaultHost = addr.transport === "unix"
+      ? "localhost"
+      : `${displayHost(addr.hostname)}:${addr.port}`;
+    return addr;
   }
 
   /**
@@ -2982,15 +3299,47 @@ export function serve(options: ServeOptions, handler: Handler): Server;
  * @returns The running server.
  */
 export function serve(init: ServeInit): Server;
+/**
+ * Starts an HTTP/1.1 server on a Unix domain socket, for a reverse proxy on
+ * the same machine. `info.remoteAddr` is a {@linkcode UnixAddr}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ *
+ * const server = serve({ path: "/tmp/app.sock" }, () => new Response("ok"));
+ * // curl --unix-socket /tmp/app.sock http://localhost/
+ * await server.shutdown(); // removes /tmp/app.sock
+ * ```
+ *
+ * @param options The socket's path, timeouts, limits and callbacks.
+ * @param handler The fetch handler that answers each request.
+ * @returns The running server.
+ */
+export function serve(options: ServeUnixOptions, handler: Handler<UnixAddr>): Server<UnixAddr>;
+/**
+ * Starts an HTTP/1.1 server on a Unix domain socket, with the handler given
+ * among the options.
+ *
+ * @param init The options, with the handler as `init.handler`.
+ * @returns The running server.
+ */
+export function serve(init: ServeUnixInit): Server<UnixAddr>;
 export function serve(
-  first: Handler | ServeOptions | ServeInit,
-  second?: Handler,
-): Server {
-  const { handler, options } = resolveArguments(first, second);
-  const userOptions = typeof first === "function" ? {} : first;
+  first: Handler | ServeOptions | ServeInit | ServeUnixOptions | ServeUnixInit,
+  second?: Handler | Handler<UnixAddr>,
+): Server<Addr> {
+  const { handler, options } = resolveArguments(first, second as Handler<Addr> | undefined);
+  const userOptions: { onListen?: (addr: never) => void; signal?: AbortSignal } =
+    typeof first === "function" ? {} : first;
+  const onListen = userOptions.onListen as (addr: Addr) => void;
   useLightResponse();
-  const listener = listenTcp(options.hostname, options.port);
-  const server = new ServerImpl(options, handler, listener, userOptions.onListen ?? printListening);
+  const listener = listen(options.listen, options.readHeaderTimeout);
+  const tls = options.listen.transport === "tcp" && options.listen.tls !== null;
+  const server = new ServerImpl(options, handler, listener, (addr) => {
+    if (userOptions.onListen) onListen(addr);
+    else printListening(addr, tls ? "https://" : "http://");
+  });
   const signal = userOptions.signal;
   if (signal) {
     if (signal.aborted) server.shutdown();
@@ -3000,17 +3349,20 @@ export function serve(
 }
 
 function resolveArguments(
-  first: Handler | ServeOptions | ServeInit,
-  second?: Handler,
-): { handler: Handler; options: ResolvedOptions } {
-  const given: ServeOptions = typeof first === "function" ? {} : first;
-  const handler = typeof first === "function" ? first : second ?? (first as ServeInit).handler;
+  first: Handler | ServeOptions | ServeInit | ServeUnixOptions | ServeUnixInit,
+  second?: Handler<Addr>,
+): { handler: Handler<Addr>; options: ResolvedOptions } {
+  const given: ServeOptions & Partial<ServeUnixOptions> = typeof first === "function"
+    ? {}
+    : first as ServeOptions & Partial<ServeUnixOptions>;
+  const handler = typeof first === "function"
+    ? first as Handler<Addr>
+    : second ?? (first as ServeInit).handler as Handler<Addr>;
   if (typeof handler !== "function") {
     throw new TypeError('serve() needs a handler function: serve((request) => new Response("hi"))');
   }
   const options: ResolvedOptions = {
-    port: given.port ?? DEFAULTS.port,
-    hostname: given.hostname ?? DEFAULTS.hostname,
+    listen: resolveListenSpec(given),
     onError: given.onError ?? defaultOnError,
     onRequestHead: given.onRequestHead,
     readHeaderTimeout: given.readHeaderTimeout ?? DEFAULTS.readHeaderTimeout,
@@ -3022,9 +3374,6 @@ function resolveArguments(
     maxConnections: given.maxConnections ?? DEFAULTS.maxConnections,
     shutdownTimeout: given.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
   };
-  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
-    throw new RangeError(`Invalid port "${options.port}": use a whole number from 0 to 65535`);
-  }
   for (
     const key of [
       "readHeaderTimeout",
@@ -3051,7 +3400,64 @@ function resolveArguments(
   return { handler, options };
 }
 
-function printListening(addr: NetAddr): void {
-  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  console.log(`Listening on http://${host}:${addr.port}/`);
+/** Where to listen: a Unix socket `path`, or TCP `hostname` and `port`, with TLS if `cert` is given. */
+function resolveListenSpec(given: ServeOptions & Partial<ServeUnixOptions>): ListenSpec {
+  if (given.path !== undefined) {
+    if (typeof given.path !== "string" || given.path === "") {
+      throw new TypeError(`Invalid path "${given.path}": give the socket file's path`);
+    }
+    for (const key of ["port", "hostname", "cert", "key", "reusePort"] as const) {
+      if (given[key] !== undefined) {
+        throw new TypeError(`"${key}" does not apply to a Unix socket: give either path or ${key}`);
+      }
+    }
+    return { transport: "unix", path: given.path };
+  }
+  const port = given.port ?? DEFAULTS.port;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`Invalid port "${port}": use a whole number from 0 to 65535`);
+  }
+  return {
+    transport: "tcp",
+    hostname: given.hostname ?? DEFAULTS.hostname,
+    port,
+    reusePort: given.reusePort ?? false,
+    tls: resolveTls(given.cert, given.key),
+  };
+}
+
+/** `cert` and `key` come together, as PEM text; neither means plain HTTP. */
+function resolveTls(cert: string | undefined, key: string | undefined): TlsPem | null {
+  if (cert === undefined && key === undefined) return null;
+  if (cert === undefined || key === undefined) {
+    const [given, missing] = cert === undefined ? ["key", "cert"] : ["cert", "key"];
+    throw new TypeError(
+      `TLS needs both cert and key: ${given} was given without ${missing}. ` +
+        "Pass both as PEM text, or neither for plain HTTP",
+    );
+  }
+  for (const [name, pem] of [["cert", cert], ["key", key]] as const) {
+    if (typeof pem !== "string" || !pem.includes("-----BEGIN ")) {
+      throw new TypeError(
+        `Invalid ${name}: expected PEM text ("-----BEGIN …"), not a file path; ` +
+          `read the file first, e.g. fs.readFileSync(path, "utf8")`,
+      );
+    }
+  }
+  return { cert, key };
+}
+
+/** Prints where the server listens: `Listening on http://127.0.0.1:8888/`. */
+function printListening(addr: Addr, scheme = "http://"): void {
+  if (addr.transport === "unix") console.log(`Listening on unix:${addr.path}`);
+  else {
+    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    console.log(`Listening on ${scheme}${host}:${addr.port}/`);
+  }
+}
+
+/** An IP address as the host of a URL: IPv6 in brackets, the wildcard addresses as localhost. */
+function displayHost(hostname: string): string {
+  if (hostname === "0.0.0.0" || hostname === "::") return "localhost";
+  return hostname.includes(":") ? `[${hostname}]` : hostname;
 }

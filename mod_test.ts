@@ -860,6 +860,19 @@ describe("serve() line endings", () => {
 // ─── 6. Responses ───────────────────────────────────────────────────────────
 
 describe("serve() responses", () => {
+  // Bun's Response neither names the type of a string body nor tells a
+  // string from bytes (the body is a stream until sent), so brick cannot.
+  test("serve() sends a string body with Content-Type text/plain;charset=UTF-8", {
+    skip: onBun && "Bun's Response hides that its body is a string",
+  }, async () => {
+    await withServer(() => new Response("typed"), async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET);
+      const [response] = await client.responses(1);
+      assert.equal(header(response, "content-type")?.toLowerCase(), "text/plain;charset=utf-8");
+    });
+  });
+
   /** The parsed response to one GET answered by `handler`, plus the raw text. */
   async function respond(handler: () => Response, request = GET_CLOSE) {
     let result: Awaited<ReturnType<typeof exchange>> | undefined;
