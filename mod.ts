@@ -3236,6 +3236,32 @@ class ServerImpl implements Server<Addr> {
 }
 
 /**
+ * Starts an HTTP/1.1 server on a Unix domain socket, for a reverse proxy on
+ * the same machine. `info.remoteAddr` is a {@linkcode UnixAddr}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ *
+ * const server = serve({ path: "/tmp/app.sock" }, () => new Response("ok"));
+ * // curl --unix-socket /tmp/app.sock http://localhost/
+ * await server.shutdown(); // removes /tmp/app.sock
+ * ```
+ *
+ * @param options The socket's path, timeouts, limits and callbacks.
+ * @param handler The fetch handler that answers each request.
+ * @returns The running server.
+ */
+export function serve(options: ServeUnixOptions, handler: Handler<UnixAddr>): Server<UnixAddr>;
+/**
+ * Starts an HTTP/1.1 server on a Unix domain socket, with the handler given
+ * among the options.
+ *
+ * @param init The options, with the handler as `init.handler`.
+ * @returns The running server.
+ */
+export function serve(init: ServeUnixInit): Server<UnixAddr>;
+/**
  * Starts an HTTP/1.1 server that answers every request with `handler`.
  *
  * The call forms match `Deno.serve`: `serve(handler)`, `serve(options,
@@ -3299,32 +3325,6 @@ export function serve(options: ServeOptions, handler: Handler): Server;
  * @returns The running server.
  */
 export function serve(init: ServeInit): Server;
-/**
- * Starts an HTTP/1.1 server on a Unix domain socket, for a reverse proxy on
- * the same machine. `info.remoteAddr` is a {@linkcode UnixAddr}.
- *
- * @example Usage
- * ```ts ignore
- * import { serve } from "@brick/http";
- *
- * const server = serve({ path: "/tmp/app.sock" }, () => new Response("ok"));
- * // curl --unix-socket /tmp/app.sock http://localhost/
- * await server.shutdown(); // removes /tmp/app.sock
- * ```
- *
- * @param options The socket's path, timeouts, limits and callbacks.
- * @param handler The fetch handler that answers each request.
- * @returns The running server.
- */
-export function serve(options: ServeUnixOptions, handler: Handler<UnixAddr>): Server<UnixAddr>;
-/**
- * Starts an HTTP/1.1 server on a Unix domain socket, with the handler given
- * among the options.
- *
- * @param init The options, with the handler as `init.handler`.
- * @returns The running server.
- */
-export function serve(init: ServeUnixInit): Server<UnixAddr>;
 export function serve(
   first: Handler | ServeOptions | ServeInit | ServeUnixOptions | ServeUnixInit,
   second?: Handler | Handler<UnixAddr>,
