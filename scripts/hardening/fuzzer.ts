@@ -476,6 +476,13 @@ function splitCutStream(bytes: Uint8Array): ParsedResponse[] | null {
 export interface CaseLimits {
   /** A case whose connection the server has not closed after this many ms fails. @default {10_000} */
   closeWithinMs?: number;
+  /**
+   * The target's shortest timeout in ms. A connection that fails (a reset,
+   * a broken pipe) sooner, before complete responses arrived, was not ended
+   * by a timeout: the server closed it while the client was still sending,
+   * and the reset may have destroyed the response. @default {1000}
+   */
+  shortestTimeoutMs?: number;
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -534,10 +541,13 @@ export async function runCase(
     }
     const ms = Date.now() - started;
     const outcome = { ...checkResponses(client.received), ms };
-    const resetBy = (client.error as { code?: string } | null)?.code;
-    if (!outcome.violation && resetBy === "ECONNRESET" && outcome.kind !== "responses") {
+    const failure = client.error &&
+      ((client.error as { code?: string }).code ?? client.error.message);
+    const timedOut = ms >= (limits.shortestTimeoutMs ?? 1000) - 50;
+    if (!outcome.violation && failure && outcome.kind !== "responses" && !timedOut) {
       // A reset after complete responses loses nothing; before them it may have.
-      outcome.violation = `The server reset the connection (${outcome.kind})`;
+      outcome.violation = `The connection failed (${failure}) after ${ms} ms, ` +
+        `with ${outcome.kind === "silent" ? "no response" : outcome.kind}`;
     }
     return outcome.violation ? { ...outcome, received: client.received } : outcome;
   } finally {

@@ -379,6 +379,30 @@ export function targetCommand(
   return [deno ? "node" : process.execPath, [script, json]];
 }
 
+/**
+ * The command line that runs brick's CLI on `runtime`: `main.ts` on Deno,
+ * the npm build's `main.js` on Node.
+ *
+ * @param runtime The runtime to run it on.
+ * @param args The CLI's flags.
+ * @param npmDir The npm build, for Node from Deno.
+ * @returns The program and its arguments.
+ */
+export function cliCommand(runtime: Runtime, args: string[], npmDir?: string): [string, string[]] {
+  const here = extname(import.meta.url);
+  if (runtime === "deno") {
+    if (!deno || here !== ".ts") {
+      throw new Error("The Deno CLI runs from the source: start it from Deno");
+    }
+    return [deno.execPath(), ["run", "--no-config", "--allow-net", path("../../main.ts"), ...args]];
+  }
+  const script = here === ".js" ? path("../../main.js") : `${npmDir ?? path("../../npm")}/main.js`;
+  if (!existsSync(script)) {
+    throw new Error(`No npm build at ${script}: run \`deno task build:npm\``);
+  }
+  return [deno ? "node" : process.execPath, [script, ...args]];
+}
+
 function path(relative: string): string {
   return fileURLToPath(new URL(relative, import.meta.url));
 }

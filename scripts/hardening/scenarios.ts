@@ -23,7 +23,14 @@
 import net from "node:net";
 import { spawn } from "node:child_process";
 import { HOST, parseResponses, RawClient } from "../../_test_utils.ts";
-import type { ProcessStats, Target } from "./harness.ts";
+import {
+  cliCommand,
+  type ExitStatus,
+  type ProcessStats,
+  type Runtime,
+  spawnProcess,
+  type Target,
+} from "./harness.ts";
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -451,4 +458,158 @@ export function runWrk(url: string, args: string[]): Promise<WrkFigures> {
       });
     });
   });
+}
+
+/** Options for {@linkcode shutdownUnderLoad}. */
+export interface ShutdownUnderLoadOptions {
+  /** The runtime to run the CLI on. */
+  runtime: Runtime;
+  /** The npm build, for Node from Deno. */
+  npmDir?: string;
+  /** wrk's connections. @default {32} */
+  connections?: number;
+  /** wrk's duration in seconds. @default {3} */
+  seconds?: number;
+  /** When to send SIGTERM, in ms after wrk started. @default {1000} */
+  signalAfterMs?: number;
+}
+
+/** What {@linkcode shutdownUnderLoad} saw. */
+export interface ShutdownFigures {
+  /** How the CLI exited. */
+  exit: ExitStatus;
+  /** Milliseconds from SIGTERM to the exit. */
+  exitMs: number;
+  /** What wrk reported. */
+  wrk: WrkFigures;
+  /** Requests the CLI's access log shows as answered 200. */
+  served: number;
+  /** What the CLI printed on stderr. */
+  stderr: string;
+}
+
+/**
+ * Runs brick's CLI, loads it with wrk, and sends SIGTERM mid-run. "Zero
+ * failed in-flight requests" then means: every request the server read (one
+ * access-log line each) is one wrk received, and none failed or timed out.
+ * Requests that meet a server that stopped listening are refused, and a
+ * request written on a keep-alive connection the server closed at the same
+ * moment is never read: wrk counts both as socket errors, and clients retry
+ * them (RFC 9112 §9.3.1).
+ *
+ * @param options The runtime and the load.
+ * @returns The exit, its timing, and both sides' counts.
+ */
+export async function shutdownUnderLoad(
+  options: ShutdownUnderLoadOptions,
+): Promise<ShutdownFigures> {
+  const { connections = 32, seconds = 3, signalAfterMs = 1000 } = options;
+  const [command, args] = cliCommand(
+    options.runtime,
+    ["--port", "0", "--host", "127.0.0.1"],
+    options.npmDir,
+  );
+  await using cli = spawnProcess(command, args);
+  const port = Number((await cli.waitForOutput(/Local:\s+http:\/\/127\.0\.0\.1:(\d+)\//))[1]);
+  const load = runWrk(`http://127.0.0.1:${port}/`, [
+    `-t${Math.min(2, connections)}`,
+    `-c${connections}`,
+    `-d${seconds}s`,
+  ]);
+  await delay(signalAfterMs);
+  const signalled = performance.now();
+  cli.kill("SIGTERM");
+  const exit = await cli.exited;
+  const exitMs = performance.now() - signalled;
+  const wrk = await load;
+  const served = cli.stdout.match(/^\S+ - - \[[^\]]+\] "GET \/ HTTP\/1\.1" 200 \d+$/gm)?.length ??
+    0;
+  return { exit, exitMs, wrk, served, stderr: cli.stderr };
+}
+
+// ─── Connection limit under a flood ─────────────────────────────────────────
+
+/** What {@linkcode connectionLimitFlood} saw. */
+export interface LimitFigures {
+  /** How the newcomers were answered: status code (or "close", or an error) → count. */
+  newcomers: Record<string, number>;
+  /** How the busy connections ended: status code (or what went wrong) → count. */
+  busy: Record<string, number>;
+  /** The target's open file descriptors at the height of the flood. */
+  peakFds: number | null;
+  /** Milliseconds the flood took. */
+  ms: number;
+}
+
+/**
+ * Fills the target's `maxConnections` with busy requests (`/slow`), then
+ * floods it with `newcomers` connections that each send a GET. The newcomers
+ * should each get a 503; the busy ones must still get their 200.
+ *
+ * @param target A target started with `maxConnections: busy`.
+ * @param busy How many busy connections (the limit).
+ * @param newcomers How many connections arrive over the limit.
+ * @param slowMs How long each busy request takes; longer than the flood.
+ */
+export async function connectionLimitFlood(
+  target: Target,
+  busy: number,
+  newcomers: number,
+  slowMs: number,
+): Promise<LimitFigures> {
+  const count = (record: Record<string, number>, key: string) =>
+    record[key] = (record[key] ?? 0) + 1;
+  const busyClients: RawClient[] = [];
+  const all: RawClient[] = [];
+  try {
+    for (let i = 0; i < busy; i += 200) {
+      await Promise.all(Array.from({ length: Math.min(200, busy - i) }, async () => {
+        const client = await RawClient.connect(target.port);
+        all.push(client);
+        busyClients.push(client);
+        await client.write(`GET /slow?ms=${slowMs} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      }));
+    }
+    await delay(100); // every busy request is in its handler
+    const started = performance.now();
+    const answers: Record<string, number> = {};
+    let peakFds = target.stats()?.fds ?? null;
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(500, newcomers) }, async () => {
+      while (next < newcomers) {
+        next++;
+        let client: RawClient;
+        try {
+          client = await RawClient.connect(target.port);
+        } catch (error) {
+          count(answers, `connect: ${(error as { code?: string }).code ?? error}`);
+          continue;
+        }
+        all.push(client);
+        await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n").catch(() => {});
+        try {
+          const [response] = await client.responses(1, { ms: 10_000 });
+          count(answers, String(response.status));
+        } catch (error) {
+          count(answers, client.closed ? "close" : (error as Error).message.slice(0, 60));
+        }
+        const fds = target.stats()?.fds;
+        if (fds !== undefined && peakFds !== null) peakFds = Math.max(peakFds, fds);
+        client.destroy();
+      }
+    }));
+    const ms = performance.now() - started;
+    const busyEndings: Record<string, number> = {};
+    await Promise.all(busyClients.map(async (client) => {
+      try {
+        const [response] = await client.responses(1, { ms: slowMs + 10_000 });
+        count(busyEndings, String(response.status));
+      } catch (error) {
+        count(busyEndings, (error as Error).message.slice(0, 60));
+      }
+    }));
+    return { newcomers: answers, busy: busyEndings, peakFds, ms };
+  } finally {
+    for (const client of all) client.destroy();
+  }
 }
