@@ -26,7 +26,7 @@ import {
   connectionLimitFlood,
   fastReader,
   flood,
-  hasWrk,
+  hasCommand,
   type Latency,
   shutdownUnderLoad,
   slowloris,
@@ -102,6 +102,7 @@ const SCENARIOS: Record<string, Scenario> = {
   },
 
   async "fast-reader"({ start }) {
+    if (!(await hasCommand("curl"))) return { failures: ["curl is not installed"], figures: [] };
     const writeTimeout = 5000;
     await using target = await start({ writeTimeout });
     const f = await fastReader(target.port, writeTimeout + 10_000);
@@ -152,7 +153,7 @@ const SCENARIOS: Record<string, Scenario> = {
   async limit({ start }) {
     const busy = 1000, newcomers = 10_000;
     await using target = await start({ maxConnections: busy });
-    const f = await connectionLimitFlood(target, busy, newcomers, 5000);
+    const f = await connectionLimitFlood(target, busy, newcomers, 20_000);
     const failures: string[] = [];
     if (f.busy["200"] !== busy) failures.push(`busy connections ended ${JSON.stringify(f.busy)}`);
     if (f.newcomers["503"] !== newcomers) {
@@ -161,7 +162,7 @@ const SCENARIOS: Record<string, Scenario> = {
     return {
       failures,
       figures: [
-        `maxConnections ${busy}, all busy (5 s requests); ${newcomers} newcomers arrive`,
+        `maxConnections ${busy}, all busy (20 s requests); ${newcomers} newcomers arrive`,
         `newcomers: ${JSON.stringify(f.newcomers)} in ${ms(f.ms)}; ` +
         `busy: ${JSON.stringify(f.busy)}; peak ${f.peakFds} file descriptors`,
       ],
@@ -169,7 +170,7 @@ const SCENARIOS: Record<string, Scenario> = {
   },
 
   async shutdown({ runtime, npmDir }) {
-    if (!(await hasWrk())) return { failures: ["wrk is not installed"], figures: [] };
+    if (!(await hasCommand("wrk"))) return { failures: ["wrk is not installed"], figures: [] };
     const f = await shutdownUnderLoad({
       runtime,
       npmDir,

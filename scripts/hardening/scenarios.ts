@@ -310,32 +310,33 @@ export interface FastReaderFigures {
 /**
  * Downloads an endless stream as fast as the client can while one client
  * sends normal requests; the server's writeTimeout must end the stream, and
- * the normal requests must not wait for it.
+ * the normal requests must not wait for it. The download runs in curl, a
+ * process of its own, so that reading hundreds of MiB does not slow down the
+ * client that measures latency.
  *
  * @param port The target's port; the target runs with a writeTimeout.
  * @param waitMs Give up waiting for the close after this long.
  */
 export async function fastReader(port: number, waitMs: number): Promise<FastReaderFigures> {
-  const client = await RawClient.connect(port);
-  let received = 0;
-  client.socket.removeAllListeners("data"); // count, do not keep: it is hundreds of MiB
-  client.socket.on("data", (chunk: Uint8Array) => received += chunk.length);
-  try {
-    const started = performance.now();
-    await client.write(`GET /stream?n=${2 ** 40}&chunk=700 HTTP/1.1\r\nHost: x\r\n\r\n`);
-    let closedAt = NaN;
-    const closed = client.waitClosed(waitMs).then(() => closedAt = performance.now(), () => {});
-    const latency = measureLatency(
-      port,
-      1,
-      () => client.closed || performance.now() > started + waitMs,
-      50,
-    );
-    await closed;
-    return { closedAfterMs: closedAt - started, received, latency: await latency };
-  } finally {
-    client.destroy();
-  }
+  const url = `http://${HOST}:${port}/stream?n=${2 ** 40}&chunk=700`;
+  const started = performance.now();
+  let done = false;
+  const download = new Promise<{ closedAfterMs: number; received: number }>((resolve, reject) => {
+    const args = ["-sS", "-o", "/dev/null", "-w", "%{size_download}", "--max-time"];
+    const curl = spawn("curl", [...args, String(Math.ceil(waitMs / 1000)), url], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    let output = "";
+    curl.stdout!.on("data", (chunk: Uint8Array) => output += new TextDecoder().decode(chunk));
+    curl.on("error", reject);
+    curl.on("close", (code) => {
+      // 18: the chunked body ended early, which is how a cut stream must end.
+      const closedAfterMs = code === 28 ? NaN : performance.now() - started;
+      resolve({ closedAfterMs, received: Number(output) });
+    });
+  }).finally(() => done = true);
+  const latency = measureLatency(port, 1, () => done, 50);
+  return { ...await download, latency: await latency };
 }
 
 // ─── Floods ─────────────────────────────────────────────────────────────────
@@ -417,10 +418,14 @@ export interface WrkFigures {
   output: string;
 }
 
-/** Whether wrk is installed. */
-export function hasWrk(): Promise<boolean> {
+/**
+ * Whether `command` (such as wrk or curl) is installed.
+ *
+ * @param command The program's name.
+ */
+export function hasCommand(command: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const child = spawn("wrk", ["--version"], { stdio: "ignore" });
+    const child = spawn(command, ["--version"], { stdio: "ignore" });
     child.on("error", () => resolve(false));
     child.on("exit", () => resolve(true));
   });
@@ -574,6 +579,10 @@ export async function connectionLimitFlood(
     const started = performance.now();
     const answers: Record<string, number> = {};
     let peakFds = target.stats()?.fds ?? null;
+    const sampler = setInterval(() => {
+      const fds = target.stats()?.fds;
+      if (fds !== undefined && peakFds !== null) peakFds = Math.max(peakFds, fds);
+    }, 50);
     let next = 0;
     await Promise.all(Array.from({ length: Math.min(500, newcomers) }, async () => {
       while (next < newcomers) {
@@ -593,12 +602,11 @@ export async function connectionLimitFlood(
         } catch (error) {
           count(answers, client.closed ? "close" : (error as Error).message.slice(0, 60));
         }
-        const fds = target.stats()?.fds;
-        if (fds !== undefined && peakFds !== null) peakFds = Math.max(peakFds, fds);
         client.destroy();
       }
     }));
     const ms = performance.now() - started;
+    clearInterval(sampler);
     const busyEndings: Record<string, number> = {};
     await Promise.all(busyClients.map(async (client) => {
       try {

@@ -23,7 +23,7 @@
  * | `/echo`         | the request body, read whole                                     |
  * | `/bytes?n=`     | `n` bytes (≤ 1 MiB), with a Content-Length                       |
  * | `/stream?n=&chunk=` | `n` bytes (≤ `maxStreamBytes`) in `chunk`-byte pieces, chunked |
- * | `/slow?ms=`     | `ok` after `ms` (≤ 5000)                                         |
+ * | `/slow?ms=`     | `ok` after `ms` (≤ 60,000)                                       |
  * | `/hang`         | never answers                                                    |
  * | `/throw`, `/reject`, `/not-a-response` | fail on purpose                           |
  * | `/stream-error` | a chunked stream that fails after 3 chunks                       |
@@ -41,7 +41,7 @@ import { serve, type ServeOptions } from "../../mod.ts";
 const ON_PURPOSE = "on purpose";
 
 const MAX_BYTES = 1 << 20;
-const MAX_SLOW_MS = 5000;
+const MAX_SLOW_MS = 60_000;
 /** The most bytes `/stream` sends; the `maxStreamBytes` option lowers it. */
 let maxStream = 2 ** 40;
 
