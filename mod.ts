@@ -280,10 +280,10 @@ const DEFAULTS = {
 const READ_BUFFER_BYTES = 8192;
 /**
  * Size of the read buffer a connection holds while it waits for a request
- * head: most heads fit, and 10,000 idle keep-alive connections then hold
- * 10 MiB less. A longer head or a body takes an 8 KiB buffer from the pool.
+ * head: most API clients' heads fit (a longer one takes the 8 KiB buffer),
+ * and 10,000 idle keep-alive connections hold about 75 MiB less. A longer head or a body takes an 8 KiB buffer from the pool.
  */
-const HEAD_BUFFER_BYTES = 1024;
+const HEAD_BUFFER_BYTES = 512;
 /** Initial size of a connection's output buffer, taken at its first response. */
 const OUT_BUFFER_BYTES = 4096;
 /** Buffered responses are written once they reach this size, pipelined or not. */
@@ -803,8 +803,8 @@ class NodeConn implements Conn {
   #queued = 0;
   #ended = false;
   #failure: Error | null = null;
-  /** Callbacks of writes (and the end) that the socket has not called yet. */
-  #unsettled = new Set<(error?: Error | null) => void>();
+  /** Callbacks of writes (and the end) that the socket has not called yet; usually one. */
+  #unsettled: ((error?: Error | null) => void)[] = [];
   #reader: {
     buffer: Uint8Array;
     resolve(n: number | null): void;
@@ -884,11 +884,11 @@ class NodeConn implements Conn {
     // Node keeps a reference to `data` until its callback: resolve only then.
     return new Promise((resolve, reject) => {
       const settle = (error?: Error | null) => {
-        this.#unsettled.delete(settle);
+        this.#forget(settle);
         if (error) reject(error);
         else resolve(data.length);
       };
-      this.#unsettled.add(settle);
+      this.#unsettled.push(settle);
       this.#socket.write(data, settle);
     });
   }
@@ -896,10 +896,10 @@ class NodeConn implements Conn {
   closeWrite(): Promise<void> {
     return new Promise((resolve) => {
       const settle = () => {
-        this.#unsettled.delete(settle);
+        this.#forget(settle);
         resolve();
       };
-      this.#unsettled.add(settle);
+      this.#unsettled.push(settle);
       this.#socket.end(settle);
     });
   }
@@ -909,9 +909,14 @@ class NodeConn implements Conn {
    * before flushing them (seen on Bun) must not leave a writer waiting.
    */
   #settleWrites(): void {
-    if (this.#unsettled.size === 0) return;
+    if (this.#unsettled.length === 0) return;
     const error = this.#failure ?? new Error("The socket closed");
-    for (const settle of [...this.#unsettled]) settle(error);
+    for (const settle of this.#unsettled.splice(0)) settle(error);
+  }
+
+  #forget(settle: (error?: Error | null) => void): void {
+    const at = this.#unsettled.indexOf(settle);
+    if (at >= 0) this.#unsettled.splice(at, 1);
   }
 
   close(): void {
@@ -982,6 +987,9 @@ class Connection {
   deadlineAt = 0;
   /** When the current request began; `readTimeout` counts from here. */
   requestStartedAt = 0;
+  /** Between requests: reading a head; `headStarted` once its first byte came. */
+  waitingForHead = false;
+  headStarted = false;
   /** The client sent FIN; no more bytes will come. */
   eof = false;
   /** True once any byte of the current response has been written. */
@@ -1044,16 +1052,16 @@ class Connection {
    * Grows the buffer up to `limit` bytes of unconsumed data.
    */
   fill(limit = READ_BUFFER_BYTES): Promise<number> {
-    return this.#reading ??= this.#read(limit).finally(() => this.#reading = null);
-  }
-
-  async #read(limit: number): Promise<number> {
-    if (this.eof) return 0;
+    if (this.#reading !== null) return this.#reading;
+    if (this.eof) return Promise.resolve(0);
     this.makeRoom(limit);
-    if (this.end === this.buf.length) throw new RangeError("The read buffer is full");
-    const n = await this.readInto(this.buf.subarray(this.end));
-    this.end += n;
-    return n;
+    if (this.end === this.buf.length) {
+      return Promise.reject(new RangeError("The read buffer is full"));
+    }
+    // One promise per read, with handlers made once per connection: an idle
+    // keep-alive connection then holds as little as its pending read.
+    return this.#reading = this.conn.read(this.buf.subarray(this.end))
+      .then(this.#filled, this.#readFailed);
   }
 
   /**
@@ -1061,26 +1069,36 @@ class Connection {
    * large body read whole, and for upgraded connections. Resolves to the byte
    * count; 0 means end of stream. Never while a {@linkcode fill} is pending.
    */
-  async readInto(target: Uint8Array): Promise<number> {
-    if (this.eof) return 0;
-    let n: number | null;
-    try {
-      n = await this.conn.read(target);
-    } catch (error) {
-      this.clientGone();
-      if (this.state === "closed") throw new ClientGoneError();
-      throw new ClientGoneError(`The connection failed: ${(error as Error).message}`);
-    }
-    if (n === null || n === 0) {
-      // Like Deno.serve: a client that closed its side is gone; a response
-      // stream still being written is cancelled, a buffered response still goes.
-      this.eof = true;
-      this.current?.abort(new ClientGoneError());
-      this.streamReader?.cancel(new ClientGoneError()).catch(() => {});
-      return 0;
-    }
-    return n;
+  readInto(target: Uint8Array): Promise<number> {
+    if (this.eof) return Promise.resolve(0);
+    return this.conn.read(target).then((n) => this.#counted(n), this.#readFailed);
   }
+
+  #filled = (n: number | null): number => {
+    this.#reading = null;
+    const count = this.#counted(n);
+    this.end += count;
+    return count;
+  };
+
+  /** A read's byte count; at end of stream, marks the client gone and answers 0. */
+  #counted(n: number | null): number {
+    if (n !== null && n > 0) return n;
+    // Like Deno.serve: a client that closed its side is gone; a response
+    // stream still being written is cancelled, a buffered response still goes.
+    this.eof = true;
+    this.current?.abort(new ClientGoneError());
+    this.streamReader?.cancel(new ClientGoneError()).catch(() => {});
+    return 0;
+  }
+
+  #readFailed = (error: unknown): never => {
+    this.#reading = null;
+    const wasOpen = this.state !== "closed";
+    this.clientGone();
+    if (!wasOpen) throw new ClientGoneError();
+    throw new ClientGoneError(`The connection failed: ${(error as Error).message}`);
+  };
 
   /** Makes room to read: drops consumed bytes, then grows the buffer up to `limit`. */
   makeRoom(limit: number): void {
@@ -2826,13 +2844,27 @@ async function serveConnection(c: Connection): Promise<void> {
   const server = c.server;
   try {
     for (;;) {
-      const headEnd = await readRequestHead(c);
-      if (headEnd < 0) return; // closed between requests
+      const headEnd = findHeadEnd(c, server.options.maxHeaderBytes);
+      if (headEnd < 0) {
+        // Waiting here, not in a helper, keeps an idle connection down to
+        // one suspended function and its pending read.
+        if (!prepareToReadHead(c)) return; // closed between requests
+        if (c.outLength > 0) await c.flush();
+        if (c.buffered === 0) c.useHeadBuffer();
+        if (await c.fill(server.options.maxHeaderBytes + 4) === 0) {
+          if (c.buffered === 0 || c.state === "closed") return;
+          throw badRequest("The connection closed before the request head was complete");
+        }
+        continue;
+      }
       c.state = "active";
+      c.waitingForHead = false;
+      c.responding = false;
       const keepAlive = await serveRequest(c, headEnd);
       if ((c.state as ConnState) === "hijacked") return;
       if (!keepAlive || server.closing || (c.state as ConnState) === "closed") return;
       c.state = "idle";
+      c.responding = false;
     }
   } catch (error) {
     await answerProtocolError(c, error);
@@ -2845,32 +2877,26 @@ async function serveConnection(c: Connection): Promise<void> {
 }
 
 /**
- * Waits until a whole request head is buffered. Returns the index past its
- * end, or -1 when the connection ended cleanly before a request began.
+ * Before reading more of a request head: starts the right deadline (the
+ * head's from its first byte, idle while nothing has come). Returns false
+ * when the connection should end instead (shutdown, nothing pending).
  */
-async function readRequestHead(c: Connection): Promise<number> {
+function prepareToReadHead(c: Connection): boolean {
   const { options } = c.server;
-  c.responding = false;
-  let waitingForFirstByte = true;
-  for (;;) {
-    const headEnd = findHeadEnd(c, options.maxHeaderBytes);
-    if (headEnd >= 0) return headEnd;
-    if (c.buffered > 0 && waitingForFirstByte) {
-      waitingForFirstByte = false;
-      if (c.state !== "new") c.startRequest(options.readHeaderTimeout);
-    } else if (c.buffered === 0) {
-      if (c.server.closing) return -1;
-      if (c.state === "new") c.startRequest(options.readHeaderTimeout);
-      else c.setDeadline("idle", options.idleTimeout);
-    }
-    if (c.outLength > 0) await c.flush();
-    if (c.buffered === 0) c.useHeadBuffer();
-    const n = await c.fill(options.maxHeaderBytes + 4);
-    if (n === 0) {
-      if (c.buffered === 0 || c.state === "closed") return -1;
-      throw badRequest("The connection closed before the request head was complete");
-    }
+  if (!c.waitingForHead) {
+    c.waitingForHead = true;
+    c.responding = false;
+    c.headStarted = false;
   }
+  if (c.buffered > 0 && !c.headStarted) {
+    c.headStarted = true;
+    if (c.state !== "new") c.startRequest(options.readHeaderTimeout);
+  } else if (c.buffered === 0) {
+    if (c.server.closing) return false;
+    if (c.state === "new") c.startRequest(options.readHeaderTimeout);
+    else c.setDeadline("idle", options.idleTimeout);
+  }
+  return true;
 }
 
 /** Parses, runs and answers one request. Resolves to whether to keep the connection. */
