@@ -5,16 +5,18 @@
 // Deno, `deno test -A main_test.ts` runs main.ts with `deno run`; on Node,
 // `node --test npm/main_test.js` runs the npm build's main.js with node.
 
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { extname, join } from "node:path";
 import process from "node:process";
+import tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import { chromiumPath, dumpDom } from "./_test_browser.ts";
+import { makeTestCertificates, opensslMissing, type TestCertificates } from "./_test_tls.ts";
 import {
   CliError,
   formatAccessLog,
@@ -264,7 +266,7 @@ async function runBrick(args: string[], options?: RunOptions) {
 async function startBrick(args: string[] = [], options?: RunOptions) {
   const brick = spawnBrick(["--port", "0", "--host", "127.0.0.1", ...args], options);
   try {
-    const [, url, port] = await brick.stdout.waitFor(/Local:\s+(http:\/\/127\.0\.0\.1:(\d+)\/)/);
+    const [, url, port] = await brick.stdout.waitFor(/Local:\s+(https?:\/\/127\.0\.0\.1:(\d+)\/)/);
     return { brick, url, port: Number(port) };
   } catch (error) {
     await brick.close();
@@ -388,6 +390,11 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const DEFAULT_FLAGS = {
   port: 8888,
   host: "0.0.0.0",
+  cert: undefined,
+  key: undefined,
+  unix: undefined,
+  workers: 1,
+  debugWorker: false,
   app: undefined,
   root: undefined,
   path: undefined,
@@ -518,14 +525,17 @@ test("brick CLI prints the usage line and aligned options for --help", async () 
   assert.deepEqual(
     options.map((line) => line.match(/--([\w-]+)/)![1]),
     [
-      ...["port", "host", "app", "root", "dotfiles", "no-listing", "no-compress", "cors"],
-      ...["header", "verbose", "quiet", "help", "version"],
+      ...["port", "host", "cert", "key", "unix", "workers", "app", "root", "dotfiles"],
+      ...["no-listing", "no-compress", "cors", "header", "verbose", "quiet", "help", "version"],
     ],
   );
   const columns = options.map((line) => line.search(/(?<=\S {2,})\S/));
   assert.equal(new Set(columns).size, 1, `descriptions start in one column:\n${text}`);
   assert.match(text, /^Examples:$/m);
   assert.ok(text.includes(`  ${COMMAND} ./public --port 8080 --host 127.0.0.1 --cors\n`), text);
+  assert.doesNotMatch(text, /debug-worker/, "the debugging flag stays out of the help");
+  const wide = text.split("\n").filter((line) => line.length > 100);
+  assert.deepEqual(wide, [], "every line fits 100 columns");
 });
 
 test("brick CLI exits 2 with the usage line on an unknown flag", async () => {
@@ -1412,4 +1422,631 @@ test("dumpDom() kills Chromium when the page does not load within timeoutMs", {
     for (const socket of sockets) socket.destroy();
     await new Promise((resolve) => silent.close(resolve));
   }
+});
+
+// ─── TLS and Unix sockets ───────────────────────────────────────────────────
+
+/** Deno's permissions for a CLI on a Unix socket. */
+const UNIX = ["--allow-net", "--allow-read", "--allow-write"];
+
+/** Why curl cannot run here, or false when it can. */
+async function curlMissing(): Promise<string | false> {
+  try {
+    const { code } = await curl(["--version"]);
+    return code === 0 ? false : "curl does not run";
+  } catch {
+    return "curl is not installed";
+  }
+}
+
+const NO_CURL = await curlMissing();
+const NO_OPENSSL = await opensslMissing();
+
+/** The folder for the test certificates, removed after the suite. */
+const CERT_DIR = mkdtempSync(join(tmpdir(), "brick-main-tls-"));
+after(() => rmSync(CERT_DIR, { recursive: true, force: true }));
+let certificates: Promise<TestCertificates> | undefined;
+
+/** A CA and a certificate for 127.0.0.1 that it signs, made once for the suite. */
+function testCertificates(): Promise<TestCertificates> {
+  certificates ??= makeTestCertificates(CERT_DIR);
+  return certificates;
+}
+
+/** GETs `path` on a new TLS connection that trusts only `ca`, with `Connection: close`. */
+function httpsGet(port: number, path: string, ca: string): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, ca, servername: "localhost" });
+    let text = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`No answer over TLS within ${TIMEOUT} ms: ${JSON.stringify(text)}`));
+    }, TIMEOUT);
+    socket.setEncoding("utf8");
+    socket.once("secureConnect", () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+    });
+    socket.on("data", (chunk: string) => text += chunk);
+    socket.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.once("close", () => {
+      clearTimeout(timer);
+      const [response] = parseResponses(text);
+      if (response) resolve(response);
+      else reject(new Error(`The TLS connection closed after ${JSON.stringify(text)}`));
+    });
+  });
+}
+
+test("parseFlags() reads --cert, --key, --unix and --workers", () => {
+  assert.deepEqual(parseFlags(["--cert", "c.pem", "--key=k.pem", "--workers", "3"]), {
+    ...DEFAULT_FLAGS,
+    cert: "c.pem",
+    key: "k.pem",
+    workers: 3,
+  });
+  assert.deepEqual(parseFlags(["--unix", "/run/brick.sock", "--workers", "1"]), {
+    ...DEFAULT_FLAGS,
+    unix: "/run/brick.sock",
+  });
+  assert.equal(parseFlags(["--workers", "auto"]).workers, availableParallelism());
+  assert.equal(parseFlags(["--workers=256"]).workers, 256);
+  assert.equal(parseFlags(["--debug-worker"]).debugWorker, true);
+});
+
+test("parseFlags() rejects a lone --cert or --key, --unix with TCP flags, and bad --workers", () => {
+  const unix = 'Flag "--unix" cannot be combined with';
+  const count = 'expected a number from 1 to 256, or "auto"';
+  const cases: [string[], string][] = [
+    [
+      ["--cert", "c.pem"],
+      'Flag "--cert" needs "--key" too: HTTPS takes a certificate and its private key',
+    ],
+    [
+      ["--key", "k.pem"],
+      'Flag "--key" needs "--cert" too: HTTPS takes a certificate and its private key',
+    ],
+    [["--cert="], 'Missing value for "--cert"'],
+    [["--unix"], 'Missing value for "--unix"'],
+    [
+      ["--unix", "a.sock", "--port", "80"],
+      `${unix} "--port": brick listens on a Unix socket or on a TCP port, not both`,
+    ],
+    [
+      ["--host", "::1", "--unix", "a.sock"],
+      `${unix} "--host": brick listens on a Unix socket or on a TCP port, not both`,
+    ],
+    [
+      ["--unix", "a.sock", "--cert", "c.pem", "--key", "k.pem"],
+      `${unix} "--cert": brick serves HTTPS on TCP ports only`,
+    ],
+    [["--unix", "a.sock", "--workers", "2"], `${unix} "--workers": workers share a TCP port`],
+    [["--workers", "0"], `Invalid worker count "0": ${count}`],
+    [["--workers", "-1"], `Invalid worker count "-1": ${count}`],
+    [["--workers", "x"], `Invalid worker count "x": ${count}`],
+    [["--workers", "1.5"], `Invalid worker count "1.5": ${count}`],
+    [["--workers", "257"], `Invalid worker count "257": ${count}`],
+    [["--workers", "--quiet"], 'Missing value for "--workers"'],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseFlags(args), (error) => {
+      assert.ok(error instanceof UsageError);
+      assert.equal(error.message, message, `for ${JSON.stringify(args)}`);
+      return true;
+    });
+  }
+});
+
+test("formatBanner() shows https URLs with TLS, a socket path, and the workers", () => {
+  const base = { host: "0.0.0.0", port: 8443, networkAddresses: ["10.0.0.2"], color: false };
+  assert.equal(
+    formatBanner({ ...base, tls: true, workers: { count: 2, pids: [41, 42] } }),
+    `brick ${VERSION} is listening\n` +
+      "  Workers: 2 processes (pids 41, 42)\n" +
+      "  Local:   https://localhost:8443/\n" +
+      "  Network: https://10.0.0.2:8443/\n" +
+      "Press Ctrl+C to stop",
+  );
+  assert.match(formatBanner({ ...base, workers: { count: 4 } }), /^ {2}Workers: 4 threads$/m);
+  assert.equal(
+    formatBanner({ ...base, socket: "/run/my app.sock" }),
+    `brick ${VERSION} is listening\n` +
+      "  Socket:  /run/my app.sock\n" +
+      "  Try:     curl --unix-socket '/run/my app.sock' http://localhost/\n" +
+      "Press Ctrl+C to stop",
+  );
+});
+
+test("brick CLI with --cert and --key serves HTTPS that curl trusts through the CA", {
+  skip: NO_OPENSSL || NO_CURL,
+}, async () => {
+  const pki = await testCertificates();
+  await withTempDir(
+    { "url.mjs": "export default (request) => new Response(request.url);\n" },
+    async (dir) => {
+      const { brick, url, port } = await startBrick(
+        [join(dir, "url.mjs"), "--cert", pki.certFile, "--key", pki.keyFile],
+        { permissions: READ },
+      );
+      try {
+        assert.equal(url, `https://127.0.0.1:${port}/`, "the banner shows an https URL");
+        const result = await curl(["--cacert", pki.caFile, "--include", url + "secure?x=1"]);
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(result.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+        const body = result.stdout.slice(result.stdout.indexOf("\r\n\r\n") + 4);
+        assert.equal(body, `https://127.0.0.1:${port}/secure?x=1`, "request.url is https");
+        await brick.stdout.waitFor(/^127\.0\.0\.1 - - \[.+\] "GET \/secure\?x=1 HTTP\/1\.1" 200 /m);
+        const untrusted = await curl([url]);
+        assert.equal(untrusted.code, 60, "without the CA, curl refuses the certificate");
+      } finally {
+        await brick.close();
+      }
+    },
+  );
+});
+
+test("brick CLI exits 2 naming the certificate or key that it cannot read or use", {
+  skip: NO_OPENSSL,
+}, async () => {
+  const pki = await testCertificates();
+  await withTempDir({ "notes.txt": "not a certificate\n" }, async (dir) => {
+    const missing = join(dir, "missing.pem");
+    const notes = join(dir, "notes.txt");
+    const cases: [string[], string][] = [
+      [
+        ["--cert", missing, "--key", pki.keyFile],
+        `Cannot read the certificate "${missing}" (--cert): no such file (${missing})`,
+      ],
+      [
+        ["--cert", pki.certFile, "--key", dir],
+        `Cannot read the private key "${dir}" (--key): it is a folder`,
+      ],
+      [
+        ["--cert", notes, "--key", pki.keyFile],
+        `Cannot use "${notes}" as the certificate (--cert): it holds no PEM block ("-----BEGIN …")`,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runBrick([...args, "--host", "127.0.0.1", "--port", "0"], {
+        permissions: READ,
+      });
+      assert.equal(result.code, 2, `for ${args}: ${result.stderr}`);
+      assert.equal(result.stderr, `${message}\n`);
+      assert.equal(result.stdout, "", "nothing listens");
+    }
+    // The CA's certificate with the server's key: a pair that does not belong together.
+    const mismatched = await runBrick(
+      ["--cert", pki.caFile, "--key", pki.keyFile, "--host", "127.0.0.1", "--port", "0"],
+      { permissions: READ },
+    );
+    assert.equal(mismatched.code, 2, mismatched.stderr);
+    assert.ok(
+      mismatched.stderr.startsWith(
+        `Cannot use --cert "${pki.caFile}" with --key "${pki.keyFile}": `,
+      ),
+      mismatched.stderr,
+    );
+    assert.match(mismatched.stderr, /check that both are PEM files and that the key belongs/);
+  });
+});
+
+test("brick CLI exits 2 with the usage line for --cert without --key and --unix with --port", async () => {
+  const cases: [string[], string][] = [
+    [
+      ["--cert", "cert.pem"],
+      'Flag "--cert" needs "--key" too: HTTPS takes a certificate and its private key',
+    ],
+    [
+      ["--unix", "brick.sock", "-p", "8080"],
+      'Flag "--unix" cannot be combined with "--port": ' +
+      "brick listens on a Unix socket or on a TCP port, not both",
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stderr } = await runBrick(args, { permissions: READ });
+    assert.equal(code, 2, `for ${args}`);
+    assert.equal(stderr, `${message}\n${USAGE}\n`);
+  }
+});
+
+test("brick CLI exits 2 with the command to run when --cert comes without --allow-read", {
+  skip: deno ? (NO_OPENSSL || false) : "Deno only: Node and Bun have no permissions",
+}, async () => {
+  const pki = await testCertificates();
+  const args = ["--cert", pki.certFile, "--key", pki.keyFile, "--port", "0"];
+  const { code, stderr } = await runBrick(args);
+  assert.equal(code, 2);
+  assert.equal(
+    stderr,
+    `Cannot read "${pki.certFile}": file access is not allowed\n` +
+      `Run it with read access instead: deno run --allow-net --allow-read main.ts ${
+        args.join(" ")
+      }\n`,
+  );
+});
+
+test("brick CLI with --unix serves curl --unix-socket, logs 'unix' clients, removes the socket", {
+  skip: NO_CURL,
+}, async () => {
+  await withTempDir({}, async (dir) => {
+    const socket = join(dir, "brick.sock");
+    const brick = spawnBrick(["--unix", socket], { permissions: UNIX });
+    try {
+      const [, shown] = await brick.stdout.waitFor(/^ {2}Socket: {2}(.+)$/m);
+      assert.equal(shown, socket);
+      assert.match(brick.stdout.text, /^ {2}Try: {5}curl --unix-socket \S+ http:\/\/localhost\/$/m);
+      assert.doesNotMatch(brick.stdout.text, /Local:|Network:/);
+      const result = await curl([
+        "--unix-socket",
+        socket,
+        "--include",
+        "http://localhost/over/unix",
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.ok(result.stdout.endsWith("\r\n\r\nHello, World!"), result.stdout);
+      await brick.stdout.waitFor(/^unix - - \[[^\]]+\] "GET \/over\/unix HTTP\/1\.1" 200 13$/m);
+      brick.kill("SIGTERM");
+      assert.equal((await brick.exit()).code, 0, brick.stderr.text);
+      assert.equal(existsSync(socket), false, "the socket file is removed on shutdown");
+    } finally {
+      await brick.close();
+    }
+  });
+});
+
+test("brick CLI exits 1 when another server listens on the --unix socket, which keeps serving", {
+  skip: NO_CURL,
+}, async () => {
+  await withTempDir({}, async (dir) => {
+    const socket = join(dir, "brick.sock");
+    const first = spawnBrick(["--unix", socket, "--quiet"], { permissions: UNIX });
+    try {
+      await first.stdout.waitFor(/Socket:/);
+      const second = await runBrick(["--unix", socket], { permissions: UNIX });
+      assert.equal(second.code, 1);
+      assert.equal(
+        second.stderr,
+        `Cannot listen on ${socket}: address already in use ` +
+          "(a running server listens there; stop it or choose another --unix path)\n",
+      );
+      const result = await curl(["--unix-socket", socket, "http://localhost/"]);
+      assert.equal(result.stdout, "Hello, World!", "the first server still answers");
+    } finally {
+      await first.close();
+    }
+  });
+});
+
+test("brick CLI exits 1 with the command to run when --unix lacks Deno's permissions", {
+  skip: deno ? false : "Deno only: Node and Bun have no permissions",
+}, async () => {
+  await withTempDir({}, async (dir) => {
+    const socket = join(dir, "brick.sock");
+    const { code, stderr } = await runBrick(["--unix", socket], { permissions: READ });
+    assert.equal(code, 1);
+    assert.equal(
+      stderr,
+      `Cannot listen on ${socket}: a Unix socket needs network, read and write access\n` +
+        `Run it with them instead: deno run --allow-net --allow-read --allow-write main.ts ` +
+        `--unix ${socket}\n`,
+    );
+    assert.equal(existsSync(socket), false);
+  });
+});
+
+// ─── Workers ────────────────────────────────────────────────────────────────
+
+/** Deno's flags for a CLI with workers: each thread loads main.ts and listens with SO_REUSEPORT. */
+const WORKERS = ["--allow-net", "--allow-read", "--unstable-net"];
+
+/** Which worker answered, from the `x-brick-worker` header that `--debug-worker` adds. */
+interface WorkerTag {
+  id: number;
+  pid: number;
+  start: number;
+}
+
+function workerTag(response: RawResponse): WorkerTag {
+  const value = response.headers.get("x-brick-worker") ?? "";
+  const match = value.match(/^(\d+); pid=(\d+); start=(\d+)$/);
+  assert.ok(match, `an x-brick-worker field in ${JSON.stringify([...response.headers])}`);
+  return { id: Number(match[1]), pid: Number(match[2]), start: Number(match[3]) };
+}
+
+/** GETs `path` on a new connection, which the kernel or node:cluster gives to any worker. */
+async function getOnce(port: number, path = "/"): Promise<RawResponse> {
+  using conn = await connect(port);
+  await conn.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  const [response] = await conn.received.responses(1);
+  return response;
+}
+
+/**
+ * Sends requests, each on a new connection, until the workers that answered
+ * satisfy `enough`; fails after `max` requests.
+ */
+async function findWorkers(
+  get: () => Promise<RawResponse>,
+  enough: (tags: WorkerTag[]) => boolean,
+  max = 200,
+): Promise<WorkerTag[]> {
+  const tags: WorkerTag[] = [];
+  for (let i = 0; i < max; i++) {
+    const response = await get();
+    assert.equal(response.statusLine, "HTTP/1.1 200 OK");
+    tags.push(workerTag(response));
+    if (enough(tags)) return tags;
+  }
+  const seen = [...new Set(tags.map((tag) => JSON.stringify(tag)))];
+  throw new Error(`After ${max} requests, only these workers answered: ${seen.join(", ")}`);
+}
+
+const bothWorkers = (tags: WorkerTag[]) => new Set(tags.map((tag) => tag.id)).size === 2;
+
+/** Whether a process with this id exists. */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}
+
+/** The worker PIDs in the banner, or none when the workers are threads (Deno). */
+function bannerPids(stdout: string): number[] {
+  const match = stdout.match(/^ {2}Workers: 2 processes \(pids (\d+), (\d+)\)$/m);
+  return match ? [Number(match[1]), Number(match[2])] : [];
+}
+
+test("brick CLI with --workers 2 answers from both workers, with one banner and whole log lines", async () => {
+  const { brick, port } = await startBrick(["--workers", "2", "--debug-worker"], {
+    permissions: WORKERS,
+  });
+  try {
+    const banner = brick.stdout.text;
+    assert.equal(banner.match(/is listening/g)?.length, 1, `one banner: ${banner}`);
+    assert.match(banner, deno ? /^ {2}Workers: 2 threads$/m : /^ {2}Workers: 2 processes /m);
+    const tags = await findWorkers(() => getOnce(port), bothWorkers);
+    const pids = new Set(tags.map((tag) => tag.pid));
+    if (deno) assert.equal(pids.size, 1, "threads of one process");
+    else assert.deepEqual([...pids].sort(), bannerPids(banner).sort(), "the PIDs in the banner");
+
+    // Many requests at once, from both workers: each log line arrives whole.
+    const path = "/" + "x".repeat(600);
+    await Promise.all(Array.from({ length: 40 }, () => getOnce(port, path)));
+    const lines = () => brick.stdout.text.slice(banner.length).split("\n").filter(Boolean);
+    const deadline = Date.now() + TIMEOUT;
+    while (lines().length < tags.length + 40 && Date.now() < deadline) await delay(50);
+    assert.equal(lines().length, tags.length + 40);
+    for (const line of lines()) assert.match(line, CLF_LINE);
+    assert.equal(brick.stderr.text, "");
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI with --workers serves HTTPS from each worker", { skip: NO_OPENSSL }, async () => {
+  const pki = await testCertificates();
+  const { brick, url, port } = await startBrick(
+    ["--workers", "2", "--debug-worker", "--cert", pki.certFile, "--key", pki.keyFile],
+    { permissions: WORKERS },
+  );
+  try {
+    assert.equal(url, `https://127.0.0.1:${port}/`);
+    await findWorkers(() => httpsGet(port, "/", pki.ca), bothWorkers);
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI with --workers restarts a worker whose app crashed, and logs the restart", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const { brick, port } = await startBrick([
+    join(APPS, "crash.mjs"),
+    "--workers",
+    "2",
+    "--debug-worker",
+  ], {
+    permissions: WORKERS,
+  });
+  try {
+    await findWorkers(() => getOnce(port), bothWorkers);
+    const crashing = await getOnce(port, "/crash");
+    assert.equal(crashing.body, "crashing\n");
+    const { id, pid } = workerTag(crashing);
+    const who = deno ? `worker ${id}` : `worker ${id} \\(pid ${pid}\\)`;
+    await brick.stderr.waitFor(
+      new RegExp(`^${who} exited with code 1; restarting in 100 ms$`, "m"),
+    );
+    const [, newPid] = await brick.stderr.waitFor(
+      new RegExp(`^worker ${id}(?: \\(pid (\\d+)\\))? is listening$`, "m"),
+    );
+    if (!deno) assert.notEqual(Number(newPid), pid, "a new process");
+    assert.match(brick.stderr.text, /crash requested by GET \/crash/, "the crash's error is shown");
+    // The replacement, started a second time under the same number, answers beside the other.
+    const tags = await findWorkers(
+      () => getOnce(port),
+      (tags) => tags.some((tag) => tag.id === id && tag.start === 2) && bothWorkers(tags),
+    );
+    assert.ok(tags.every((tag) => tag.id !== id || tag.start === 2), "the crashed one is gone");
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI with --workers replaces a worker process killed with SIGKILL", {
+  skip: deno ? "Deno's workers are threads of one process" : false,
+}, async () => {
+  const { brick, port } = await startBrick(["--workers", "2", "--debug-worker"]);
+  try {
+    const [killed, other] = bannerPids(brick.stdout.text);
+    process.kill(killed, "SIGKILL");
+    await brick.stderr.waitFor(
+      new RegExp(`^worker 1 \\(pid ${killed}\\) was killed by SIGKILL; restarting in 100 ms$`, "m"),
+    );
+    const [, replacement] = await brick.stderr.waitFor(/^worker 1 \(pid (\d+)\) is listening$/m);
+    const tags = await findWorkers(() => getOnce(port), bothWorkers);
+    assert.deepEqual(
+      [...new Set(tags.map((tag) => tag.pid))].sort(),
+      [Number(replacement), other].sort(),
+    );
+  } finally {
+    await brick.close();
+  }
+});
+
+/** An app whose /slow path answers after half a second, to have a request in flight. */
+const SLOW_APP = "export default async (request) => {\n" +
+  '  if (new URL(request.url).pathname === "/slow") {\n' +
+  "    await new Promise((resolve) => setTimeout(resolve, 500));\n" +
+  "  }\n" +
+  '  return new Response("done\\n");\n' +
+  "};\n";
+
+test("brick CLI with --workers finishes requests in flight on SIGTERM, exits 0, leaves no worker", async () => {
+  await withTempDir({ "slow.mjs": SLOW_APP }, async (dir) => {
+    const { brick, port } = await startBrick(
+      [join(dir, "slow.mjs"), "--workers", "2", "--debug-worker"],
+      { permissions: WORKERS },
+    );
+    try {
+      const tags = await findWorkers(() => getOnce(port), bothWorkers);
+      const slow = getOnce(port, "/slow");
+      await delay(150);
+      brick.kill("SIGTERM");
+      const response = await slow;
+      assert.equal(response.body, "done\n", "the request in flight is answered");
+      const status = await brick.exit();
+      await brick.stderr.done;
+      assert.equal(status.code, 0, brick.stderr.text);
+      assert.equal(brick.stderr.text, "Shutting down\n", "one message, from the supervisor");
+      for (const pid of new Set(tags.map((tag) => tag.pid))) {
+        assert.equal(isRunning(pid), false, `process ${pid} is gone`);
+      }
+    } finally {
+      await brick.close();
+    }
+  });
+});
+
+test("brick CLI with --workers exits 130 at once on a second signal and leaves no worker", async () => {
+  const app = SLOW_APP.replace("500", "20_000");
+  await withTempDir({ "slow.mjs": app }, async (dir) => {
+    const { brick, port } = await startBrick(
+      [join(dir, "slow.mjs"), "--workers", "2", "--debug-worker"],
+      { permissions: WORKERS },
+    );
+    try {
+      const tags = await findWorkers(() => getOnce(port), bothWorkers);
+      const stuck = getOnce(port, "/slow").catch(() => "closed");
+      await delay(150);
+      brick.kill("SIGTERM");
+      await brick.stderr.waitFor(/^Shutting down$/m);
+      const started = Date.now();
+      brick.kill("SIGINT");
+      const status = await brick.exit();
+      assert.equal(status.code, 130);
+      assert.ok(Date.now() - started < 3000, "the second signal does not wait for the request");
+      await brick.stderr.done;
+      assert.equal(brick.stderr.text, "Shutting down\nForcing exit\n");
+      assert.equal(await stuck, "closed", "the request in flight is cut off");
+      for (const pid of new Set(tags.map((tag) => tag.pid))) {
+        assert.equal(isRunning(pid), false, `process ${pid} is gone`);
+      }
+    } finally {
+      await brick.close();
+    }
+  });
+});
+
+test("brick CLI with --workers exits 2 once when the app has no fetch handler", async () => {
+  await withTempDir({ "exports.mjs": "export const foo = 1;\n" }, async (dir) => {
+    const app = join(dir, "exports.mjs");
+    const result = await runBrick([app, "--workers", "2", "--host", "127.0.0.1", "--port", "0"], {
+      permissions: WORKERS,
+    });
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `Cannot serve "${app}": it has no default export (its exports: foo)\n${APP_EXAMPLE}\n`,
+      "said once, by the first worker",
+    );
+    assert.equal(result.stdout, "");
+  });
+});
+
+test("brick CLI with --workers gives up with exit 1 when a worker keeps crashing at start", {
+  skip: NO_TESTDATA,
+}, async () => {
+  const brick = spawnBrick(
+    [join(APPS, "crash_soon.mjs"), "--workers", "2", "--host", "127.0.0.1", "--port", "0"],
+    { permissions: WORKERS },
+  );
+  try {
+    const status = await brick.exit(20_000);
+    await brick.stderr.done;
+    const stderr = brick.stderr.text;
+    assert.equal(status.code, 1, stderr);
+    assert.match(
+      stderr,
+      /^worker \d+(?: \(pid \d+\))? exited with code 1; giving up: it ended 5 times in a row within 10 s of its start \(its errors are above\)$/m,
+    );
+    for (const delay of [100, 200, 400, 800]) {
+      assert.match(stderr, new RegExp(`exited with code 1; restarting in ${delay} ms$`, "m"));
+    }
+  } finally {
+    await brick.close();
+  }
+});
+
+test("brick CLI with --workers exits 1 when the port is taken, before starting any", async () => {
+  const listener = net.createServer();
+  await new Promise<void>((resolve) => listener.listen({ host: "127.0.0.1", port: 0 }, resolve));
+  const { port } = listener.address() as net.AddressInfo;
+  try {
+    const result = await runBrick(
+      ["--workers", "2", "--host", "127.0.0.1", "--port", String(port)],
+      {
+        permissions: WORKERS,
+      },
+    );
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `Cannot listen on 127.0.0.1:${port}: address already in use (try --port ${port + 1})\n`,
+    );
+  } finally {
+    await new Promise((resolve) => listener.close(resolve));
+  }
+});
+
+test("brick CLI exits 2 with the usage line on a bad --workers value", async () => {
+  for (const value of ["0", "-1", "x"]) {
+    const { code, stderr } = await runBrick(["--workers", value]);
+    assert.equal(code, 2, `for --workers ${value}`);
+    assert.equal(
+      stderr,
+      `Invalid worker count "${value}": expected a number from 1 to 256, or "auto"\n${USAGE}\n`,
+    );
+  }
+});
+
+test("brick CLI exits 2 with the command to run when Deno lacks what --workers needs", {
+  skip: deno ? false : "Deno only",
+}, async () => {
+  const args = ["--workers", "2", "--host", "127.0.0.1", "--port", "0"];
+  const { code, stderr } = await runBrick(args);
+  assert.equal(code, 2);
+  assert.equal(
+    stderr,
+    "Cannot start 2 workers: Deno needs --unstable-net, as the workers share the port with " +
+      "SO_REUSEPORT, and read access to main.ts, which each worker thread loads\n" +
+      "Run it with them instead: " +
+      `deno run --allow-net --allow-read --unstable-net main.ts ${args.join(" ")}\n`,
+  );
 });
