@@ -1016,6 +1016,8 @@ class Connection {
   firstLineEnd = -1;
   readonly remoteAddr: Addr;
   #reading: Promise<number> | null = null;
+  /** Bytes the last fill() brought. */
+  #lastRead = 0;
   #writing = 0;
 
   constructor(readonly conn: Conn, readonly server: ServerImpl) {
@@ -1076,7 +1078,7 @@ class Connection {
 
   #filled = (n: number | null): number => {
     this.#reading = null;
-    const count = this.#counted(n);
+    const count = this.#lastRead = this.#counted(n);
     this.end += count;
     return count;
   };
@@ -1102,6 +1104,10 @@ class Connection {
 
   /** Makes room to read: drops consumed bytes, then grows the buffer up to `limit`. */
   makeRoom(limit: number): void {
+    // The small head buffer is for clients that send little at a time.
+    if (this.buf.length < READ_BUFFER_BYTES && this.#lastRead > HEAD_BUFFER_BYTES / 2) {
+      this.useFullBuffer();
+    }
     if (this.start === this.end) this.start = this.end = 0;
     if (this.end < this.buf.length) return;
     if (this.start > 0) {
@@ -1124,9 +1130,16 @@ class Connection {
     giveBuffer(headBuffers, small);
   }
 
-  /** Between requests: hands a full-size buffer back to the pool and keeps a small one. */
+  /**
+   * Between requests: hands a full-size buffer back to the pool and keeps a
+   * small one, unless the last read was large (a pipelining client, say),
+   * which would only take it back at once.
+   */
   useHeadBuffer(): void {
-    if (this.buf.length === HEAD_BUFFER_BYTES || this.buffered > 0 || this.#reading !== null) {
+    if (
+      this.buf.length === HEAD_BUFFER_BYTES || this.buffered > 0 || this.#reading !== null ||
+      this.#lastRead > HEAD_BUFFER_BYTES / 2
+    ) {
       return;
     }
     if (this.buf.length === READ_BUFFER_BYTES) giveBuffer(readBuffers, this.buf);
