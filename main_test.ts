@@ -1829,6 +1829,49 @@ test("brick CLI with --workers 2 answers from both workers, with one banner and 
   }
 });
 
+/**
+ * An app that writes a line to stdout in two halves, 100 ms apart, while it
+ * holds its process: the other worker's halves come in between.
+ */
+const HALF_LINES_APP = 'import process from "node:process";\n' +
+  "export default (request) => {\n" +
+  '  const id = new URL(request.url).searchParams.get("id");\n' +
+  "  process.stdout.write(`half-line ${id} starts,`);\n" +
+  "  const until = Date.now() + 100;\n" +
+  "  while (Date.now() < until);\n" +
+  "  process.stdout.write(` and ends ${id}\\n`);\n" +
+  '  return new Response("ok\\n");\n' +
+  "};\n";
+
+test("brick CLI with --workers passes on a worker's output in whole lines", {
+  skip: deno ? "Deno's workers are threads: they write to the shared stdout themselves" : false,
+}, async () => {
+  await withTempDir({ "halves.mjs": HALF_LINES_APP }, async (dir) => {
+    const { brick, port } = await startBrick(
+      [join(dir, "halves.mjs"), "--workers", "2", "--debug-worker", "--quiet"],
+      { permissions: WORKERS },
+    );
+    try {
+      const banner = brick.stdout.text;
+      let sent = 0;
+      // Requests at once until both workers were writing at the same time.
+      for (let batch = 0; batch < 10; batch++) {
+        const ids = Array.from({ length: 8 }, () => sent++);
+        const tags = await Promise.all(
+          ids.map(async (id) => workerTag(await getOnce(port, `/?id=${id}`))),
+        );
+        if (bothWorkers(tags)) break;
+      }
+      await brick.stdout.waitFor(new RegExp(` and ends ${sent - 1}\n`));
+      const lines = brick.stdout.text.slice(banner.length).split("\n").filter(Boolean);
+      assert.equal(lines.length, sent);
+      for (const line of lines) assert.match(line, /^half-line (\d+) starts, and ends \1$/);
+    } finally {
+      await brick.close();
+    }
+  });
+});
+
 test("brick CLI with --workers serves HTTPS from each worker", { skip: NO_OPENSSL }, async () => {
   const pki = await testCertificates();
   const { brick, url, port } = await startBrick(
@@ -1930,6 +1973,47 @@ test("brick CLI with --workers finishes requests in flight on SIGTERM, exits 0, 
       }
     } finally {
       await brick.close();
+    }
+  });
+});
+
+test("brick CLI with --workers stops gracefully once on Ctrl+C, which signals the whole group", {
+  skip: deno ? "Deno's workers are threads of one process" : false,
+}, async () => {
+  await withTempDir({ "slow.mjs": SLOW_APP }, async (dir) => {
+    // A terminal's Ctrl+C sends SIGINT to every process of the foreground group.
+    const args = [join(dir, "slow.mjs"), "--workers", "2", "-p", "0", "-H", "127.0.0.1"];
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    const status = new Promise<ExitStatus>((resolve) => {
+      child.once("exit", (code, signal) => resolve({ code, signal }));
+    });
+    const stdout = new Output(child.stdout!);
+    const stderr = new Output(child.stderr!);
+    try {
+      const [, port] = await stdout.waitFor(/Local:\s+http:\/\/127\.0\.0\.1:(\d+)\//);
+      const pids = bannerPids(stdout.text);
+      assert.equal(pids.length, 2, stdout.text);
+      const slow = getOnce(Number(port), "/slow");
+      await delay(150);
+      process.kill(-child.pid!, "SIGINT");
+      assert.equal((await slow).body, "done\n", "the worker finishes the request in flight");
+      const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT);
+      assert.deepEqual(await status, { code: 0, signal: null });
+      clearTimeout(timer);
+      await stderr.done;
+      assert.equal(
+        stderr.text,
+        "Shutting down\n",
+        "the workers leave the signal to the supervisor",
+      );
+      for (const pid of pids) assert.equal(isRunning(pid), false, `process ${pid} is gone`);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await status;
     }
   });
 });
