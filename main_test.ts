@@ -5,7 +5,7 @@
 // Deno, `deno test -A main_test.ts` runs main.ts with `deno run`; on Node,
 // `node --test npm/main_test.js` runs the npm build's main.js with node.
 
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -1442,15 +1442,12 @@ async function curlMissing(): Promise<string | false> {
 const NO_CURL = await curlMissing();
 const NO_OPENSSL = await opensslMissing();
 
-/** The folder for the test certificates, removed after the suite. */
-const CERT_DIR = mkdtempSync(join(tmpdir(), "brick-main-tls-"));
-after(() => rmSync(CERT_DIR, { recursive: true, force: true }));
-let certificates: Promise<TestCertificates> | undefined;
-
-/** A CA and a certificate for 127.0.0.1 that it signs, made once for the suite. */
-function testCertificates(): Promise<TestCertificates> {
-  certificates ??= makeTestCertificates(CERT_DIR);
-  return certificates;
+/**
+ * Makes a CA and a certificate for 127.0.0.1 that it signs in a temporary
+ * folder, runs `body` with them, and removes the folder.
+ */
+function withCertificates<T>(body: (pki: TestCertificates) => Promise<T>): Promise<T> {
+  return withTempDir({}, async (dir) => await body(await makeTestCertificates(dir)));
 }
 
 /** GETs `path` on a new TLS connection that trusts only `ca`, with `Connection: close`. */
@@ -1562,73 +1559,77 @@ test("formatBanner() shows https URLs with TLS, a socket path, and the workers",
 test("brick CLI with --cert and --key serves HTTPS that curl trusts through the CA", {
   skip: NO_OPENSSL || NO_CURL,
 }, async () => {
-  const pki = await testCertificates();
-  await withTempDir(
-    { "url.mjs": "export default (request) => new Response(request.url);\n" },
-    async (dir) => {
-      const { brick, url, port } = await startBrick(
-        [join(dir, "url.mjs"), "--cert", pki.certFile, "--key", pki.keyFile],
-        { permissions: READ },
-      );
-      try {
-        assert.equal(url, `https://127.0.0.1:${port}/`, "the banner shows an https URL");
-        const result = await curl(["--cacert", pki.caFile, "--include", url + "secure?x=1"]);
-        assert.equal(result.code, 0, result.stderr);
-        assert.match(result.stdout, /^HTTP\/1\.1 200 OK\r\n/);
-        const body = result.stdout.slice(result.stdout.indexOf("\r\n\r\n") + 4);
-        assert.equal(body, `https://127.0.0.1:${port}/secure?x=1`, "request.url is https");
-        await brick.stdout.waitFor(/^127\.0\.0\.1 - - \[.+\] "GET \/secure\?x=1 HTTP\/1\.1" 200 /m);
-        const untrusted = await curl([url]);
-        assert.equal(untrusted.code, 60, "without the CA, curl refuses the certificate");
-      } finally {
-        await brick.close();
-      }
-    },
-  );
+  await withCertificates(async (pki) => {
+    await withTempDir(
+      { "url.mjs": "export default (request) => new Response(request.url);\n" },
+      async (dir) => {
+        const { brick, url, port } = await startBrick(
+          [join(dir, "url.mjs"), "--cert", pki.certFile, "--key", pki.keyFile],
+          { permissions: READ },
+        );
+        try {
+          assert.equal(url, `https://127.0.0.1:${port}/`, "the banner shows an https URL");
+          const result = await curl(["--cacert", pki.caFile, "--include", url + "secure?x=1"]);
+          assert.equal(result.code, 0, result.stderr);
+          assert.match(result.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+          const body = result.stdout.slice(result.stdout.indexOf("\r\n\r\n") + 4);
+          assert.equal(body, `https://127.0.0.1:${port}/secure?x=1`, "request.url is https");
+          await brick.stdout.waitFor(
+            /^127\.0\.0\.1 - - \[.+\] "GET \/secure\?x=1 HTTP\/1\.1" 200 /m,
+          );
+          const untrusted = await curl([url]);
+          assert.equal(untrusted.code, 60, "without the CA, curl refuses the certificate");
+        } finally {
+          await brick.close();
+        }
+      },
+    );
+  });
 });
 
 test("brick CLI exits 2 naming the certificate or key that it cannot read or use", {
   skip: NO_OPENSSL,
 }, async () => {
-  const pki = await testCertificates();
-  await withTempDir({ "notes.txt": "not a certificate\n" }, async (dir) => {
-    const missing = join(dir, "missing.pem");
-    const notes = join(dir, "notes.txt");
-    const cases: [string[], string][] = [
-      [
-        ["--cert", missing, "--key", pki.keyFile],
-        `Cannot read the certificate "${missing}" (--cert): no such file (${missing})`,
-      ],
-      [
-        ["--cert", pki.certFile, "--key", dir],
-        `Cannot read the private key "${dir}" (--key): it is a folder`,
-      ],
-      [
-        ["--cert", notes, "--key", pki.keyFile],
-        `Cannot use "${notes}" as the certificate (--cert): it holds no PEM block ("-----BEGIN …")`,
-      ],
-    ];
-    for (const [args, message] of cases) {
-      const result = await runBrick([...args, "--host", "127.0.0.1", "--port", "0"], {
-        permissions: READ,
-      });
-      assert.equal(result.code, 2, `for ${args}: ${result.stderr}`);
-      assert.equal(result.stderr, `${message}\n`);
-      assert.equal(result.stdout, "", "nothing listens");
-    }
-    // The CA's certificate with the server's key: a pair that does not belong together.
-    const mismatched = await runBrick(
-      ["--cert", pki.caFile, "--key", pki.keyFile, "--host", "127.0.0.1", "--port", "0"],
-      { permissions: READ },
-    );
-    assert.equal(mismatched.code, 2, mismatched.stderr);
-    assert.ok(
-      mismatched.stderr.startsWith(
-        `Cannot use --cert "${pki.caFile}" with --key "${pki.keyFile}": `,
-      ),
-      mismatched.stderr,
-    );
-    assert.match(mismatched.stderr, /check that both are PEM files and that the key belongs/);
+  await withCertificates(async (pki) => {
+    await withTempDir({ "notes.txt": "not a certificate\n" }, async (dir) => {
+      const missing = join(dir, "missing.pem");
+      const notes = join(dir, "notes.txt");
+      const cases: [string[], string][] = [
+        [
+          ["--cert", missing, "--key", pki.keyFile],
+          `Cannot read the certificate "${missing}" (--cert): no such file (${missing})`,
+        ],
+        [
+          ["--cert", pki.certFile, "--key", dir],
+          `Cannot read the private key "${dir}" (--key): it is a folder`,
+        ],
+        [
+          ["--cert", notes, "--key", pki.keyFile],
+          `Cannot use "${notes}" as the certificate (--cert): it holds no PEM block ("-----BEGIN …")`,
+        ],
+      ];
+      for (const [args, message] of cases) {
+        const result = await runBrick([...args, "--host", "127.0.0.1", "--port", "0"], {
+          permissions: READ,
+        });
+        assert.equal(result.code, 2, `for ${args}: ${result.stderr}`);
+        assert.equal(result.stderr, `${message}\n`);
+        assert.equal(result.stdout, "", "nothing listens");
+      }
+      // The CA's certificate with the server's key: a pair that does not belong together.
+      const mismatched = await runBrick(
+        ["--cert", pki.caFile, "--key", pki.keyFile, "--host", "127.0.0.1", "--port", "0"],
+        { permissions: READ },
+      );
+      assert.equal(mismatched.code, 2, mismatched.stderr);
+      assert.ok(
+        mismatched.stderr.startsWith(
+          `Cannot use --cert "${pki.caFile}" with --key "${pki.keyFile}": `,
+        ),
+        mismatched.stderr,
+      );
+      assert.match(mismatched.stderr, /check that both are PEM files and that the key belongs/);
+    });
   });
 });
 
@@ -1654,17 +1655,18 @@ test("brick CLI exits 2 with the usage line for --cert without --key and --unix 
 test("brick CLI exits 2 with the command to run when --cert comes without --allow-read", {
   skip: deno ? (NO_OPENSSL || false) : "Deno only: Node and Bun have no permissions",
 }, async () => {
-  const pki = await testCertificates();
-  const args = ["--cert", pki.certFile, "--key", pki.keyFile, "--port", "0"];
-  const { code, stderr } = await runBrick(args);
-  assert.equal(code, 2);
-  assert.equal(
-    stderr,
-    `Cannot read "${pki.certFile}": file access is not allowed\n` +
-      `Run it with read access instead: deno run --allow-net --allow-read main.ts ${
-        args.join(" ")
-      }\n`,
-  );
+  await withCertificates(async (pki) => {
+    const args = ["--cert", pki.certFile, "--key", pki.keyFile, "--port", "0"];
+    const { code, stderr } = await runBrick(args);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      `Cannot read "${pki.certFile}": file access is not allowed\n` +
+        `Run it with read access instead: deno run --allow-net --allow-read main.ts ${
+          args.join(" ")
+        }\n`,
+    );
+  });
 });
 
 test("brick CLI with --unix serves curl --unix-socket, logs 'unix' clients, removes the socket", {
@@ -1873,17 +1875,18 @@ test("brick CLI with --workers passes on a worker's output in whole lines", {
 });
 
 test("brick CLI with --workers serves HTTPS from each worker", { skip: NO_OPENSSL }, async () => {
-  const pki = await testCertificates();
-  const { brick, url, port } = await startBrick(
-    ["--workers", "2", "--debug-worker", "--cert", pki.certFile, "--key", pki.keyFile],
-    { permissions: WORKERS },
-  );
-  try {
-    assert.equal(url, `https://127.0.0.1:${port}/`);
-    await findWorkers(() => httpsGet(port, "/", pki.ca), bothWorkers);
-  } finally {
-    await brick.close();
-  }
+  await withCertificates(async (pki) => {
+    const { brick, url, port } = await startBrick(
+      ["--workers", "2", "--debug-worker", "--cert", pki.certFile, "--key", pki.keyFile],
+      { permissions: WORKERS },
+    );
+    try {
+      assert.equal(url, `https://127.0.0.1:${port}/`);
+      await findWorkers(() => httpsGet(port, "/", pki.ca), bothWorkers);
+    } finally {
+      await brick.close();
+    }
+  });
 });
 
 test("brick CLI with --workers restarts a worker whose app crashed, and logs the restart", {
