@@ -112,8 +112,8 @@ export interface ServeOptions {
   /**
    * Sets `SO_REUSEPORT`, so that several processes can listen on the same
    * port and the kernel spreads connections among them (Linux, BSDs). Needs
-   * Deno, Bun, or Node 22.12 or later; on older Node, use `node:cluster`,
-   * whose workers share one listening socket, instead.
+   * Deno (with `--unstable-net`), Bun, or Node 22.12 or later; on older Node,
+   * use `node:cluster`, whose workers share one listening socket, instead.
    *
    * @default {false}
    */
@@ -543,6 +543,16 @@ class DenoListener implements Listener {
       );
     }
     const { hostname, port, reusePort, tls } = spec;
+    // Deno ends the process (exit code 70) on reusePort without --unstable-net,
+    // where it cannot be caught; listenDatagram exists only with that flag.
+    if (
+      reusePort && typeof (runtime as { listenDatagram?: unknown }).listenDatagram !== "function"
+    ) {
+      throw new TypeError(
+        'reusePort needs --unstable-net on Deno: run "deno run --unstable-net …" or add ' +
+          '"unstable": ["net"] to deno.json',
+      );
+    }
     if (tls === null) {
       return new DenoListener(
         runtime,

@@ -29,9 +29,9 @@ const bun = (globalThis as { Bun?: unknown }).Bun;
 const quiet = { onListen() {} };
 const hello = (request: Request) => new Response(`hello from ${request.url}`);
 
-/** A temporary directory, removed after the suite. */
+/** A temporary directory, removed after the suites (Deno's node:test runs only nested after()). */
 const dir = mkdtempSync(join(tmpdir(), "brick-transport-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const removeDir = () => rmSync(dir, { recursive: true, force: true });
 
 // ─── TLS ────────────────────────────────────────────────────────────────────
 
@@ -320,6 +320,7 @@ async function askUnix(path: string, request: string) {
 const REQUEST_CLOSE = head("GET /unix HTTP/1.1", "Host: brick", "Connection: close");
 
 describe("serve() on a Unix domain socket", () => {
+  after(removeDir); // the last suite of the file
   test("serve({ path }) answers over the socket and reports a unix address", async () => {
     const path = join(dir, "a.sock");
     let seen: UnixAddr | undefined;

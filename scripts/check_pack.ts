@@ -246,7 +246,7 @@ async function checkCliViaNpx(project: string, version: string): Promise<void> {
   const status = await finish(bad);
   check(status.code === 2, `npx brick --nope exited with ${status.code}, expected 2`);
   check(
-    bad.stderr.text.includes('Unknown flag "--nope"\nUsage: npx brick [--port <port>]'),
+    bad.stderr.text.includes('Unknown flag "--nope"\nUsage: npx brick [options]'),
     `npx brick --nope printed ${JSON.stringify(bad.stderr.text)}`,
   );
 
