@@ -765,20 +765,17 @@ const BROTLI_QUALITY = 5;
 type Encoding = "br" | "gzip";
 
 /**
- * The codings this runtime can produce, best first, found once. Brotli comes
- * from node:zlib, where quality can be set: CompressionStream has no standard
- * brotli, and Bun's non-standard one runs at quality 11, about 1 MB/s. gzip
- * comes from CompressionStream.
+ * The codings this runtime can produce, best first. Both come from node:zlib.
+ * For brotli, that is where quality can be set: CompressionStream has no
+ * standard brotli, and Bun's non-standard one runs at quality 11, about
+ * 1 MB/s. For gzip, CompressionStream on Node 20 and Bun 1.3 takes in its
+ * whole input while nobody reads its output, so a slow client would make the
+ * server hold the whole compressed file.
  */
-const ENCODINGS: readonly Encoding[] = (() => {
-  const found: Encoding[] = [];
-  if (typeof zlib.createBrotliCompress === "function") found.push("br");
-  try {
-    new CompressionStream("gzip");
-    found.push("gzip");
-  } catch { /* no CompressionStream */ }
-  return found;
-})();
+const ENCODINGS: readonly Encoding[] = [
+  ...(typeof zlib.createBrotliCompress === "function" ? ["br" as const] : []),
+  ...(typeof zlib.createGzip === "function" ? ["gzip" as const] : []),
+];
 
 /**
  * The coding to use for an `Accept-Encoding` value (RFC 9110 §12.5.3): the
@@ -820,9 +817,7 @@ function compressedBody(
   source: ReadableStream<Uint8Array>,
   encoding: Encoding,
 ): ReadableStream<Uint8Array> {
-  const { readable, writable } = encoding === "gzip"
-    ? new CompressionStream("gzip") as ReadableWritablePair<Uint8Array, Uint8Array>
-    : brotliStream();
+  const { readable, writable } = compressorStream(encoding);
   const input = source.getReader();
   const writer = writable.getWriter();
   const output = readable.getReader();
@@ -850,39 +845,45 @@ function compressedBody(
   }, { highWaterMark: 0 });
 }
 
-/** node:zlib's brotli as a web TransformStream. */
-function brotliStream(): TransformStream<Uint8Array, Uint8Array> {
-  const brotli = zlib.createBrotliCompress({
-    params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY },
-  });
+/**
+ * A node:zlib compressor as a web TransformStream. Its output is enqueued as
+ * it comes, and the TransformStream takes no more input while output waits
+ * to be read: at most about one input chunk's output is held in memory.
+ */
+function compressorStream(encoding: Encoding): TransformStream<Uint8Array, Uint8Array> {
+  const compressor = encoding === "br"
+    ? zlib.createBrotliCompress({
+      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY },
+    })
+    : zlib.createGzip();
   return new TransformStream<Uint8Array, Uint8Array>({
     start(controller) {
-      brotli.on("data", (chunk: Uint8Array) => {
+      compressor.on("data", (chunk: Uint8Array) => {
         try {
           controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         } catch {
-          brotli.destroy(); // the reader is gone: output still on its way has nowhere to go
+          compressor.destroy(); // the reader is gone: output still on its way has nowhere to go
         }
       });
-      brotli.on("error", (error) => {
+      compressor.on("error", (error) => {
         try {
           controller.error(error);
         } catch { /* already closed */ }
       });
     },
     transform(chunk) {
-      return new Promise((resolve) => brotli.write(chunk, () => resolve()));
+      return new Promise((resolve) => compressor.write(chunk, () => resolve()));
     },
     flush() {
       return new Promise((resolve, reject) => {
-        brotli.once("end", resolve);
-        brotli.once("error", reject);
-        brotli.end();
+        compressor.once("end", resolve);
+        compressor.once("error", reject);
+        compressor.end();
       });
     },
     // Called by runtimes that support it when the stream is cancelled or aborted.
     cancel() {
-      brotli.destroy();
+      compressor.destroy();
     },
   } as Transformer<Uint8Array, Uint8Array>);
 }

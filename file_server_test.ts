@@ -14,6 +14,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   readlinkSync,
   realpathSync,
   rmSync,
@@ -213,6 +214,31 @@ function isOpen(path: string): boolean {
       return false; // closed while we looked
     }
   });
+}
+
+/**
+ * Bytes this process has read with read() and pread() so far, from
+ * /proc/self/io (Linux): every thread's, so file reads the runtime makes on
+ * its worker threads count too.
+ */
+function bytesReadByProcess(): number {
+  return Number(/^rchar: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"))?.[1]);
+}
+const procIoSkip = existsSync("/proc/self/io") ? false : "needs /proc/self/io (Linux)";
+
+/**
+ * Waits until this process stops reading: {@linkcode bytesReadByProcess}
+ * grows by less than 64 KiB over 300 ms (at most 10 s); returns its value.
+ */
+async function readsSettled(): Promise<number> {
+  let last = bytesReadByProcess();
+  for (let quiet = 0, tries = 0; quiet < 3 && tries < 100; tries++) {
+    await delay(100);
+    const now = bytesReadByProcess();
+    quiet = now - last < 64 * 1024 ? quiet + 1 : 0;
+    last = now;
+  }
+  return last;
 }
 
 /** About `bytes` × 4/3 of base64 text from random bytes: it barely compresses. */
@@ -1417,6 +1443,26 @@ describe("serveDir() streaming", () => {
     // growth at 256 MiB, 37-50 MiB at 64 MiB), but nothing near the file.
     const growth = peakRss - before;
     assert.ok(growth < hugeSize / 2, `RSS grew by ${(growth / MiB).toFixed(1)} MiB for 256`);
+  });
+
+  test("serveFile() compresses no faster than the body is read, gzip and brotli alike", {
+    skip: procIoSkip,
+  }, async () => {
+    const path = join(site.root, "noise.txt");
+    const size = statSync(path).size;
+    for (const encoding of ["gzip", "br"]) {
+      const before = bytesReadByProcess();
+      const request = rawRequest("http://x/noise.txt", "GET", { "accept-encoding": encoding });
+      const response = await serveFile(request, path);
+      assert.equal(response.headers.get("content-encoding"), encoding);
+      const reader = response.body!.getReader();
+      await reader.read();
+      const read = (await readsSettled()) - before;
+      const what = `${encoding}: ${(read / MiB).toFixed(1)} of ${(size / MiB).toFixed(1)} MiB`;
+      assert.ok(read < 8 * MiB, `${what} read for one chunk of output`);
+      await reader.cancel();
+    }
+    if (hasProcFds) await until(() => !isOpen(path), 5000, "the file to be closed");
   });
 
   test("serveDir() closes the file when the client leaves mid-body", { skip: fdSkip }, async () => {
