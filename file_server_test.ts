@@ -216,6 +216,26 @@ function isOpen(path: string): boolean {
   });
 }
 
+/** `length` bytes of a fixed pseudo-random sequence (xorshift32): no two chunks alike. */
+function patternBytes(length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let x = 2463534242;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
+}
+
+/** Whether two byte arrays hold the same bytes (fast, with a short message when not). */
+function assertSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  const differs = Buffer.compare(Buffer.from(actual), Buffer.from(expected)) !== 0;
+  assert.ok(!differs, `${what}: the bytes differ`);
+}
+
 /**
  * Bytes this process has read with read() and pread() so far, from
  * /proc/self/io (Linux): every thread's, so file reads the runtime makes on
@@ -1415,8 +1435,11 @@ describe("serveDir() streaming", () => {
   let fs: FileServer;
   const bigSize = 64 * MiB;
   const hugeSize = 256 * MiB;
+  /** Several stream chunks and a ragged end, every byte different from its neighbours. */
+  const pattern = patternBytes(3 * MiB + 12_345);
   before(async () => {
     site = makeSite();
+    writeFileSync(join(site.root, "pattern.bin"), pattern);
     writeFileSync(join(site.root, "huge.bin"), "");
     truncateSync(join(site.root, "huge.bin"), hugeSize); // sparse: no disk space used
     // More than the socket buffers hold even once compressed, so a paused
@@ -1443,6 +1466,90 @@ describe("serveDir() streaming", () => {
     // growth at 256 MiB, 37-50 MiB at 64 MiB), but nothing near the file.
     const growth = peakRss - before;
     assert.ok(growth < hugeSize / 2, `RSS grew by ${(growth / MiB).toFixed(1)} MiB for 256`);
+  });
+
+  test("serveDir() sends a file of many chunks, and ranges across them, byte for byte", async () => {
+    const whole = await fetch(`${fs.url}/pattern.bin`);
+    assert.equal(whole.headers.get("content-length"), String(pattern.length));
+    assertSameBytes(new Uint8Array(await whole.arrayBuffer()), pattern, "the whole file");
+    const ranges: [number, number][] = [
+      [1, pattern.length - 2],
+      [64 * 1024, 64 * 1024 * 2], // one byte past the single-read limit
+      [512 * 1024 - 1, 1024 * 1024 + 1],
+      [pattern.length - 700_001, pattern.length - 1],
+    ];
+    for (const [first, last] of ranges) {
+      const response = await fetch(`${fs.url}/pattern.bin`, {
+        headers: { range: `bytes=${first}-${last}` },
+      });
+      assert.equal(response.status, 206);
+      const what = `bytes ${first}-${last}`;
+      assert.equal(response.headers.get("content-range"), `${what}/${pattern.length}`);
+      const body = new Uint8Array(await response.arrayBuffer());
+      assertSameBytes(body, pattern.subarray(first, last + 1), what);
+    }
+    const multi = await fetch(`${fs.url}/pattern.bin`, {
+      headers: { range: "bytes=10-700009, 1500000-2600000" },
+    });
+    assert.equal(multi.status, 206);
+    const body = Buffer.from(await multi.arrayBuffer());
+    assert.equal(Number(multi.headers.get("content-length")), body.length);
+    for (const [first, last] of [[10, 700_009], [1_500_000, 2_600_000]]) {
+      const partHead = `Content-Range: bytes ${first}-${last}/${pattern.length}\r\n\r\n`;
+      const at = body.indexOf(partHead) + partHead.length;
+      assert.ok(at >= partHead.length, `the part head for ${first}-${last}`);
+      const part = body.subarray(at, at + last - first + 1);
+      assertSameBytes(part, pattern.subarray(first, last + 1), `part ${first}-${last}`);
+    }
+  });
+
+  test("serveFile() gives chunks that own their whole buffer, also after a short read", async () => {
+    // Truncated to an odd size once the stream exists: the stream has read
+    // ahead at most its first chunk, so a later read comes up short.
+    const path = join(site.root, "cut.bin");
+    const data = patternBytes(8 * MiB);
+    writeFileSync(path, data);
+    const response = await serveFile(new Request("http://x/cut.bin"), path);
+    assert.equal(response.headers.get("content-length"), String(8 * MiB));
+    const cutAt = 8 * MiB - 1000;
+    truncateSync(path, cutAt);
+    const reader = response.body!.getReader();
+    const chunks: Uint8Array[] = [];
+    const failure = await (async () => {
+      for (let i = 0; i < 10_000; i++) {
+        const { done, value } = await reader.read();
+        if (done) return null;
+        chunks.push(value);
+      }
+      return new Error("more than 10,000 chunks");
+    })().catch((error: Error) => error);
+    assert.match(String(failure), /The file ended \d+ bytes early/);
+    for (const [i, chunk] of chunks.entries()) {
+      assert.equal(Object.getPrototypeOf(chunk), Uint8Array.prototype, `chunk ${i} type`);
+      assert.equal(chunk.byteOffset, 0, `chunk ${i} starts its buffer`);
+      assert.equal(chunk.buffer.byteLength, chunk.byteLength, `chunk ${i} fills its buffer`);
+    }
+    assert.ok(chunks.length > 1, `${chunks.length} chunks`);
+    assertSameBytes(Buffer.concat(chunks), data.subarray(0, cutAt), "what was read");
+    if (hasProcFds) await until(() => !isOpen(path), 5000, "the file to be closed");
+  });
+
+  test("serveDir() stops reading the file while its client is paused", {
+    skip: procIoSkip,
+  }, async () => {
+    const client = await RawClient.connect(fs.port);
+    const before = bytesReadByProcess();
+    await client.write(head("GET /huge.bin HTTP/1.1", "Host: x"));
+    await client.waitFor(() => client.received.length > MiB, "the first MiB", 5000);
+    client.socket.pause(); // the socket buffers fill, then the server waits
+    const last = await readsSettled();
+    // What was read counts the client's socket reads too: take them out.
+    const fromFile = last - before - client.received.length;
+    assert.ok(fromFile < 32 * MiB, `${(fromFile / MiB).toFixed(1)} MiB of 256 read`);
+    await delay(300);
+    const more = bytesReadByProcess() - last;
+    assert.ok(more < MiB, `${more} more bytes read while the client was paused`);
+    client.destroy();
   });
 
   test("serveFile() compresses no faster than the body is read, gzip and brotli alike", {
