@@ -15,10 +15,9 @@
  *   check before they reuse a file, and an edited file shows on the next load.
  * - Ranges (`206`, multipart for several ranges, `416`) and `If-Range`.
  * - gzip and brotli for text-like files over 1 KiB, never for ranges.
- * - Files are streamed from disk in reads of up to 512 KiB, one read ahead
- *   of the client, so a response holds at most two of them in memory
- *   however slow its client. A file or range of up to 64 KiB is sent from a
- *   single read.
+ * - Files are streamed from disk as fast as the client takes them, never
+ *   more than two 512 KiB reads ahead, however slow the client. A file or
+ *   range of up to 64 KiB is sent from a single read.
  * - Nothing outside the root is served: `..`, encoded slashes and backslashes,
  *   NUL, bad percent-encoding and symlinks that lead out all get `404`.
  *
@@ -897,19 +896,14 @@ function compressorStream(encoding: Encoding): TransformStream<Uint8Array, Uint8
 const SINGLE_READ_BYTES = 64 * 1024;
 
 /**
- * How much a file stream reads from disk per pull. Each read and each socket
- * write costs a fixed amount on top of its bytes, so large reads send a file
- * with less CPU: measured on 100 MiB files, 512 KiB reads take about 40% less
- * CPU per byte than 64 KiB ones, on Deno and on Node. With one read ahead, a
- * response holds at most two chunks, 1 MiB, whatever its client's speed.
+ * How much a file stream reads from disk per pull for a default reader. Each
+ * read and each socket write costs a fixed amount on top of its bytes, so
+ * large reads send a file with less CPU: measured on 100 MiB files, 512 KiB
+ * reads take about 40% less CPU per byte than 64 KiB ones, on Deno and on
+ * Node. With one read ahead, a response holds at most two chunks, 1 MiB,
+ * whatever its client's speed.
  */
 const STREAM_CHUNK_BYTES = 512 * 1024;
-
-/**
- * Chunks a file stream reads ahead of its consumer: one, so that the next
- * chunk comes from disk while the last one is written to the socket.
- */
-const READ_AHEAD_CHUNKS = 1;
 
 /**
  * A buffer for a read to fill, not zeroed first where the runtime can skip
@@ -953,11 +947,15 @@ async function readRange(
 }
 
 /**
- * A stream of `pieces`, reading file ranges from `handle` one chunk per pull,
- * {@linkcode READ_AHEAD_CHUNKS} ahead of the consumer: a slow client holds the
- * file back instead of filling memory. The handle is closed at the end, on
- * cancel, and on a read error, which errors the stream. A file that got
- * shorter while it was sent is such an error.
+ * A byte stream of `pieces`, reading the file ranges among them from
+ * `handle`. A reader in BYOB mode has each read go straight into its own
+ * buffer, so nothing is allocated per chunk: brick's response writer reads
+ * byte streams that way. Any other reader gets chunks of up to
+ * {@linkcode STREAM_CHUNK_BYTES}, the next one read while it handles the last.
+ * Either way the file is read only as fast as the body is, so a slow client
+ * holds the file back instead of filling memory. The handle is closed once the
+ * last byte is read, on cancel, and on a read error, which errors the stream.
+ * A file that got shorter while it was sent is such an error.
  */
 function fileBody(handle: FileHandle, pieces: BodyPiece[]): ReadableStream<Uint8Array> {
   let index = 0;
@@ -968,50 +966,95 @@ function fileBody(handle: FileHandle, pieces: BodyPiece[]): ReadableStream<Uint8
   // a read but leaves the descriptor open.
   const close = () =>
     closing ??= reading.catch(() => {}).then(() => handle.close()).catch(() => {});
+  /** The chunk being read ahead for a default reader. */
+  let ahead: Promise<Uint8Array | null> | null = null;
 
-  async function nextChunk(): Promise<Uint8Array | null> {
+  /** The next piece to send: bytes, the rest of a file range, or null at the end. */
+  function nextPiece(): Uint8Array | ByteRange | null {
     while (index < pieces.length) {
       const piece = pieces[index];
       if (piece instanceof Uint8Array) {
         index++;
-        return piece;
+        return piece.slice(); // enqueue() takes over the buffer of what it is given
       }
       if (position < 0) position = piece.start;
-      if (position >= piece.end) {
-        index++;
-        position = -1;
-        continue;
-      }
-      const length = Math.min(STREAM_CHUNK_BYTES, piece.end - position);
-      const buffer = readBuffer(length);
-      const read = handle.read(buffer, 0, length, position);
-      reading = read;
-      const { bytesRead } = await read;
-      if (bytesRead === 0) {
-        throw new Error(
-          `The file ended ${piece.end - position} bytes early: it changed while sent`,
-        );
-      }
-      position += bytesRead;
-      return filledPart(buffer, bytesRead);
+      if (position < piece.end) return { start: position, end: piece.end };
+      index++;
+      position = -1;
     }
     return null;
   }
 
-  return new ReadableStream<Uint8Array>({
+  /** Fills `into` from the current position of the range that ends at `end`. */
+  async function readInto(into: Uint8Array, end: number): Promise<number> {
+    const read = handle.read(into, 0, into.length, position);
+    reading = read;
+    const { bytesRead } = await read;
+    if (bytesRead === 0) {
+      throw new Error(`The file ended ${end - position} bytes early: it changed while sent`);
+    }
+    position += bytesRead;
+    return bytesRead;
+  }
+
+  async function nextChunk(): Promise<Uint8Array | null> {
+    const next = nextPiece();
+    if (next === null || next instanceof Uint8Array) return next;
+    const buffer = readBuffer(Math.min(STREAM_CHUNK_BYTES, next.end - next.start));
+    return filledPart(buffer, await readInto(buffer, next.end));
+  }
+
+  /** Answers a default read with the chunk read ahead, then reads the one after. */
+  async function sendChunk(controller: ReadableByteStreamController): Promise<boolean> {
+    const chunk = await (ahead ?? nextChunk());
+    ahead = null;
+    if (chunk === null) return false;
+    controller.enqueue(chunk);
+    ahead = nextChunk();
+    // Past the last byte the file is closed at once; a failure shows at the next pull.
+    ahead.then((next) => {
+      if (next === null) close();
+    }, close);
+    return true;
+  }
+
+  /** Answers a BYOB read: file bytes go straight into the reader's buffer. */
+  async function fillRequest(
+    controller: ReadableByteStreamController,
+    request: ReadableStreamBYOBRequest,
+  ): Promise<boolean> {
+    const next = nextPiece();
+    if (next === null) return false;
+    if (next instanceof Uint8Array) {
+      controller.enqueue(next);
+      return true;
+    }
+    const view = request.view!;
+    const length = Math.min(view.byteLength, next.end - next.start);
+    const into = new Uint8Array(view.buffer, view.byteOffset, length);
+    request.respond(await readInto(into, next.end));
+    return true;
+  }
+
+  return new ReadableStream({
+    type: "bytes",
     async pull(controller) {
       try {
-        const chunk = await nextChunk();
-        if (chunk !== null) return controller.enqueue(chunk);
+        const request = controller.byobRequest ?? null; // Bun 1.3 gives undefined for none
+        const sent = ahead !== null || request === null
+          ? await sendChunk(controller)
+          : await fillRequest(controller, request);
+        if (sent) return;
         await close();
         controller.close();
+        controller.byobRequest?.respond(0); // a pending BYOB read resolves as done
       } catch (error) {
         await close();
         controller.error(error);
       }
     },
     cancel: close,
-  }, { highWaterMark: READ_AHEAD_CHUNKS });
+  }) as ReadableStream<Uint8Array>;
 }
 
 // ─── 8. Directories ─────────────────────────────────────────────────────────

@@ -1534,6 +1534,46 @@ describe("serveDir() streaming", () => {
     if (hasProcFds) await until(() => !isOpen(path), 5000, "the file to be closed");
   });
 
+  test("serveFile() fills a BYOB reader's own buffer: whole file, range and multipart", async () => {
+    const path = join(site.root, "pattern.bin");
+    const viewBytes = 100_000;
+    /** Reads the body through one buffer that goes back and forth with the stream. */
+    async function readByob(fields: HeadersInit, stopAfter = Infinity) {
+      const response = await serveFile(rawRequest("http://x/pattern.bin", "GET", fields), path);
+      const reader = response.body!.getReader({ mode: "byob" });
+      let buffer = new ArrayBuffer(viewBytes);
+      const parts: Uint8Array[] = [];
+      for (let i = 0; i < 10_000 && parts.length < stopAfter; i++) {
+        const { done, value } = await reader.read(new Uint8Array(buffer));
+        if (done) break;
+        assert.equal(value.buffer.byteLength, viewBytes, "the reader's own buffer comes back");
+        parts.push(value.slice());
+        buffer = value.buffer as ArrayBuffer;
+      }
+      if (parts.length >= stopAfter) await reader.cancel();
+      return { response, body: Buffer.concat(parts), reads: parts.length };
+    }
+    const whole = await readByob({});
+    assertSameBytes(whole.body, pattern, "the whole file");
+    assert.equal(whole.reads, Math.ceil(pattern.length / viewBytes), "every read fills the view");
+    const range = await readByob({ range: "bytes=70000-1300000" });
+    assert.equal(range.response.status, 206);
+    assertSameBytes(range.body, pattern.subarray(70_000, 1_300_001), "a range");
+    const multi = await readByob({ range: "bytes=5-200004, 3000000-" });
+    assert.equal(Number(multi.response.headers.get("content-length")), multi.body.length);
+    for (const [first, last] of [[5, 200_004], [3_000_000, pattern.length - 1]]) {
+      const partHead = `Content-Range: bytes ${first}-${last}/${pattern.length}\r\n\r\n`;
+      const at = multi.body.indexOf(partHead) + partHead.length;
+      assert.ok(at >= partHead.length, `the part head for ${first}-${last}`);
+      const part = multi.body.subarray(at, at + last - first + 1);
+      assertSameBytes(part, pattern.subarray(first, last + 1), `part ${first}-${last}`);
+    }
+    if (hasProcFds) await until(() => !isOpen(path), 5000, "the file closed after the last byte");
+    const cancelled = await readByob({}, 2);
+    assert.equal(cancelled.body.length, 2 * viewBytes);
+    if (hasProcFds) await until(() => !isOpen(path), 5000, "the file closed on cancel");
+  });
+
   test("serveDir() stops reading the file while its client is paused", {
     skip: procIoSkip,
   }, async () => {
