@@ -1,6 +1,6 @@
 /**
  * Benchmark of brick on Deno, Node and Bun against each runtime's own server: throughput,
- * latency and memory in six scenarios, checked against brick's performance targets.
+ * latency and memory in seven scenarios, checked against brick's performance targets.
  *
  * ```sh
  * deno task bench                                   # everything, 5 s x 3 rounds
@@ -8,6 +8,7 @@
  * deno task bench --runtime node                    # only the Node servers
  * deno task bench --scenario hello,close --duration 10 --rounds 5
  * deno task bench --scenario idle --idle-connections 2000
+ * deno task bench --scenario workers                # only the --workers 2 rows
  * deno task bench --server deno                     # only Deno.serve (no ratio)
  * deno task bench --help
  * ```
@@ -19,10 +20,18 @@
  *   `@hono/node-server`.
  * - Bun: brick (the same npm build) and `Bun.serve`, the baseline.
  *
+ * and, for the `workers` scenario only, servers of two workers:
+ *
+ * - Deno: brick's CLI (`main.ts --workers 2`, worker threads) and `deno serve --parallel`
+ *   (`DENO_JOBS=2`), the baseline.
+ * - Node: brick's CLI from the npm build (`npm/main.js --workers 2`, node:cluster processes)
+ *   and `bench/node_cluster.mjs`, a node:cluster of two node:http workers, the baseline.
+ *
  * The scenarios ({@linkcode SCENARIOS}): `hello`, `close` and `pipeline` (GET / keep-alive, with
  * a new connection per request, 16 pipelined), `post` (a 64 KiB body read whole), `static` (a
- * 100 MiB file) and `idle` (10,000 open keep-alive connections). All but `idle` are driven by
- * wrk; `idle` by `bench/idle_client.mjs`, which opens the connections, then holds them.
+ * 100 MiB file), `idle` (10,000 open keep-alive connections) and `workers` (`hello` against the
+ * servers of two workers). All but `idle` are driven by wrk; `idle` by `bench/idle_client.mjs`,
+ * which opens the connections, then holds them.
  *
  * Every measurement starts a fresh server pinned to CPU 0 (`taskset -c 0`) on a free port of
  * 127.0.0.1, with the open-files limit raised (`ulimit -n`, up to 65535), and drives it from CPU
@@ -31,6 +40,11 @@
  * Bun, Bun.serve, then again), so every server of a group is measured under the same machine
  * conditions as its baseline. The server's memory is read from `/proc/<pid>/status`: the pid is
  * the server's own, since `bash -c 'ulimit …; exec …'` and `taskset` both exec.
+ *
+ * The `workers` scenario pins nothing: the servers need both cores, and wrk (two threads) runs
+ * on the same ones. Its peak RSS is summed over the server's processes. Every server runs in a
+ * process group of its own (`bench/_process_group.ts`) and is stopped with the whole group;
+ * a server that leaves a process of its group running fails its run.
  *
  * The report gives the median of each figure over the rounds, per scenario and server, and per
  * runtime a table of brick's figures against its baseline's (medians of per-round ratios) and
@@ -80,6 +94,7 @@ import {
   type Target,
 } from "./bench/_report.ts";
 import { parseWrkOutput, pipelineLua, postLua } from "./bench/_wrk.ts";
+import { groupMembers, signalGroup, spawnGroup, stopGroup } from "./bench/_process_group.ts";
 
 // ─── Servers, scenarios and targets ─────────────────────────────────────────
 
@@ -102,8 +117,29 @@ interface Server {
    * `--root <dir>`), as `bench/_server_args.mjs` describes.
    */
   command: string[];
-  /** The scenarios it runs (default: all). */
+  /**
+   * The scenarios it runs (default: all those for its kind of server, see
+   * {@linkcode Server.workers}).
+   */
   scenarios?: string[];
+  /**
+   * How many workers serve, for a server of several processes or threads. Such a server runs
+   * only the scenarios marked {@linkcode Scenario.workers}, and the others only the rest.
+   */
+  workers?: number;
+  /**
+   * Whether {@linkcode Server.command} is a bench server, which gets `--scenario <name>` (and
+   * `--root <dir>`) appended (default true); false for a command line that is complete as it
+   * is, such as brick's CLI.
+   */
+  benchArgs?: boolean;
+  /**
+   * The stdout line that tells the port the server listens on, with the port in group 1
+   * (default: a bench server's `LISTENING <port>`).
+   */
+  portLine?: RegExp;
+  /** Environment variables for the server process, besides those of its preparation. */
+  env?: Record<string, string>;
   /**
    * Runs once before the first measurement (builds, installs) and returns what the server
    * needs. Throws {@linkcode SkipServer} to leave the server out of the run.
@@ -162,6 +198,19 @@ interface Scenario {
   latencyPercentiles?: boolean;
   /** The rows of the results table, in order. */
   metrics: Metric[];
+  /**
+   * Whether the scenario is for servers of several workers ({@linkcode Server.workers}): only
+   * they run it, it has its own results table, and the peak RSS is summed over the processes of
+   * the server (default false).
+   */
+  workers?: boolean;
+  /**
+   * Whether the server is pinned to CPU {@linkcode SERVER_CPU} and its client to
+   * {@linkcode CLIENT_CPU} (default true). When false, both run on every CPU, sharing them.
+   */
+  pinned?: boolean;
+  /** wrk's `--threads` (default 1). */
+  wrkThreads?: number;
 }
 
 /** Settings of one benchmark run. */
@@ -195,6 +244,8 @@ const STATIC_FILE_BYTES = 100 * 1024 * 1024;
 const STATIC_FILE_NAME = "brick-bench-100mib.bin";
 const STATIC_CONNECTIONS = 4;
 const IDLE_CONNECTIONS = 10_000;
+/** Workers of the servers in the `workers` scenario: one per core of a two-core machine. */
+const WORKERS = 2;
 const IDLE_HOLD_SECONDS = 5;
 /** The open-files limit asked for, capped by the hard limit. */
 const WANTED_FILE_LIMIT = 65_535;
@@ -202,6 +253,11 @@ const WANTED_FILE_LIMIT = 65_535;
 const SPARE_FILES = 1_000;
 const STARTUP_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
+/**
+ * How long the processes of a server's group may take to be gone after the server process
+ * itself has exited (workers still exiting) before the bench kills them and fails the run.
+ */
+const GROUP_EXIT_TIMEOUT_MS = 3_000;
 /** Time wrk may take beyond its `-d` duration before it is killed. */
 const WRK_GRACE_MS = 15_000;
 /** The most the idle client may spend opening its connections. */
@@ -225,7 +281,21 @@ const BUN_PACKAGE = "bun@1.3.14";
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 const BENCH_DIR = fileURLToPath(new URL("./bench/", import.meta.url));
 
-/** Servers in the order they take turns within a round, grouped by runtime. */
+/** The banner line of brick's CLI that gives the port: `  Local:   http://127.0.0.1:<port>/`. */
+const BRICK_BANNER_PORT = /^\s*Local:\s+http:\/\/127\.0\.0\.1:(\d+)\/\r?$/m;
+
+/**
+ * The arguments of brick's CLI in the `workers` scenario: its default hello app, no access log,
+ * {@linkcode WORKERS} workers, a free port of 127.0.0.1.
+ */
+function brickCliArgs(): string[] {
+  return ["--workers", String(WORKERS), "--quiet", "--host", HOSTNAME, "--port", "0"];
+}
+
+/**
+ * Servers in the order they take turns within a round, grouped by runtime; the servers of
+ * several workers last, as they run only their own scenario.
+ */
 const SERVERS: Server[] = [
   {
     name: "brick",
@@ -285,6 +355,72 @@ const SERVERS: Server[] = [
     command: ["bun", BENCH_DIR + "bun_serve.mjs"],
     prepare: async () => ({ command: [await bunPath(), BENCH_DIR + "bun_serve.mjs"] }),
   },
+  {
+    name: "brick-workers",
+    title: `brick --workers ${WORKERS} on Deno`,
+    runtime: "deno",
+    baseline: "deno-parallel",
+    workers: WORKERS,
+    benchArgs: false,
+    portLine: BRICK_BANNER_PORT,
+    command: [
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--unstable-net",
+      REPO_ROOT + "main.ts",
+      ...brickCliArgs(),
+    ],
+  },
+  {
+    name: "deno-parallel",
+    title: "deno serve --parallel",
+    runtime: "deno",
+    baseline: "deno-parallel",
+    workers: WORKERS,
+    benchArgs: false,
+    portLine: /^(?:\[serve-worker-\d+ *\] )?LISTENING (\d+)\r?$/m,
+    env: { DENO_JOBS: String(WORKERS) },
+    command: [
+      Deno.execPath(),
+      "serve",
+      "--parallel",
+      "--allow-net",
+      "--host",
+      HOSTNAME,
+      "--port",
+      "0",
+      BENCH_DIR + "deno_serve_app.ts",
+    ],
+  },
+  {
+    name: "brick-node-workers",
+    title: `brick --workers ${WORKERS} on Node`,
+    runtime: "node",
+    baseline: "node-cluster",
+    workers: WORKERS,
+    benchArgs: false,
+    portLine: BRICK_BANNER_PORT,
+    command: ["node", REPO_ROOT + "npm/main.js", ...brickCliArgs()],
+    prepare: async (tmpDir, options) => {
+      const build = await prepareBrickBuild(tmpDir, options);
+      const main = join(build.env!.BRICK_BENCH_NPM_DIR, "main.js");
+      if (await modifiedAt(main) === undefined) {
+        throw new SkipServer("the npm build has no main.js (brick's CLI)");
+      }
+      return { ...build, command: ["node", main, ...brickCliArgs()] };
+    },
+  },
+  {
+    name: "node-cluster",
+    title: `node:cluster (${WORKERS} × node:http)`,
+    runtime: "node",
+    baseline: "node-cluster",
+    workers: WORKERS,
+    env: { WORKERS: String(WORKERS) },
+    command: ["node", BENCH_DIR + "node_cluster.mjs"],
+  },
 ];
 
 const SCENARIOS: Scenario[] = [
@@ -341,6 +477,18 @@ const SCENARIOS: Scenario[] = [
     driver: "idle",
     metrics: [RSS_PER_CONNECTION, KEPT_OPEN],
   },
+  {
+    name: "workers",
+    description: `keep-alive GET /, ${CONNECTIONS} connections, against servers of ${WORKERS} ` +
+      "workers (brick's CLI with `--workers`, `deno serve --parallel`, node:cluster); nothing " +
+      `is pinned: the workers and wrk (${WORKERS} threads) share every CPU; peak RSS is the ` +
+      "sum of the VmHWM of every process of the server",
+    driver: "wrk",
+    workers: true,
+    pinned: false,
+    wrkThreads: WORKERS,
+    metrics: [REQUESTS_PER_SEC, P99, PEAK_RSS],
+  },
 ];
 
 /** A check of `server` against `against`, or against a limit when `against` is undefined. */
@@ -361,7 +509,8 @@ const ALL_OPEN: Target = { kind: "all open" };
 
 /**
  * The performance targets, per runtime, in the order of the issue that set them; Bun has none,
- * and its table shows the same figures against Bun.serve.
+ * and its table shows the same figures against Bun.serve. The `workers` rows have none either:
+ * they show brick's CLI with `--workers` against each runtime's own way of using every core.
  */
 const CHECKS: Record<Runtime, Check[]> = {
   deno: [
@@ -374,6 +523,8 @@ const CHECKS: Record<Runtime, Check[]> = {
     check("idle", RSS_PER_CONNECTION, "brick", "deno", limit(10)),
     check("idle", KEPT_OPEN, "brick", "deno", ALL_OPEN),
     check("hello", P99, "brick", "deno", atMost(1.5)),
+    check("workers", REQUESTS_PER_SEC, "brick-workers", "deno-parallel"),
+    check("workers", P99, "brick-workers", "deno-parallel"),
   ],
   node: [
     check("hello", REQUESTS_PER_SEC, "brick-node", "node-http", atLeast(1.3)),
@@ -386,6 +537,8 @@ const CHECKS: Record<Runtime, Check[]> = {
     check("idle", RSS_PER_CONNECTION, "brick-node", "node-http", limit(8)),
     check("idle", KEPT_OPEN, "brick-node", "node-http", ALL_OPEN),
     check("hello", P99, "brick-node", "node-http", atMost(1.0)),
+    check("workers", REQUESTS_PER_SEC, "brick-node-workers", "node-cluster"),
+    check("workers", P99, "brick-node-workers", "node-cluster"),
   ],
   bun: [
     check("hello", REQUESTS_PER_SEC, "brick-bun", "bun"),
@@ -405,7 +558,9 @@ const USAGE = `Usage: deno task bench [options]
 Benchmarks brick against Deno.serve on Deno, brick's npm build against node:http and
 @hono/node-server on Node and against Bun.serve on Bun (servers on CPU ${SERVER_CPU}, wrk and
 the idle client on CPU ${CLIENT_CPU}), checks the results against brick's targets and writes
-them to BENCH.md.
+them to BENCH.md. The workers scenario runs brick's CLI with --workers ${WORKERS} against
+deno serve --parallel and against a node:cluster of node:http, with nothing pinned (servers
+and wrk share every CPU).
 
 Options:
   --scenario <names>        scenarios to run, repeatable or comma-separated (default: all)
@@ -413,7 +568,7 @@ Options:
   --runtime <names>         runtimes to run, repeatable or comma-separated (default: all)
                             ${Object.keys(RUNTIME_LABELS).join(", ")}
   --server <names>          servers to run, repeatable or comma-separated (default: all)
-                            ${SERVERS.map((s) => s.name).join(", ")}
+                            ${wrapNames(SERVERS.map((s) => s.name), 28)}
   --duration <s>            measured seconds per wrk run (default: 5)
   --warmup <s>              warm-up seconds before each measured wrk run (default: 2)
   --rounds <n>              rounds per scenario (default: 3)
@@ -427,8 +582,25 @@ Options:
 
 /** Live child processes, stopped on Ctrl-C. */
 const children = new Set<Deno.ChildProcess>();
+/**
+ * The children that lead a process group of their own (the servers): signals go to the whole
+ * group, so that a server's worker processes are stopped with it.
+ */
+const groupLeaders = new WeakSet<Deno.ChildProcess>();
 /** Set on Ctrl-C; no process is started after it. */
 let interrupted = false;
+
+/** Names joined by commas in lines of at most 100 characters, those after the first indented. */
+function wrapNames(names: string[], indent: number): string {
+  const lines = [""];
+  for (const [i, name] of names.entries()) {
+    const item = i < names.length - 1 ? `${name},` : name;
+    const line = lines.at(-1)!;
+    if (line !== "" && indent + line.length + 1 + item.length > 100) lines.push(item);
+    else lines[lines.length - 1] = line === "" ? item : `${line} ${item}`;
+  }
+  return lines.join(`\n${" ".repeat(indent)}`);
+}
 
 function denoCommand(script: string): string[] {
   return [Deno.execPath(), "run", "--allow-net", "--allow-read", BENCH_DIR + script];
@@ -585,31 +757,39 @@ async function fileLimit(): Promise<number> {
 }
 
 /**
- * A command line running `command` pinned to `cpu` with the open-files limit raised. Both bash
- * and taskset exec, so the process started is in the end the command's own.
+ * A command line running `command` pinned to `cpu` (or on every CPU when `cpu` is undefined)
+ * with the open-files limit raised. Both bash and taskset exec, so the process started is in
+ * the end the command's own.
  */
-function pinned(cpu: string, files: number, command: string[]): string[] {
-  return [
-    "bash",
-    "-c",
-    'ulimit -n "$0" && exec "$@"',
-    String(files),
-    "taskset",
-    "-c",
-    cpu,
-    ...command,
-  ];
+function pinned(cpu: string | undefined, files: number, command: string[]): string[] {
+  const taskset = cpu === undefined ? [] : ["taskset", "-c", cpu];
+  return ["bash", "-c", 'ulimit -n "$0" && exec "$@"', String(files), ...taskset, ...command];
 }
 
-function spawnTracked(command: string[], options: Deno.CommandOptions): Deno.ChildProcess {
+/**
+ * Starts a child process and tracks it until it exits. With `group`, the child leads a process
+ * group of its own ({@linkcode spawnGroup}), which every process it starts joins:
+ * {@linkcode killQuietly} then signals the whole group.
+ */
+function spawnTracked(
+  command: string[],
+  options: Deno.CommandOptions,
+  group = false,
+): Deno.ChildProcess {
   if (interrupted) throw new Error("interrupted");
-  const child = new Deno.Command(command[0], { ...options, args: command.slice(1) }).spawn();
+  const child = group
+    ? spawnGroup(command, options)
+    : new Deno.Command(command[0], { ...options, args: command.slice(1) }).spawn();
   children.add(child);
+  if (group) groupLeaders.add(child);
   child.status.finally(() => children.delete(child));
   return child;
 }
 
-/** Sends SIGTERM, then SIGKILL if the process has not exited in time, and waits for it. */
+/**
+ * Sends SIGTERM, then SIGKILL if the process has not exited in time, and waits for it. For the
+ * leader of a process group, both go to the whole group.
+ */
 async function stopProcess(child: Deno.ChildProcess): Promise<void> {
   killQuietly(child, "SIGTERM");
   const timer = setTimeout(() => killQuietly(child, "SIGKILL"), STOP_TIMEOUT_MS);
@@ -620,12 +800,32 @@ async function stopProcess(child: Deno.ChildProcess): Promise<void> {
   }
 }
 
+/** Signals a child, or its whole process group if it leads one; ignores one that is gone. */
 function killQuietly(child: Deno.ChildProcess, signal: Deno.Signal): void {
   try {
-    child.kill(signal);
+    if (groupLeaders.has(child)) signalGroup(child.pid, signal);
+    else child.kill(signal);
   } catch {
     // Already exited.
   }
+}
+
+/**
+ * Stops a server with its process group, and checks that no process of the group is left: a
+ * worker still there once the server has exited (and {@linkcode GROUP_EXIT_TIMEOUT_MS} has
+ * passed) is killed, and the run fails with a {@linkcode ServerFailure} that names it.
+ */
+async function stopServer(running: RunningServer): Promise<void> {
+  const left = await stopGroup(running.child, {
+    stopTimeoutMs: STOP_TIMEOUT_MS,
+    exitTimeoutMs: GROUP_EXIT_TIMEOUT_MS,
+  });
+  if (left.length === 0) return;
+  throw new ServerFailure(
+    `left ${left.length} process(es) of its group running after it exited ` +
+      `(pids ${left.join(", ")}); the bench killed them`,
+    running.stderrTail(),
+  );
 }
 
 function describeExit({ code, signal }: Pick<Deno.CommandStatus, "code" | "signal">): string {
@@ -720,10 +920,10 @@ function brickDenoStaticNote(): string {
 
 /**
  * Why `npm/` needs a rebuild: a module of the build missing or older than its source (`mod.ts`,
- * and `file_server.ts` once it exists); undefined if it is up to date.
+ * `main.ts`, the CLI, and `file_server.ts` once it exists); undefined if it is up to date.
  */
 async function staleBuild(): Promise<string | undefined> {
-  const sources = ["mod"];
+  const sources = ["mod", "main"];
   if (await hasFileServer()) sources.push("file_server");
   for (const name of sources) {
     const built = await modifiedAt(`${REPO_ROOT}npm/${name}.js`);
@@ -913,6 +1113,9 @@ async function ensureStaticFile(): Promise<string> {
   return dir;
 }
 
+const NOTHING_TO_MEASURE = "nothing to measure: none of the selected servers runs the selected " +
+  "scenarios (the workers scenario has servers of its own; see --help)";
+
 /** Result of {@linkcode prepareRun}. */
 interface Preparation {
   servers: ReadyServer[];
@@ -955,7 +1158,12 @@ async function prepareRun(options: Options, tmpDir: string): Promise<Preparation
   };
   const node = (await commandOutput("node", ["--version"]))?.trim();
   if (node !== undefined) preparation.environment.push(`Node: ${node}`);
-  for (const server of options.servers) {
+  // Only the servers that some selected scenario runs: no install for a server left idle.
+  const wanted = options.servers.filter((server) =>
+    options.scenarios.some((scenario) => serversOf(scenario, [server]).length > 0)
+  );
+  if (wanted.length === 0) throw new Error(NOTHING_TO_MEASURE);
+  for (const server of wanted) {
     if (server.runtime === "node" && node === undefined) {
       skip(server.title, "node is not on PATH");
       continue;
@@ -965,7 +1173,7 @@ async function prepareRun(options: Options, tmpDir: string): Promise<Preparation
       preparation.servers.push({
         ...server,
         command: prepared.command ?? server.command,
-        env: prepared.env ?? {},
+        env: { ...server.env, ...prepared.env },
       });
       preparation.environment.push(...prepared.environment ?? []);
       if (prepared.staticNote) preparation.staticNotes.push(prepared.staticNote);
@@ -981,6 +1189,10 @@ async function prepareRun(options: Options, tmpDir: string): Promise<Preparation
   if (preparation.servers.length === 0) throw new Error("no server can run");
 
   for (const scenario of options.scenarios) {
+    if (serversOf(scenario, preparation.servers).length === 0) {
+      skip(`${scenario.name} scenario`, "none of the selected servers that can run here runs it");
+      continue;
+    }
     if (scenario.name === "static") {
       preparation.staticDir = await ensureStaticFile();
     }
@@ -1002,6 +1214,7 @@ async function prepareRun(options: Options, tmpDir: string): Promise<Preparation
     }
     preparation.scenarios.push(scenario);
   }
+  if (preparation.scenarios.length === 0) throw new Error(NOTHING_TO_MEASURE);
   preparation.environment = [...new Set(preparation.environment)];
   preparation.staticNotes = [...new Set(preparation.staticNotes)];
   return preparation;
@@ -1034,8 +1247,14 @@ class ServerFailure extends Error {
   }
 }
 
-/** Reads stdout until the `LISTENING <port>` line, then keeps draining it in the background. */
-async function readListeningPort(child: Deno.ChildProcess): Promise<number> {
+/** A bench server's line telling its port. */
+const LISTENING_LINE = /^LISTENING (\d+)\r?$/m;
+
+/**
+ * Reads stdout until the line telling the port (`pattern`, the port in group 1), then keeps
+ * draining it in the background.
+ */
+async function readListeningPort(child: Deno.ChildProcess, pattern: RegExp): Promise<number> {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -1048,7 +1267,7 @@ async function readListeningPort(child: Deno.ChildProcess): Promise<number> {
       const { done, value } = await reader.read();
       if (done) break;
       buffered += value;
-      const match = buffered.match(/^LISTENING (\d+)\r?$/m);
+      const match = buffered.match(pattern);
       if (match) {
         drain(reader);
         return Number(match[1]);
@@ -1057,10 +1276,11 @@ async function readListeningPort(child: Deno.ChildProcess): Promise<number> {
   } finally {
     clearTimeout(timer);
   }
+  const line = pattern === LISTENING_LINE ? `"LISTENING <port>"` : `a line matching ${pattern}`;
   throw new Error(
     timedOut
-      ? `did not print "LISTENING <port>" within ${STARTUP_TIMEOUT_MS / 1000} s`
-      : `closed stdout before printing "LISTENING <port>"`,
+      ? `did not print ${line} within ${STARTUP_TIMEOUT_MS / 1000} s`
+      : `closed stdout before printing ${line}`,
   );
 }
 
@@ -1088,23 +1308,31 @@ function teeStderr(stream: ReadableStream<Uint8Array>): () => string {
   return () => tail.trim();
 }
 
-/** Starts a server for a scenario, pinned to the server CPU, and waits until it listens. */
+/**
+ * Starts a server for a scenario, in a process group of its own, pinned to the server CPU
+ * unless the scenario pins nothing, and waits until it listens.
+ */
 async function startServer(
   server: ReadyServer,
   scenario: Scenario,
   preparation: Preparation,
 ): Promise<RunningServer> {
-  const args = ["--scenario", scenario.name];
-  if (scenario.name === "static") args.push("--root", preparation.staticDir);
-  const child = spawnTracked(pinned(SERVER_CPU, preparation.files, [...server.command, ...args]), {
+  const args = [];
+  if (server.benchArgs ?? true) {
+    args.push("--scenario", scenario.name);
+    if (scenario.name === "static") args.push("--root", preparation.staticDir);
+  }
+  const cpu = scenario.pinned ?? true ? SERVER_CPU : undefined;
+  const child = spawnTracked(pinned(cpu, preparation.files, [...server.command, ...args]), {
     env: server.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  });
+  }, true);
   const stderrTail = teeStderr(child.stderr);
   try {
-    const running: RunningServer = { child, port: await readListeningPort(child), stderrTail };
+    const port = await readListeningPort(child, server.portLine ?? LISTENING_LINE);
+    const running: RunningServer = { child, port, stderrTail };
     child.status.then((status) => running.exit = describeExit(status));
     return running;
   } catch (error) {
@@ -1154,6 +1382,26 @@ async function readMemory(running: RunningServer): Promise<Memory> {
   return memory;
 }
 
+/**
+ * The peak resident memory of a server of several processes: the sum of the VmHWM of every
+ * live process of its group, in KiB. Each process peaked at its own moment, so the sum is an
+ * upper bound of the group's peak. Threads (Deno's workers) count once, with their process.
+ */
+async function readGroupPeak(running: RunningServer): Promise<number> {
+  const own = await readMemory(running);
+  let sum = own.peakKiB;
+  for (const pid of await groupMembers(running.child.pid)) {
+    if (pid === running.child.pid) continue;
+    try {
+      const status = await Deno.readTextFile(`/proc/${pid}/status`);
+      sum += Number(status.match(/^VmHWM:\s+(\d+) kB/m)?.[1] ?? 0);
+    } catch {
+      // Exited meanwhile: a worker that died shows in the server's own checks.
+    }
+  }
+  return sum;
+}
+
 /** Fails with the server's exit (and the end of its stderr) if it has exited. */
 async function assertAlive(running: RunningServer, phase: string): Promise<void> {
   // Give an exit that happened during the load the time to be noticed.
@@ -1177,16 +1425,22 @@ async function scenarioWrkArgs(scenario: Scenario, tmpDir: string): Promise<stri
   return args;
 }
 
-/** Runs wrk pinned to the client CPU for `seconds`, killing it if it overruns; returns stdout. */
+/**
+ * Runs wrk for `seconds` with the scenario's connections and threads, pinned to the client CPU
+ * unless the scenario pins nothing, killing it if it overruns; returns stdout.
+ */
 async function runWrk(
   url: string,
   seconds: number,
-  connections: number,
+  scenario: Scenario,
   extraArgs: string[],
 ): Promise<string> {
-  const wrk = ["wrk", "--threads", "1", "--connections", String(connections)];
+  const threads = String(scenario.wrkThreads ?? 1);
+  const connections = String(scenario.connections ?? CONNECTIONS);
+  const wrk = ["wrk", "--threads", threads, "--connections", connections];
   wrk.push("--duration", `${seconds}s`, "--latency", ...extraArgs, url);
-  const child = spawnTracked(["taskset", "-c", CLIENT_CPU, ...wrk], {
+  const taskset = scenario.pinned ?? true ? ["taskset", "-c", CLIENT_CPU] : [];
+  const child = spawnTracked([...taskset, ...wrk], {
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -1218,7 +1472,7 @@ async function load(
   const url = `http://${HOSTNAME}:${running.port}${scenario.path ?? "/"}`;
   let output, wrkError;
   try {
-    output = await runWrk(url, seconds, scenario.connections ?? CONNECTIONS, wrkArgs);
+    output = await runWrk(url, seconds, scenario, wrkArgs);
   } catch (error) {
     wrkError = error;
   }
@@ -1227,19 +1481,42 @@ async function load(
   return output;
 }
 
+/**
+ * Starts a fresh server, runs `measure` against it, then stops it with its process group
+ * ({@linkcode stopServer}). When `measure` fails, its error is the one reported.
+ */
+async function withServer<T>(
+  server: ReadyServer,
+  scenario: Scenario,
+  preparation: Preparation,
+  measure: (running: RunningServer) => Promise<T>,
+): Promise<T> {
+  const running = await startServer(server, scenario, preparation);
+  let result: T;
+  try {
+    result = await measure(running);
+  } catch (error) {
+    await stopServer(running).catch(() => {});
+    throw error;
+  }
+  await stopServer(running);
+  return result;
+}
+
 /** Starts a fresh server, warms it up, measures it with wrk and stops it. */
-async function measureWithWrk(
+function measureWithWrk(
   server: ReadyServer,
   scenario: Scenario,
   wrkArgs: string[],
   options: Options,
   preparation: Preparation,
 ): Promise<Measurement> {
-  const running = await startServer(server, scenario, preparation);
-  try {
+  return withServer(server, scenario, preparation, async (running) => {
     await load(running, scenario, options.warmup, wrkArgs, "warm-up");
     const output = await load(running, scenario, options.duration, wrkArgs, "measured run");
-    const { peakKiB } = await readMemory(running);
+    const peakKiB = scenario.workers
+      ? await readGroupPeak(running)
+      : (await readMemory(running)).peakKiB;
     const result = parseWrkOutput(output);
     return {
       requestsPerSec: result.requestsPerSec,
@@ -1248,9 +1525,7 @@ async function measureWithWrk(
       errors: result.errors,
       peakRssKiB: peakKiB,
     };
-  } finally {
-    await stopProcess(running.child);
-  }
+  });
 }
 
 // ─── The idle scenario ──────────────────────────────────────────────────────
@@ -1328,13 +1603,23 @@ class LineReader {
  * Starts a fresh server, sends a warm-up request, reads its memory, has the idle client open
  * the connections and hold them, reads the memory while they are held, and stops both.
  */
-async function measureIdle(
+function measureIdle(
   server: ReadyServer,
   scenario: Scenario,
   options: Options,
   preparation: Preparation,
 ): Promise<Measurement> {
-  const running = await startServer(server, scenario, preparation);
+  return withServer(server, scenario, preparation, (running) => {
+    return holdIdleConnections(running, options, preparation);
+  });
+}
+
+/** The idle scenario against a running server; stops the idle client, not the server. */
+async function holdIdleConnections(
+  running: RunningServer,
+  options: Options,
+  preparation: Preparation,
+): Promise<Measurement> {
   let client: Deno.ChildProcess | undefined;
   try {
     await warmUpRequest(running.port);
@@ -1392,7 +1677,6 @@ async function measureIdle(
     };
   } finally {
     if (client !== undefined) await stopProcess(client);
-    await stopProcess(running.child);
   }
 }
 
@@ -1429,9 +1713,15 @@ function logMeasurement(
   );
 }
 
-/** The servers that run a scenario. */
-function serversOf(scenario: Scenario, servers: ReadyServer[]): ReadyServer[] {
-  return servers.filter((server) => server.scenarios?.includes(scenario.name) ?? true);
+/**
+ * The servers that run a scenario: those that name it, or else, by default, the servers of
+ * several workers run the `workers` scenarios and the others the rest.
+ */
+function serversOf<T extends Server>(scenario: Scenario, servers: T[]): T[] {
+  return servers.filter((server) =>
+    server.scenarios?.includes(scenario.name) ??
+      (server.workers !== undefined) === (scenario.workers ?? false)
+  );
 }
 
 /**
@@ -1477,6 +1767,33 @@ async function runScenario(
 }
 
 // ─── The report ─────────────────────────────────────────────────────────────
+
+/**
+ * The results tables: one for the scenarios of single servers pinned apart from their client,
+ * one for the `workers` scenario, each with the servers that run its scenarios; with a heading
+ * each when there are both.
+ */
+function formatResultTables(
+  results: Results,
+  scenarios: Scenario[],
+  servers: ReadyServer[],
+  rounds: number,
+): string {
+  const groups = [
+    { heading: "One process, pinned apart from the client", workers: false },
+    { heading: `${WORKERS} workers, sharing every CPU with wrk`, workers: true },
+  ].map((group) => {
+    const ofGroup = scenarios.filter((s) => (s.workers ?? false) === group.workers);
+    const running = servers.filter((server) =>
+      ofGroup.some((scenario) => serversOf(scenario, [server]).length > 0)
+    );
+    return { ...group, scenarios: ofGroup, servers: running };
+  }).filter((group) => group.scenarios.length > 0 && group.servers.length > 0);
+  return groups.map((group) => {
+    const table = formatResults(results, group.scenarios, group.servers, rounds);
+    return groups.length > 1 ? `### ${group.heading}\n\n${table}` : table;
+  }).join("\n");
+}
 
 /**
  * One row per scenario and figure, one column per server: the median over rounds. A server that
@@ -1529,7 +1846,8 @@ function formatChecks(results: Results, servers: ReadyServer[]): string[] {
       (c.against === undefined || results.get(c.scenario)!.has(c.against))
     );
     if (checks.length === 0) continue;
-    const brick = byName.get(checks[0].server)!;
+    const brickServers = new Set(checks.map((c) => c.server));
+    const brickTitle = brickServers.size === 1 ? byName.get(checks[0].server)!.title : "brick";
     const rows = checks.map((c) => {
       const byServer = results.get(c.scenario)!;
       const { verdict, ratio } = evaluate(c, results);
@@ -1547,7 +1865,7 @@ function formatChecks(results: Results, servers: ReadyServer[]): string[] {
     });
     sections.push(
       `### ${RUNTIME_LABELS[runtime]}\n\n` + markdownTable(
-        ["scenario", "figure", brick.title, "against", "its figure", "ratio", "target", "met"],
+        ["scenario", "figure", brickTitle, "against", "its figure", "ratio", "target", "met"],
         [false, false, true, false, true, true, false, false],
         rows,
       ),
@@ -1598,10 +1916,21 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
   const cpus = (await commandOutput("nproc", []))?.trim() ?? "unknown";
   const scenarios = preparation.scenarios.map((s) => `- \`${s.name}\`: ${s.description}.`);
   const runtimes = new Set(preparation.servers.map((server) => server.runtime));
-  const baselines = [...runtimes].map((runtime) => {
-    const baseline = SERVERS.find((s) => s.runtime === runtime && s.baseline === s.name)!;
-    return `${baseline.title} on ${RUNTIME_LABELS[runtime]}`;
-  });
+  const ran = (name: string) => preparation.scenarios.some((s) => s.name === name);
+  const baselines = SERVERS.filter((server) =>
+    server.baseline === server.name && preparation.servers.some((s) => s.name === server.name) &&
+    preparation.scenarios.some((scenario) => serversOf(scenario, [server]).length > 0)
+  ).map((server) => `${server.title} on ${RUNTIME_LABELS[server.runtime]}`);
+  const pinnedApart = preparation.scenarios.some((s) => s.pinned ?? true);
+  const unpinned = preparation.scenarios.some((s) => !(s.pinned ?? true));
+  const where = !unpinned
+    ? { server: `pinned to CPU ${SERVER_CPU}`, client: `from CPU ${CLIENT_CPU}` }
+    : !pinnedApart
+    ? { server: "on every CPU", client: "from the same CPUs" }
+    : {
+      server: `pinned to CPU ${SERVER_CPU} (in the workers scenario on every CPU)`,
+      client: `from CPU ${CLIENT_CPU} (in the workers scenario from the same CPUs)`,
+    };
   const skipped = preparation.skipped.map((line) => `- ${line}`);
   const failures = parts.failures.flatMap(({ summary, stderr }) => [
     `- ${summary}`,
@@ -1610,13 +1939,13 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
       : ["", "  Its stderr ended with:", "", "  ```", ...indent(stderr), "  ```"]),
     "",
   ]);
-  const ran = (name: string) => preparation.scenarios.some((s) => s.name === name);
   const rounds = `${options.rounds} round${options.rounds === 1 ? "" : "s"}`;
   const drivers = [];
   if (preparation.scenarios.some((s) => s.driver === "wrk")) {
+    const threads = [...new Set(preparation.scenarios.map((s) => s.wrkThreads ?? 1))];
     drivers.push(
-      `with \`wrk --threads 1 --latency\`, ${options.warmup} s of warm-up, then ` +
-        `${options.duration} s measured`,
+      `with \`wrk --threads ${threads.join("|")} --latency\`, ${options.warmup} s of ` +
+        `warm-up, then ${options.duration} s measured`,
     );
   }
   if (ran("idle")) {
@@ -1644,8 +1973,8 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
     `- wrk: ${await wrkVersion()}`,
     `- brick: ${await brickRevision()}`,
     "",
-    `Each measurement starts a fresh server pinned to CPU ${SERVER_CPU}, with the open-files ` +
-    `limit at ${preparation.files}, and drives it from CPU ${CLIENT_CPU}: ${drivers.join("; ")}. ` +
+    `Each measurement starts a fresh server ${where.server}, with the open-files limit at ` +
+    `${preparation.files}, and drives it ${where.client}: ${drivers.join("; ")}. ` +
     `${rounds}, servers taking turns within a round. Figures are medians over rounds; ratios are medians of ` +
     `per-round ratios against a server measured in the same rounds (the baselines are ` +
     `${baselines.join(", ")}). Errors are wrk's socket errors and non-2xx/3xx responses, or ` +
@@ -1666,9 +1995,13 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
     ]),
     "## Notes",
     "",
-    "- p99 is n/a where wrk has no usable percentiles: with pipelining it times batches and " +
-    "corrupts them ([wg/wrk#236](https://github.com/wg/wrk/issues/236)); for the static file " +
-    "too few requests complete for a 99th percentile.",
+    ...(ran("pipeline") || ran("static")
+      ? [
+        "- p99 is n/a where wrk has no usable percentiles: with pipelining it times batches and " +
+        "corrupts them ([wg/wrk#236](https://github.com/wg/wrk/issues/236)); for the static " +
+        "file too few requests complete for a 99th percentile.",
+      ]
+      : []),
     ...(ran("static")
       ? [
         `- The static file is ${STATIC_FILE_BYTES / 1024 ** 2} MiB of random bytes, read ` +
@@ -1685,6 +2018,23 @@ async function formatReport(parts: ReportParts, options: Options): Promise<strin
         "(Node's default is 5 s) and Bun.serve 65 s (Bun's default is 10 s), brick's default; " +
         "Deno.serve has no idle timeout. Memory is read from `/proc/<pid>/status` of the " +
         "server process itself.",
+      ]
+      : []),
+    ...(ran("workers")
+      ? [
+        `- In the workers scenario nothing is pinned: each server's ${WORKERS} workers and wrk ` +
+        `(${WORKERS} threads) share the machine's ${cpus} cores, so wrk's own CPU time is taken ` +
+        "from the servers, alike for all of them, and the figures are lower than the cores " +
+        "could serve alone. brick runs as its CLI (`main.ts`, on Node `npm/main.js`) with its " +
+        `default hello app and \`--workers ${WORKERS} --quiet\` (no access log): on Deno ` +
+        "worker threads, each listening with SO_REUSEPORT; on Node node:cluster processes " +
+        "sharing the supervisor's socket. `deno serve --parallel` runs " +
+        `\`DENO_JOBS=${WORKERS}\` threads of \`bench/deno_serve_app.ts\`; ` +
+        "`bench/node_cluster.mjs` forks node:cluster workers of node:http, which share the " +
+        "primary's socket as brick's do (Node's default round-robin). Each server runs in a " +
+        "process group of its own, stopped as a whole; the bench checks that none of its " +
+        "processes is left. No Bun row: Bun has no multi-worker server of its own to compare " +
+        "with (Bun.serve's reusePort needs processes started by hand).",
       ]
       : []),
     ...(ran("close") && runtimes.has("bun")
@@ -1772,7 +2122,7 @@ async function main(): Promise<number> {
         await runScenario(scenario, options, preparation, tmpDir, failures),
       );
     }
-    const table = formatResults(
+    const table = formatResultTables(
       results,
       preparation.scenarios,
       preparation.servers,

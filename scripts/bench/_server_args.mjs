@@ -12,7 +12,9 @@
  * listens on 127.0.0.1 (a free port unless `--port` names one) and prints `LISTENING <port>` on
  * stdout once it accepts connections. What it answers depends on the scenario:
  *
- * - `hello`, `close`, `pipeline`, `idle`: any request gets `200` with the text `Hello, World!`.
+ * - `hello`, `close`, `pipeline`, `idle`, `workers`: any request gets `200` with the text
+ *   `Hello, World!` (`workers` is for servers of several processes or threads, such as
+ *   `node_cluster.mjs`).
  * - `post`: the whole request body is read, then the same short text is sent.
  * - `static`: `GET /<name>` sends the file `<root>/<name>` with a Content-Length.
  *
@@ -24,7 +26,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 
 /** The scenarios a bench server knows. */
-export const SCENARIOS = ["hello", "close", "pipeline", "post", "static", "idle"];
+export const SCENARIOS = ["hello", "close", "pipeline", "post", "static", "idle", "workers"];
 
 /** The body of every short response. */
 export const HELLO = "Hello, World!";
