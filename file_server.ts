@@ -15,9 +15,9 @@
  *   check before they reuse a file, and an edited file shows on the next load.
  * - Ranges (`206`, multipart for several ranges, `416`) and `If-Range`.
  * - gzip and brotli for text-like files over 1 KiB, never for ranges.
- * - Files are streamed from disk as fast as the client takes them, never
- *   more than two 512 KiB reads ahead, however slow the client. A file or
- *   range of up to 64 KiB is sent from a single read.
+ * - Files are streamed from disk as the client takes them, in reads of up
+ *   to 512 KiB: a response holds at most two of them, however slow its
+ *   client. A file or range of up to 64 KiB is sent from a single read.
  * - Nothing outside the root is served: `..`, encoded slashes and backslashes,
  *   NUL, bad percent-encoding and symlinks that lead out all get `404`.
  *
@@ -929,7 +929,7 @@ function filledPart(buffer: Uint8Array<ArrayBuffer>, bytesRead: number): Uint8Ar
 /** A piece of a body: bytes as they are, or a range of the file. */
 type BodyPiece = Uint8Array | ByteRange;
 
-/** Reads a range of the file into memory: only for ranges of at most one chunk. */
+/** Reads a small range of the file, up to {@linkcode SINGLE_READ_BYTES}, into memory. */
 async function readRange(
   handle: FileHandle,
   { start, end }: ByteRange,
@@ -949,13 +949,13 @@ async function readRange(
 /**
  * A byte stream of `pieces`, reading the file ranges among them from
  * `handle`. A reader in BYOB mode has each read go straight into its own
- * buffer, so nothing is allocated per chunk: brick's response writer reads
- * byte streams that way. Any other reader gets chunks of up to
- * {@linkcode STREAM_CHUNK_BYTES}, the next one read while it handles the last.
- * Either way the file is read only as fast as the body is, so a slow client
- * holds the file back instead of filling memory. The handle is closed once the
- * last byte is read, on cancel, and on a read error, which errors the stream.
- * A file that got shorter while it was sent is such an error.
+ * buffer, so a writer that reuses one buffer allocates nothing per chunk.
+ * Any other reader gets chunks of up to {@linkcode STREAM_CHUNK_BYTES}, the
+ * next one read while it handles the last. Either way the file is read only
+ * as fast as the body is, so a slow client holds the file back instead of
+ * filling memory. The handle is closed once the last byte is read, on cancel,
+ * and on a read error, which errors the stream. A file that got shorter while
+ * it was sent is such an error.
  */
 function fileBody(handle: FileHandle, pieces: BodyPiece[]): ReadableStream<Uint8Array> {
   let index = 0;
