@@ -1011,7 +1011,7 @@ class Connection {
   /** The upgrade that took the connection over, once hijacked. */
   handedOver: UpgradedConnection | null = null;
   /** The response stream being written, cancelled if the connection closes. */
-  streamReader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  streamReader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | null = null;
   /**
    * Responses not yet written: out[0, outLength). Small responses are built
    * here, so that the answers to pipelined requests leave in one write.
@@ -2779,11 +2779,49 @@ async function writeBytesResponse(
 const CRLF = encoder.encode("\r\n");
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
+/** The largest buffer a byte stream body is read into; smaller when its length is known. */
+const BYOB_BUFFER_BYTES = 512 * 1024;
+/** The buffer for a byte stream of unknown length. */
+const BYOB_UNKNOWN_LENGTH_BYTES = 64 * 1024;
+
+/**
+ * Reads a response stream's chunks. A byte stream (`type: "bytes"`, such as
+ * serveDir's file bodies) is read in BYOB mode into one buffer, reused for
+ * every read once the previous bytes are written: nothing is allocated or
+ * zeroed per chunk. Any other stream is read as usual.
+ */
+function chunkReader(
+  c: Connection,
+  stream: ReadableStream<Uint8Array>,
+  length: number | null,
+): () => Promise<ReadableStreamReadResult<Uint8Array>> {
+  let byob: ReadableStreamBYOBReader | null = null;
+  if (length !== 0) {
+    try {
+      byob = stream.getReader({ mode: "byob" });
+    } catch { /* not a byte stream */ }
+  }
+  if (byob === null) {
+    const reader = stream.getReader();
+    c.streamReader = reader;
+    return () => reader.read();
+  }
+  const reader = byob;
+  c.streamReader = reader;
+  let buffer = new ArrayBuffer(Math.min(length ?? BYOB_UNKNOWN_LENGTH_BYTES, BYOB_BUFFER_BYTES));
+  return async () => {
+    const result = await reader.read(new Uint8Array(buffer));
+    if (result.value !== undefined) buffer = result.value.buffer as ArrayBuffer;
+    return result as ReadableStreamReadResult<Uint8Array>;
+  };
+}
+
 /**
  * Copies a response stream to the socket, chunked or as is. Returns false when
  * the body did not end as framed (the stream failed or had the wrong length):
  * then the connection must close, and a chunked body is left unterminated so
- * the client sees it is incomplete.
+ * the client sees it is incomplete. Each chunk is written before the next is
+ * read, so a byte stream's buffer can be reused.
  */
 async function writeStream(
   c: Connection,
@@ -2791,12 +2829,12 @@ async function writeStream(
   chunked: boolean,
   length: number | null,
 ): Promise<boolean> {
-  const reader = stream.getReader();
-  c.streamReader = reader;
+  const read = chunkReader(c, stream, length);
+  const reader = c.streamReader!;
   let sent = 0;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await read();
       if (c.state === "closed" || c.eof) throw new ClientGoneError();
       if (done) break;
       if (!(value instanceof Uint8Array)) {
