@@ -1558,7 +1558,9 @@ function checkTarget(
     return "asterisk";
   }
   const target = latin1(buf, start, end);
-  if (!/^https?:\/\/[^/?#]+/i.test(target)) throw badRequest("Malformed request target");
+  if (!/^https?:\/\/[^/?#]+/i.test(target) || !URL.canParse(target)) {
+    throw badRequest("Malformed request target");
+  }
   return "absolute";
 }
 
@@ -1597,10 +1599,18 @@ function checkHost(head: RequestHead, hosts: number): void {
     if (!head.http10) throw badRequest("An HTTP/1.1 request must carry a Host header field");
     return;
   }
-  if (head.host !== "" && !isValidAuthority(head.host!)) {
-    throw badRequest(`Invalid Host header field "${head.host}"`);
+  const host = head.host!;
+  if (host === "" || host === lastValidHost) return;
+  // The URL check catches what the grammar lets through but request.url
+  // cannot hold: a bad IPv6 literal, 999.1.1.1, a port over 65535, "%00".
+  if (!isValidAuthority(host) || !URL.canParse(`http://${host}/`)) {
+    throw badRequest(`Invalid Host header field "${host}"`);
   }
+  lastValidHost = host;
 }
+
+/** The last Host found valid: most requests repeat it, so most skip the URL check. */
+let lastValidHost = "";
 
 /** RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive". */
 function decideKeepAlive(http10: boolean, connection: string): boolean {
@@ -2776,6 +2786,9 @@ async function writeBytesResponse(
   return plan.keepAlive;
 }
 
+/** How long a response stream may write without yielding to the event loop. */
+const MAX_WRITE_BURST_MS = 2;
+
 const CRLF = encoder.encode("\r\n");
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
@@ -2832,8 +2845,16 @@ async function writeStream(
   const read = chunkReader(c, stream, length);
   const reader = c.streamReader!;
   let sent = 0;
+  let burstStart = Date.now();
   try {
     for (;;) {
+      // A socket that takes every write at once (a fast reader on loopback)
+      // settles each write without a turn of the event loop: yield now and
+      // then, so that timers (the deadlines) and other connections still run.
+      if (Date.now() - burstStart >= MAX_WRITE_BURST_MS) {
+        await nextMacrotask();
+        burstStart = Date.now();
+      }
       const { done, value } = await read();
       if (c.state === "closed" || c.eof) throw new ClientGoneError();
       if (done) break;
@@ -2903,6 +2924,7 @@ function defaultOnError(error: unknown): Response {
  */
 async function serveConnection(c: Connection): Promise<void> {
   const server = c.server;
+  let answered = false;
   try {
     for (;;) {
       const headEnd = findHeadEnd(c, server.options.maxHeaderBytes);
@@ -2923,7 +2945,10 @@ async function serveConnection(c: Connection): Promise<void> {
       c.responding = false;
       const keepAlive = await serveRequest(c, headEnd);
       if ((c.state as ConnState) === "hijacked") return;
-      if (!keepAlive || server.closing || (c.state as ConnState) === "closed") return;
+      if (!keepAlive || server.closing || (c.state as ConnState) === "closed") {
+        answered = true;
+        return;
+      }
       c.state = "idle";
       c.responding = false;
     }
@@ -2932,6 +2957,11 @@ async function serveConnection(c: Connection): Promise<void> {
   } finally {
     if (c.state !== "hijacked") {
       await c.flush().catch(() => {});
+      // The client may still be sending (a body the handler left unread, the
+      // next request): closing at once would reset the connection, and the
+      // reset can destroy the response in flight. Close in stages instead
+      // (RFC 9112 §9.6).
+      if (answered && !c.eof && c.state !== "closed") await lingeringClose(c).catch(() => {});
       c.close();
     }
   }

@@ -53,17 +53,19 @@ function packageSources(config: DenoJson): string[] {
 
 /**
  * Test sources, emitted as JavaScript only for `node --test`: every top-level
- * `*_test.ts` and `_test*.ts`, and the examples the tests import.
+ * `*_test.ts` and `_test*.ts`, the examples the tests import, and the
+ * hardening tests' helpers and target server (`scripts/hardening/`).
  */
 function testSources(): string[] {
   const topLevel = readdirSync(ROOT).filter((file) =>
     file.endsWith("_test.ts") || (file.startsWith("_test") && file.endsWith(".ts"))
   );
-  const examples = existsSync(join(ROOT, "examples"))
-    ? readdirSync(join(ROOT, "examples")).filter((file) => file.endsWith(".ts"))
-      .map((file) => `examples/${file}`)
-    : [];
-  return [...topLevel.sort(), ...examples.sort()];
+  const inFolder = (folder: string) =>
+    existsSync(join(ROOT, folder))
+      ? readdirSync(join(ROOT, folder)).filter((file) => file.endsWith(".ts")).sort()
+        .map((file) => `${folder}/${file}`)
+      : [];
+  return [...topLevel.sort(), ...inFolder("examples"), ...inFolder("scripts/hardening")];
 }
 
 /** Fixtures the tests read at run time, copied as they are. */
