@@ -5,7 +5,8 @@
  *
  * - `npx brick` prints its version and usage, serves Hello World, and stops
  *   on SIGTERM; the installed `brick` command exits 0 after a SIGTERM
- * - an ES module imports `serve` from "brickhttp", serves and fetches
+ * - an ES module imports `serve` from "brickhttp" (and the file-server and
+ *   websocket entry points), serves and fetches
  * - a CommonJS module `require`s "brickhttp" (Node ≥ 20.19 loads ESM so)
  * - TypeScript 6 type-checks a consumer against the package's declarations,
  *   with and without `@types/node`, with NodeNext and Bundler resolution
@@ -36,11 +37,15 @@ const INSTALL_TIMEOUT = 180_000;
 const PACKAGE_FILES = [
   "LICENSE",
   "README.md",
+  "file_server.d.ts",
+  "file_server.js",
   "main.d.ts",
   "main.js",
   "mod.d.ts",
   "mod.js",
   "package.json",
+  "websocket.d.ts",
+  "websocket.js",
 ];
 
 // ─── Processes ─────────────────────────────────────────────────────────────
@@ -283,6 +288,11 @@ async function checkEsmImport(project: string): Promise<void> {
   writeFileSync(
     join(project, "serve.mjs"),
     `import { serve } from "brickhttp";
+import { serveDir } from "brickhttp/file-server";
+import { upgradeWebSocket } from "brickhttp/websocket";
+if (typeof serveDir !== "function" || typeof upgradeWebSocket !== "function") {
+  throw new Error("brickhttp/file-server or brickhttp/websocket is missing its export");
+}
 
 let ready;
 const listening = new Promise((resolve) => ready = resolve);
