@@ -3288,8 +3288,7 @@ class ServerImpl implements Server<Addr> {
     onListen: (addr: Addr) => void,
   ) {
     this.#listener = listener;
-    const tls = options.listen.transport === "tcp" && options.listen.tls !== null;
-    this.site = { scheme: tls ? "https://" : "http://", defaultHost: "" };
+    this.site = { scheme: urlScheme(options.listen), defaultHost: "" };
     this.addr = this.#updateAddr();
     this.finished = new Promise((resolve, reject) => {
       this.#resolveFinished = resolve;
@@ -3523,10 +3522,9 @@ export function serve(
   const onListen = userOptions.onListen as (addr: Addr) => void;
   useLightResponse();
   const listener = listen(options.listen, options.readHeaderTimeout);
-  const tls = options.listen.transport === "tcp" && options.listen.tls !== null;
   const server = new ServerImpl(options, handler, listener, (addr) => {
     if (userOptions.onListen) onListen(addr);
-    else printListening(addr, tls ? "https://" : "http://");
+    else printListening(addr, urlScheme(options.listen));
   });
   const signal = userOptions.signal;
   if (signal) {
@@ -3639,13 +3637,22 @@ function resolveTls(cert: string | undefined, key: string | undefined): TlsPem |
 function printListening(addr: Addr, scheme = "http://"): void {
   if (addr.transport === "unix") console.log(`Listening on unix:${addr.path}`);
   else {
-    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-    console.log(`Listening on ${scheme}${host}:${addr.port}/`);
+    console.log(`Listening on ${scheme}${bracketed(addr.hostname)}:${addr.port}/`);
   }
 }
 
 /** An IP address as the host of a URL: IPv6 in brackets, the wildcard addresses as localhost. */
 function displayHost(hostname: string): string {
   if (hostname === "0.0.0.0" || hostname === "::") return "localhost";
+  return bracketed(hostname);
+}
+
+/** An IPv6 address in brackets, as URLs and `host:port` want it; others as they are. */
+function bracketed(hostname: string): string {
   return hostname.includes(":") ? `[${hostname}]` : hostname;
+}
+
+/** `"https://"` for a TLS listener, else `"http://"`. */
+function urlScheme(spec: ListenSpec): string {
+  return spec.transport === "tcp" && spec.tls !== null ? "https://" : "http://";
 }

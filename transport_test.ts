@@ -1,6 +1,5 @@
 // TLS and Unix domain sockets: the transports beside plain TCP. Certificates
-// are made with openssl at test time (a CA and a leaf it signs, since rustls
-// refuses a CA certificate as a server's); clients are curl and each runtime's
+// are made with openssl at test time (_test_tls.ts); clients are curl and each runtime's
 // fetch, trusting that CA. Runs under `deno test`, `node --test` and `bun test`.
 
 import { after, before, describe, test } from "node:test";
@@ -12,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { serve, type Server, type UnixAddr } from "./mod.ts";
+import { makeTestCertificates, opensslMissing } from "./_test_tls.ts";
 import {
   deferred,
   head,
@@ -42,69 +42,15 @@ interface Pki {
   caFile: string;
 }
 
-/** Makes a CA and a certificate for localhost and 127.0.0.1 signed by it. */
+/** A CA and a certificate for localhost and 127.0.0.1 signed by it, as PEM text. */
 async function makePki(): Promise<Pki> {
-  const file = (name: string) => join(dir, name);
-  const openssl = (...args: string[]) => run("openssl", args);
-  await openssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=brick test CA",
-    "-keyout",
-    file("ca.key"),
-    "-out",
-    file("ca.pem"),
-  );
-  await openssl(
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-subj",
-    "/CN=localhost",
-    "-keyout",
-    file("key.pem"),
-    "-out",
-    file("leaf.csr"),
-  );
-  writeFileSync(
-    file("leaf.ext"),
-    "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n" +
-      "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-  );
-  await openssl(
-    "x509",
-    "-req",
-    "-in",
-    file("leaf.csr"),
-    "-CA",
-    file("ca.pem"),
-    "-CAkey",
-    file("ca.key"),
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    file("leaf.ext"),
-    "-out",
-    file("cert.pem"),
-  );
-  const read = (name: string) => readFileSync(file(name), "utf8");
+  const files = await makeTestCertificates(dir);
+  const read = (file: string) => readFileSync(file, "utf8");
   return {
-    ca: read("ca.pem"),
-    cert: read("cert.pem"),
-    key: read("key.pem"),
-    caFile: file("ca.pem"),
+    ca: read(files.caFile),
+    cert: read(files.certFile),
+    key: read(files.keyFile),
+    caFile: files.caFile,
   };
 }
 
@@ -132,7 +78,7 @@ async function fetchTrusting(pki: Pki, url: string): Promise<{ status: number; t
   return JSON.parse(out);
 }
 
-const opensslSkip = await missing("openssl", "version");
+const opensslSkip = await opensslMissing();
 const curlSkip = await missing("curl");
 
 describe("serve() over TLS", { skip: opensslSkip }, () => {
