@@ -1415,7 +1415,9 @@ function parseHead(buf: Uint8Array, start: number, end: number): RequestHead {
         }
         break;
       case 6:
-        if (equalsLower(buf, pos, colon, "expect")) expect = value;
+        if (equalsLower(buf, pos, colon, "expect")) {
+          expect = expect === null ? value : expect + "," + value;
+        }
         break;
       case 10:
         if (equalsLower(buf, pos, colon, "connection")) connection += "," + value;
@@ -1449,12 +1451,7 @@ function parseHead(buf: Uint8Array, start: number, end: number): RequestHead {
     checkTransferCodings(transferCodings);
     head.framing = Framing.Chunked;
   }
-  if (expect !== null && !head.http10) {
-    if (expect.toLowerCase() !== "100-continue") {
-      throw new HttpError(417, `The expectation "${expect}" is not supported`);
-    }
-    head.expectContinue = true;
-  }
+  if (expect !== null && !head.http10) head.expectContinue = expectsContinue(expect);
   return head;
 }
 
@@ -1558,8 +1555,16 @@ function checkTarget(
     return "asterisk";
   }
   const target = latin1(buf, start, end);
-  if (!/^https?:\/\/[^/?#]+/i.test(target) || !URL.canParse(target)) {
+  const authority = /^https?:\/\/([^/?#]+)/i.exec(target)?.[1];
+  if (authority === undefined || !URL.canParse(target)) {
     throw badRequest("Malformed request target");
+  }
+  // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error, not a detail to
+  // drop (it hides the real host from whoever reads the target carelessly).
+  if (authority.includes("@")) {
+    throw badRequest(
+      "The request target must not carry userinfo (user@host); send credentials in Authorization",
+    );
   }
   return "absolute";
 }
@@ -1625,23 +1630,83 @@ function decideKeepAlive(http10: boolean, connection: string): boolean {
   return http10 ? keepAlive : true;
 }
 
-/** Content-Length: digits only; a list of equal values is one value (RFC 9110 §8.6). */
+/** Most significant digits a Content-Length may have: 15 fit a double exactly. */
+const MAX_LENGTH_DIGITS = 15;
+
+/**
+ * Content-Length = 1*DIGIT (RFC 9110 §8.6). Leading zeros are digits like any
+ * other and do not count towards the 15 significant digits a length may have;
+ * a longer one cannot be held exactly and is refused. A list of one decimal
+ * value repeated ("5, 05") is that value (§8.6 lets a recipient take it); any
+ * other list, an empty element, a sign or a space inside a number is an error.
+ */
 function parseContentLength(value: string): number {
   let result = -1;
-  for (const part of value.split(",")) {
-    const digits = part.trim();
-    if (!/^\d{1,15}$/.test(digits)) throw badRequest(`Invalid Content-Length "${value}"`);
-    const n = Number(digits);
+  for (let i = 0; i <= value.length; i++) {
+    i = skipOws(value, i);
+    let n = 0, digits = 0, significant = 0;
+    for (; i < value.length; i++) {
+      const d = value.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) break;
+      digits++;
+      n = n * 10 + d;
+      if (n !== 0 && ++significant > MAX_LENGTH_DIGITS) {
+        throw badRequest(`Content-Length "${value}" is too large`);
+      }
+    }
+    i = skipOws(value, i);
+    if (digits === 0 || (i < value.length && value.charCodeAt(i) !== 44 /* , */)) {
+      throw badRequest(`Invalid Content-Length "${value}"`);
+    }
     if (result >= 0 && n !== result) throw badRequest("Conflicting Content-Length values");
     result = n;
   }
   return result;
 }
 
-/** Transfer-Encoding must end in exactly one "chunked", the only coding brick decodes. */
+/** The index of the first character at or after `i` that is not OWS (SP, HTAB). */
+function skipOws(s: string, i: number): number {
+  while (i < s.length && (s.charCodeAt(i) === SP || s.charCodeAt(i) === HT)) i++;
+  return i;
+}
+
+/**
+ * The members of a comma-separated list field (RFC 9110 §5.6.1), lowercased
+ * and without OWS. Empty elements (", ,", a trailing comma, an empty line of
+ * the field) are valid and dropped, as a recipient must.
+ */
+function listMembers(value: string): string[] {
+  const members: string[] = [];
+  for (const element of value.split(",")) {
+    const member = element.trim();
+    if (member !== "") members.push(member.toLowerCase());
+  }
+  return members;
+}
+
+/**
+ * Expect = #expectation (RFC 9110 §10.1.1), case-insensitive. Returns whether
+ * it asks for 100-continue; any other expectation is answered with 417, and
+ * a list with no members expects nothing.
+ */
+function expectsContinue(value: string): boolean {
+  const members = listMembers(value);
+  for (const member of members) {
+    if (member !== "100-continue") {
+      throw new HttpError(417, `The expectation "${member}" is not supported`);
+    }
+  }
+  return members.length > 0;
+}
+
+/**
+ * Transfer-Encoding = #transfer-coding (RFC 9112 §6.1): empty elements are
+ * dropped, and the codings must end in exactly one "chunked", the only coding
+ * brick decodes. A field with no coding at all frames nothing and is refused.
+ */
 function checkTransferCodings(value: string): void {
-  const codings = value.split(",").map((c) => c.trim().toLowerCase());
-  if (codings.some((c) => c === "")) throw badRequest("Empty transfer coding");
+  const codings = listMembers(value);
+  if (codings.length === 0) throw badRequest("Transfer-Encoding names no transfer coding");
   const chunked = codings.filter((c) => c === "chunked").length;
   if (codings[codings.length - 1] !== "chunked" || chunked > 1) {
     throw badRequest("The request body framing is invalid: chunked must be the final coding");
@@ -1742,8 +1807,7 @@ class BodyReader {
           return piece;
         }
         case Chunk.DataEnd: {
-          const line = await this.#line();
-          if (line.end !== line.start) throw badRequest("Chunk data is not followed by CRLF");
+          await this.#crlf();
           this.chunk = Chunk.Size;
           break;
         }
@@ -1763,14 +1827,40 @@ class BodyReader {
     }
   }
 
-  /** Waits for the next line and consumes it; returns its content bounds. */
+  /** Waits for the CRLF that ends chunk data and consumes it. */
+  async #crlf(): Promise<void> {
+    const c = this.c;
+    while (c.buffered < 2) {
+      if (await c.fill() === 0) throw this.#truncated();
+    }
+    if (c.buf[c.start] !== CR || c.buf[c.start + 1] !== LF) {
+      throw badRequest("Chunk data must be followed by CRLF (RFC 9112 §7.1)");
+    }
+    c.start += 2;
+  }
+
+  /**
+   * Waits for the next line of the chunked framing and consumes it; returns
+   * its content bounds. Every such line ends in CRLF (RFC 9112 §7.1): the
+   * chunk-size and last-chunk lines, and the trailer section too. RFC 9112
+   * §2.2 lets a recipient take a bare LF as the end of the start line and of
+   * fields, a MAY that brick takes for the head; in the body it does not.
+   * There the lines decide where the message ends: with "X: a\n\r\n" a
+   * CRLF-only proxy is still inside the trailer section while a lenient
+   * server has ended the message and reads the rest as a new request (the
+   * flaw of Go CVE-2025-22871 and Netty CVE-2025-58056). So a bare LF in any
+   * line of the chunked framing, trailer fields included, is a 400.
+   */
   async #line(): Promise<{ start: number; end: number }> {
     const c = this.c;
     let scanned = c.start;
     for (;;) {
       const lf = lineEndAt(c.buf, scanned, c.end);
       if (lf >= 0) {
-        const line = { start: c.start, end: contentEnd(c.buf, c.start, lf) };
+        if (lf === c.start || c.buf[lf - 1] !== CR) {
+          throw badRequest("A line of the chunked body must end in CRLF, not a bare LF");
+        }
+        const line = { start: c.start, end: lf - 1 };
         for (let i = line.start; i < line.end; i++) {
           if (c.buf[i] === CR) throw badRequest("Bare CR in chunked framing");
         }
@@ -1853,12 +1943,22 @@ class BodyReader {
 
 const tooLarge = () => new HttpError(413, "The request body is larger than the server accepts");
 
-/** Parses `chunk-size [ chunk-ext ]` (RFC 9112 §7.1, §7.1.1). */
+/** Most significant hex digits a chunk size may have: 13 fit a double exactly. */
+const MAX_CHUNK_SIZE_DIGITS = 13;
+
+/**
+ * Parses `chunk-size [ chunk-ext ]` (RFC 9112 §7.1, §7.1.1). chunk-size is
+ * 1*HEXDIG: leading zeros are valid and do not count towards the 13
+ * significant digits a size may have. Whitespace is BWS before a ";" or
+ * around "=" in an extension, nowhere else: "5 " and "5;a=b " are refused.
+ */
 function parseChunkSize(buf: Uint8Array, start: number, end: number): number {
-  let i = start, size = 0;
+  let i = start, size = 0, significant = 0;
   while (i < end && HEX[buf[i]] !== 255) {
-    size = size * 16 + HEX[buf[i]];
-    if (++i - start > 13) throw badRequest("Chunk size too large");
+    size = size * 16 + HEX[buf[i++]];
+    if (size !== 0 && ++significant > MAX_CHUNK_SIZE_DIGITS) {
+      throw badRequest("Chunk size too large");
+    }
   }
   if (i === start) throw badRequest("Invalid chunk size");
   // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
@@ -1871,17 +1971,24 @@ function parseChunkSize(buf: Uint8Array, start: number, end: number): number {
     if (i === from) throw badRequest("Invalid chunk extension");
   };
   for (;;) {
-    skipWhitespace();
     if (i === end) return size;
-    if (buf[i++] !== SEMI) throw badRequest("Invalid chunk size");
+    // BWS ";" BWS ext-name
+    skipWhitespace();
+    if (i === end || buf[i++] !== SEMI) {
+      throw badRequest('Invalid chunk size line: only a ";" extension may follow the size');
+    }
     skipWhitespace();
     token();
+    // [ BWS "=" BWS ext-val ]; without "=", whitespace must lead to the next ";"
+    const nameEnd = i;
     skipWhitespace();
     if (i < end && buf[i] === EQ) {
       i++;
       skipWhitespace();
       if (i < end && buf[i] === DQUOTE) i = skipQuotedString(buf, i, end);
       else token();
+    } else {
+      i = nameEnd;
     }
   }
 }
@@ -1891,8 +1998,9 @@ function skipQuotedString(buf: Uint8Array, i: number, end: number): number {
   for (i++; i < end; i++) {
     const b = buf[i];
     if (b === DQUOTE) return i + 1;
-    if (b === BACKSLASH) i++;
-    else if (FIELD_CHAR[b] !== 1) break;
+    // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ), the bytes of FIELD_CHAR
+    if (b === BACKSLASH && ++i < end && FIELD_CHAR[buf[i]] === 1) continue;
+    if (b === BACKSLASH || FIELD_CHAR[b] !== 1) break;
   }
   throw badRequest("Invalid quoted string in a chunk extension");
 }

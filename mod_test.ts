@@ -547,6 +547,8 @@ describe("serve() request line", () => {
     "a target that is not a path or URI": head("GET foo HTTP/1.1", "Host: x"),
     "a method with a delimiter": head("GE(T / HTTP/1.1", "Host: x"),
     "the * target outside OPTIONS": head("GET * HTTP/1.1", "Host: x"),
+    "an absolute-form target with userinfo": head("GET http://u:pw@x/ HTTP/1.1", "Host: x"),
+    "an absolute-form target with empty userinfo": head("GET http://@x/ HTTP/1.1", "Host: x"),
   });
 
   const garbage: Record<string, Uint8Array> = {
@@ -698,6 +700,56 @@ describe("serve() request bodies", () => {
 
   rejects(501, { 'Transfer-Encoding "gzip, chunked"': coding("gzip, chunked") });
 
+  // Numbers are 1*DIGIT and lists are #element (RFC 9110 §5.6.1, §8.6; RFC 9112
+  // §6.1): leading zeros and empty list elements are valid; a value too large to
+  // hold exactly, a sign, a second different length and an empty list are not.
+  const validFramings: Record<string, string[]> = {
+    "Content-Length with 20 leading zeros": ["Content-Length: 000000000000000000005"],
+    'Content-Length "5, 005" (one decimal value)': ["Content-Length: 5, 005"],
+    'Transfer-Encoding ", chunked"': ["Transfer-Encoding: , chunked"],
+    'Transfer-Encoding "Chunked ,, "': ["Transfer-Encoding: Chunked ,, "],
+    "an empty Transfer-Encoding line before a chunked one": [
+      "Transfer-Encoding:",
+      "Transfer-Encoding: chunked",
+    ],
+  };
+  for (const [what, fields] of Object.entries(validFramings)) {
+    test(`serve() reads a body framed by ${what}`, async () => {
+      const chunked = fields.some((f) => /chunked/i.test(f));
+      const request = framed(fields).replace(
+        "hello",
+        chunked ? "5\r\nhello\r\n0\r\n\r\n" : "hello",
+      );
+      await withServer(echo, async ({ port }) => {
+        const { responses } = await exchange(port, request + GET, { responses: 2 });
+        assert.equal(responses[0].status, 200, responses[0].text);
+        assert.equal(JSON.parse(responses[0].text).body, "hello");
+        assert.equal(responses[1].status, 200, "the next request starts where the body ends");
+      });
+    });
+  }
+
+  test("serve() reads an empty body of Content-Length with 40 zeros", async () => {
+    await withServer(echo, async ({ port }) => {
+      const request = head("POST / HTTP/1.1", "Host: x", `Content-Length: ${"0".repeat(40)}`);
+      const { responses } = await exchange(port, request + GET, { responses: 2 });
+      assert.deepEqual(responses.map((r) => r.status), [200, 200]);
+      assert.equal(JSON.parse(responses[0].text).body, "");
+    });
+  });
+
+  rejects(400, {
+    "Content-Length of 16 significant digits": length("0001000000000000000"),
+    'Content-Length "005, 6"': length("005, 6"),
+    'Content-Length ", 5"': length(", 5"),
+    'Content-Length "5,"': length("5,"),
+    'Transfer-Encoding ", ,"': coding(", ,"),
+    "an empty Transfer-Encoding with Content-Length": framed([
+      "Transfer-Encoding:",
+      "Content-Length: 5",
+    ]),
+  });
+
   test("serve() accepts repeated equal Content-Length values", async () => {
     await withServer(echo, async ({ port }) => {
       const { responses } = await exchange(port, post("hello", "Content-Length: 5"), {
@@ -718,11 +770,39 @@ describe("serve() request bodies", () => {
     });
   });
 
+  test("serve() reads chunk sizes with leading zeros and extensions after BWS", async () => {
+    await withServer(echo, async ({ port }) => {
+      const chunked = `${"0".repeat(30)}5 ;a=b\r\nhello\r\n6\t; q = "x\\"y"\t;z\r\n world\r\n` +
+        `${"0".repeat(30)}\r\n\r\n`;
+      const { responses } = await exchange(port, postChunked(chunked) + GET, { responses: 2 });
+      assert.equal(responses[0].status, 200, responses[0].text);
+      assert.equal(JSON.parse(responses[0].text).body, "hello world");
+      assert.equal(responses[1].status, 200);
+    });
+  });
+
+  // Every line of the chunked framing ends in CRLF (RFC 9112 §7.1): the bare LF
+  // that §2.2 lets a head use is refused here, and so is anything else that
+  // could make brick and a proxy in front of it disagree on where a body ends
+  // (Go CVE-2025-22871, Netty CVE-2025-58056). A request pipelined behind the
+  // broken body is never served.
   const brokenChunks: Record<string, string> = {
     "an invalid chunk size": "zz\r\nhello\r\n0\r\n\r\n",
     "a chunk size of 20 hex digits": "FFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n",
+    "a chunk size of 14 hex digits after leading zeros": "00FFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n",
     "chunk data without its CRLF": "5\r\nhelloXX\r\n0\r\n\r\n",
     "a chunk size with a space inside": "5 5\r\nhello\r\n0\r\n\r\n",
+    "a chunk size followed by a space": "5 \r\nhello\r\n0\r\n\r\n",
+    "a chunk extension name followed by a space": "5;a \r\nhello\r\n0\r\n\r\n",
+    "a chunk extension followed by a tab": "5;a=b\t\r\nhello\r\n0\r\n\r\n",
+    "a chunk extension quoting a control byte": '5;a="\\\x00"\r\nhello\r\n0\r\n\r\n',
+    "a chunk-size line ended by a bare LF": "5\nhello\r\n0\r\n\r\n",
+    "a chunk-size line with an extension ended by a bare LF": "5;a=b\nhello\r\n0\r\n\r\n",
+    "chunk data followed by a bare LF": "5\r\nhello\n0\r\n\r\n",
+    "a last-chunk line ended by a bare LF": "5\r\nhello\r\n0\n\r\n",
+    "a chunked body framed by bare LFs only": "1\nA\n0\n\n",
+    "a trailer field ended by a bare LF": "5\r\nhello\r\n0\r\nX-T: 1\n\r\n",
+    "a trailer section ended by a bare LF": "5\r\nhello\r\n0\r\n\n",
   };
   for (const [what, chunked] of Object.entries(brokenChunks)) {
     test(`serve() answers 400 to ${what} and closes`, async () => {
@@ -730,7 +810,7 @@ describe("serve() request bodies", () => {
       await withServer(async (request) => {
         await request.text().catch((error) => readError = error);
         return ok();
-      }, ({ port }) => assertRejected(port, postChunked(chunked), 400));
+      }, ({ port }) => assertRejected(port, postChunked(chunked) + GET, 400));
       assert.ok(readError instanceof Error, "the handler's read rejects");
     });
   }
@@ -1223,8 +1303,39 @@ describe("serve() Expect", () => {
     });
   });
 
+  test("serve() reads Expect as a list: empty elements, any case, repeated lines", async () => {
+    const expects: string[][] = [
+      ["Expect: , 100-Continue ,"],
+      ["Expect:", "Expect: 100-CONTINUE"],
+      ["Expect:"],
+    ];
+    await withServer(async (request) => new Response(await request.text()), async ({ port }) => {
+      for (const fields of expects) {
+        const request = head("POST / HTTP/1.1", "Host: x", "Content-Length: 5", ...fields);
+        const { responses } = await exchange(port, request + "hello" + GET_CLOSE);
+        const final = responses.filter((r) => r.status !== 100);
+        assert.deepEqual(
+          final.map((r) => [r.status, r.text]),
+          [[200, "hello"], [200, ""]],
+          fields.join(),
+        );
+      }
+    });
+  });
+
   rejects(417, {
     "Expect: something-else": head("GET / HTTP/1.1", "Host: x", "Expect: something-else"),
+    "an Expect list with an unknown member": head(
+      "GET / HTTP/1.1",
+      "Host: x",
+      "Expect: 100-continue, something-else",
+    ),
+    "an unknown expectation on a second Expect line": head(
+      "GET / HTTP/1.1",
+      "Host: x",
+      "Expect: something-else",
+      "Expect: 100-continue",
+    ),
   });
 });
 
