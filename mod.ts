@@ -297,6 +297,16 @@ const LINGER_MS = 2000;
 const MAX_LINGER_BYTES = 4 * 1024 * 1024;
 /** A chunk-size line or trailer field longer than this is rejected. */
 const MAX_CHUNK_LINE = 4096;
+/** A trailer section larger than this is answered with 431, as a head would be. */
+const MAX_TRAILER_BYTES = 16_384;
+/**
+ * How many bytes of chunk framing (size lines, extensions) a body may carry
+ * beyond what its data justifies; more is refused. The accounting is Go's
+ * (net/http/internal chunked.go): each chunk of n bytes pays for 16 + 2n bytes
+ * of framing, so ordinary bodies never come near, while 1-byte chunks with
+ * 4 KiB extensions are stopped after a few of them.
+ */
+const MAX_CHUNK_OVERHEAD = 16_384;
 
 const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58, SEMI = 59, EQ = 61, DQUOTE = 34;
 const BACKSLASH = 92, PERCENT = 37, SLASH = 47, STAR = 42;
@@ -1737,6 +1747,10 @@ class BodyReader {
   remaining: number;
   chunk: Chunk = Chunk.Size;
   received = 0;
+  /** Framing bytes not yet paid for by chunk data; see MAX_CHUNK_OVERHEAD. */
+  overhead = 0;
+  /** Bytes of the trailer section so far. */
+  trailerBytes = 0;
   done: boolean;
   error: Error | null = null;
   /** A 100 Continue is owed to the client before the first read. */
@@ -1798,6 +1812,7 @@ class BodyReader {
           const line = await this.#line();
           this.remaining = parseChunkSize(c.buf, line.start, line.end);
           if (this.received + this.remaining > this.maxBodyBytes) throw tooLarge();
+          this.#payForFraming(line.end - line.start + 2, this.remaining);
           this.chunk = this.remaining === 0 ? Chunk.Trailer : Chunk.Data;
           break;
         }
@@ -1818,12 +1833,24 @@ class BodyReader {
             this.done = true;
             return null;
           }
+          this.trailerBytes += line.end - line.start + 2;
+          if (this.trailerBytes > MAX_TRAILER_BYTES) {
+            throw new HttpError(431, "The trailer section of the chunked body is too large");
+          }
           checkTrailerField(c.buf, line.start, line.end);
           break;
         }
         default:
           return null;
       }
+    }
+  }
+
+  /** Counts a chunk-size line of `lineBytes` against the `size` bytes of data it frames. */
+  #payForFraming(lineBytes: number, size: number): void {
+    this.overhead = Math.max(0, this.overhead + lineBytes - 16 - 2 * size);
+    if (this.overhead > MAX_CHUNK_OVERHEAD) {
+      throw badRequest("The chunked body carries far more framing than data");
     }
   }
 

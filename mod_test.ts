@@ -846,6 +846,34 @@ describe("serve() request bodies", () => {
     });
   });
 
+  test("serve() answers 431 to a trailer section over 16 KiB and closes", async () => {
+    const trailers = Array.from({ length: 20 }, (_, i) => `X-T${i}: ${"a".repeat(1000)}\r\n`);
+    let readError: unknown;
+    await withServer(async (request) => {
+      await request.text().catch((error) => readError = error);
+      return ok();
+    }, ({ port }) => assertRejected(port, postChunked(`0\r\n${trailers.join("")}\r\n`), 431));
+    assert.ok(readError instanceof Error, "the handler's read rejects");
+  });
+
+  test("serve() answers 400 to chunk framing that far outweighs its data", async () => {
+    const chunk = `1;x=${"e".repeat(2000)}\r\nA\r\n`;
+    let readError: unknown;
+    await withServer(async (request) => {
+      await request.text().catch((error) => readError = error);
+      return ok();
+    }, async ({ port }) => {
+      await assertRejected(port, postChunked(chunk.repeat(20) + "0\r\n\r\n"), 400);
+      // Ordinary framing is never near the bound: 1,000 one-byte chunks pass.
+      const { response } = await answer(
+        port,
+        postChunked("1\r\nA\r\n".repeat(1000) + "0\r\n\r\n", "Connection: close"),
+      );
+      assert.equal(response.status, 200);
+    });
+    assert.ok(readError instanceof Error, "the handler's read rejects");
+  });
+
   const big = "0123456789abcdef".repeat(65_536); // 1 MiB
   const bigChunked = big.match(/.{1,1000}/g)!.map((c) => `${c.length.toString(16)}\r\n${c}\r\n`)
     .join("") + "0\r\n\r\n";
