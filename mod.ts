@@ -295,6 +295,10 @@ const MAX_COALESCED_BODY = 16_384;
 /** After an error response, how long and how much the server reads before closing. */
 const LINGER_MS = 2000;
 const MAX_LINGER_BYTES = 4 * 1024 * 1024;
+/** Most significant digits a Content-Length may have: 15 fit a double exactly. */
+const MAX_LENGTH_DIGITS = 15;
+/** Most significant hex digits a chunk size may have: 13 fit a double exactly. */
+const MAX_CHUNK_SIZE_DIGITS = 13;
 /** A chunk-size line or trailer field longer than this is rejected. */
 const MAX_CHUNK_LINE = 4096;
 /** A trailer section larger than this is answered with 431, as a head would be. */
@@ -1640,9 +1644,6 @@ function decideKeepAlive(http10: boolean, connection: string): boolean {
   return http10 ? keepAlive : true;
 }
 
-/** Most significant digits a Content-Length may have: 15 fit a double exactly. */
-const MAX_LENGTH_DIGITS = 15;
-
 /**
  * Content-Length = 1*DIGIT (RFC 9110 §8.6). Leading zeros are digits like any
  * other and do not count towards the 15 significant digits a length may have;
@@ -1969,9 +1970,6 @@ class BodyReader {
 }
 
 const tooLarge = () => new HttpError(413, "The request body is larger than the server accepts");
-
-/** Most significant hex digits a chunk size may have: 13 fit a double exactly. */
-const MAX_CHUNK_SIZE_DIGITS = 13;
 
 /**
  * Parses `chunk-size [ chunk-ext ]` (RFC 9112 §7.1, §7.1.1). chunk-size is
