@@ -22,6 +22,7 @@
 
 import net from "node:net";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { HOST, parseResponses, RawClient } from "../../_test_utils.ts";
 import {
   cliCommand,
@@ -436,10 +437,17 @@ export function hasCommand(command: string): Promise<boolean> {
  *
  * @param url The URL to load.
  * @param args wrk's options, such as `["-t2", "-c64", "-d3s"]`.
+ * @param stop Ends the run early (wrk still reports) when it resolves.
  */
-export function runWrk(url: string, args: string[]): Promise<WrkFigures> {
+export function runWrk(
+  url: string,
+  args: string[],
+  stop?: Promise<unknown>,
+): Promise<WrkFigures> {
   return new Promise((resolve, reject) => {
     const child = spawn("wrk", [...args, url], { stdio: ["ignore", "pipe", "pipe"] });
+    // wrk prints its summary when interrupted: SIGINT ends the run early.
+    stop?.then(() => child.exitCode === null && child.kill("SIGINT"));
     let output = "";
     child.stdout!.on("data", (chunk: Uint8Array) => output += new TextDecoder().decode(chunk));
     child.stderr!.on("data", (chunk: Uint8Array) => output += new TextDecoder().decode(chunk));
@@ -463,6 +471,34 @@ export function runWrk(url: string, args: string[]): Promise<WrkFigures> {
       });
     });
   });
+}
+
+/** The kernel's TCP counters (RFC 4022 names) of this network namespace. */
+export interface TcpCounters {
+  /** Connects that failed (SYN-SENT or SYN-RECEIVED to CLOSED): refused ones among them. */
+  attemptFails: number;
+  /** Established connections that were reset (ESTABLISHED or CLOSE-WAIT straight to CLOSED). */
+  estabResets: number;
+}
+
+/**
+ * Reads the TCP counters from `/proc/net/snmp`, if this is Linux and the
+ * network namespace holds only the loopback interface: only then are the
+ * counts this run's own, not the whole machine's (run the stress under
+ * `unshare --net`, as `deno task stress --netns` does).
+ */
+export function privateTcpCounters(): TcpCounters | null {
+  try {
+    const interfaces = readFileSync("/proc/net/dev", "utf8").split("\n").slice(2)
+      .map((line) => line.split(":")[0].trim()).filter((name) => name !== "");
+    if (interfaces.length !== 1 || interfaces[0] !== "lo") return null;
+    const [names, values] = readFileSync("/proc/net/snmp", "utf8").split("\n")
+      .filter((line) => line.startsWith("Tcp:")).map((line) => line.split(/\s+/));
+    const value = (name: string) => Number(values[names.indexOf(name)]);
+    return { attemptFails: value("AttemptFails"), estabResets: value("EstabResets") };
+  } catch {
+    return null;
+  }
 }
 
 /** Options for {@linkcode shutdownUnderLoad}. */
@@ -491,6 +527,11 @@ export interface ShutdownFigures {
   served: number;
   /** What the CLI printed on stderr. */
   stderr: string;
+  /**
+   * How the TCP counters moved during the run, when the run had a network
+   * namespace of its own ({@linkcode privateTcpCounters}); else null.
+   */
+  tcp: TcpCounters | null;
 }
 
 /**
@@ -516,20 +557,27 @@ export async function shutdownUnderLoad(
   );
   await using cli = spawnProcess(command, args);
   const port = Number((await cli.waitForOutput(/Local:\s+http:\/\/127\.0\.0\.1:(\d+)\//))[1]);
+  const tcpBefore = privateTcpCounters();
+  // Once the CLI is gone wrk only counts refused connects: stop it there.
   const load = runWrk(`http://127.0.0.1:${port}/`, [
     `-t${Math.min(2, connections)}`,
     `-c${connections}`,
     `-d${seconds}s`,
-  ]);
+  ], cli.exited.then(() => delay(100)));
   await delay(signalAfterMs);
   const signalled = performance.now();
   cli.kill("SIGTERM");
   const exit = await cli.exited;
   const exitMs = performance.now() - signalled;
   const wrk = await load;
+  const tcpAfter = privateTcpCounters();
+  const tcp = tcpBefore && tcpAfter && {
+    attemptFails: tcpAfter.attemptFails - tcpBefore.attemptFails,
+    estabResets: tcpAfter.estabResets - tcpBefore.estabResets,
+  };
   const served = cli.stdout.match(/^\S+ - - \[[^\]]+\] "GET \/ HTTP\/1\.1" 200 \d+$/gm)?.length ??
     0;
-  return { exit, exitMs, wrk, served, stderr: cli.stderr };
+  return { exit, exitMs, wrk, served, stderr: cli.stderr, tcp };
 }
 
 // ─── Connection limit under a flood ─────────────────────────────────────────
