@@ -295,6 +295,16 @@ const MAX_COALESCED_BODY = 16_384;
 /** After an error response, how long and how much the server reads before closing. */
 const LINGER_MS = 2000;
 const MAX_LINGER_BYTES = 4 * 1024 * 1024;
+/**
+ * During a graceful shutdown, how long after its last response (or its
+ * accept) a keep-alive connection may still send one more request, answered
+ * with `Connection: close`; then the server half-closes it. A client that
+ * sends its next request at once (most do, a load generator always) never
+ * has it cut off.
+ */
+const SHUTDOWN_GRACE_MS = 1000;
+/** How often deadlines are checked while the server shuts down. */
+const SHUTDOWN_SWEEP_MS = 50;
 /** A chunk-size line or trailer field longer than this is rejected. */
 const MAX_CHUNK_LINE = 4096;
 
@@ -983,8 +993,11 @@ function giveBuffer(pool: Uint8Array[], buffer: Uint8Array): void {
  */
 type ConnState = "new" | "active" | "idle" | "hijacked" | "closed";
 
-/** Which deadline a connection is under; the sweep acts on it when it passes. */
-type Deadline = "none" | "header" | "idle" | "read" | "write";
+/**
+ * Which deadline a connection is under; the sweep acts on it when it passes.
+ * "grace": shutting down, the time left to send one last request.
+ */
+type Deadline = "none" | "header" | "idle" | "read" | "write" | "grace";
 
 /** One client connection: its socket, read buffer, state and deadline. */
 class Connection {
@@ -1002,6 +1015,10 @@ class Connection {
   headStarted = false;
   /** The client sent FIN; no more bytes will come. */
   eof = false;
+  /** When the connection last went idle (or was accepted): the shutdown grace counts from here. */
+  idleSince = 0;
+  /** The server sent FIN: it writes nothing more and reads only until the client closes. */
+  writeClosed = false;
   /** True once any byte of the current response has been written. */
   responding = false;
   /** The request being handled, for aborting its signal when the client leaves. */
@@ -1252,10 +1269,38 @@ class Connection {
     this.start = this.end = this.outLength = 0;
   }
 
+  /**
+   * Shutting down while no byte of a request has come: the client may still
+   * send one, until {@linkcode SHUTDOWN_GRACE_MS} after the connection went
+   * idle; then {@linkcode halfClose}.
+   */
+  endAfterGrace(): void {
+    this.deadline = "grace";
+    this.deadlineAt = this.idleSince + SHUTDOWN_GRACE_MS;
+  }
+
+  /**
+   * Ends an idle connection without a reset (RFC 9112 §9.6): sends FIN, then
+   * the connection loop reads and drops whatever still comes until the client
+   * closes its side, for at most {@linkcode LINGER_MS}.
+   */
+  halfClose(): void {
+    if (this.writeClosed || this.state === "closed") return;
+    if (this.outLength > 0 || this.#writing > 0) {
+      this.deadline = "grace"; // a response is still leaving: after it
+      this.deadlineAt = Date.now() + SHUTDOWN_SWEEP_MS;
+      return;
+    }
+    this.writeClosed = true;
+    this.setDeadline("idle", LINGER_MS);
+    this.conn.closeWrite().catch(() => this.close());
+  }
+
   /** Called by the server's sweep when the deadline has passed. */
   expire(): void {
     const kind = this.deadline;
     this.deadline = "none";
+    if (kind === "grace") return this.halfClose();
     const requestStarted = kind === "header" && this.buffered > 0 || kind === "read";
     if (requestStarted && !this.responding) {
       // Best effort: tell the client why before closing.
@@ -2938,6 +2983,8 @@ async function serveConnection(c: Connection): Promise<void> {
           if (c.buffered === 0 || c.state === "closed") return;
           throw badRequest("The connection closed before the request head was complete");
         }
+        // Half-closed at shutdown: what still comes is dropped until the client closes.
+        if (c.writeClosed) return await discardUntilEnd(c);
         continue;
       }
       c.state = "active";
@@ -2945,7 +2992,11 @@ async function serveConnection(c: Connection): Promise<void> {
       c.responding = false;
       const keepAlive = await serveRequest(c, headEnd);
       if ((c.state as ConnState) === "hijacked") return;
-      if (!keepAlive || server.closing || (c.state as ConnState) === "closed") {
+      // A response sent with keep-alive before a shutdown began: the client
+      // may send its next request at any moment, and closing now would cut
+      // it off. The loop waits for it (prepareToReadHead) and answers it
+      // with `Connection: close`.
+      if (!keepAlive || (c.state as ConnState) === "closed") {
         answered = true;
         return;
       }
@@ -2969,8 +3020,8 @@ async function serveConnection(c: Connection): Promise<void> {
 
 /**
  * Before reading more of a request head: starts the right deadline (the
- * head's from its first byte, idle while nothing has come). Returns false
- * when the connection should end instead (shutdown, nothing pending).
+ * head's from its first byte, idle while nothing has come, the shutdown grace
+ * while shutting down). Returns false when the connection should end instead.
  */
 function prepareToReadHead(c: Connection): boolean {
   const { options } = c.server;
@@ -2983,9 +3034,15 @@ function prepareToReadHead(c: Connection): boolean {
     c.headStarted = true;
     if (c.state !== "new") c.startRequest(options.readHeaderTimeout);
   } else if (c.buffered === 0) {
-    if (c.server.closing) return false;
-    if (c.state === "new") c.startRequest(options.readHeaderTimeout);
-    else c.setDeadline("idle", options.idleTimeout);
+    if (c.writeClosed) return false;
+    if (c.state === "new") {
+      c.startRequest(options.readHeaderTimeout);
+      c.idleSince = c.requestStartedAt;
+    } else {
+      c.idleSince = Date.now();
+      c.setDeadline("idle", options.idleTimeout);
+    }
+    if (c.server.closing) c.endAfterGrace();
   }
   return true;
 }
@@ -3214,9 +3271,18 @@ async function answerProtocolError(c: Connection, error: unknown): Promise<void>
  * the connection and destroy the error response in flight.
  */
 async function lingeringClose(c: Connection): Promise<void> {
+  c.writeClosed = true;
   await c.conn.closeWrite();
   c.setDeadline("idle", LINGER_MS);
-  let discarded = 0;
+  await discardUntilEnd(c);
+}
+
+/**
+ * After the server's FIN: reads and drops what the client still sends until
+ * it closes its side, up to {@linkcode MAX_LINGER_BYTES} and the deadline.
+ */
+async function discardUntilEnd(c: Connection): Promise<void> {
+  let discarded = c.buffered;
   while (discarded < MAX_LINGER_BYTES && c.state !== "closed") {
     c.start = c.end = 0;
     const n = await c.fill();
@@ -3343,10 +3409,9 @@ class ServerImpl implements Server<Addr> {
         continue;
       }
       pause = 0;
-      if (this.closing) {
-        conn.close();
-        return;
-      }
+      // Accepted as the listener closed: the client has connected and may
+      // have sent a request, so it is served (with `Connection: close`)
+      // rather than reset.
       const c = new Connection(conn, this);
       const full = this.connections.size - this.#refusing >= this.options.maxConnections;
       this.connections.add(c);
@@ -3360,12 +3425,16 @@ class ServerImpl implements Server<Addr> {
     }
   }
 
-  /** One timer for all deadlines: precise to a quarter of the shortest timeout. */
-  #startSweep(): void {
+  /**
+   * One timer for all deadlines: precise to a quarter of the shortest timeout,
+   * or to `every` ms when given.
+   */
+  #startSweep(every?: number): void {
     const o = this.options;
     const timeouts = [o.readHeaderTimeout, o.readTimeout, o.writeTimeout, o.idleTimeout]
       .filter((t) => t > 0 && t !== Infinity);
-    const every = Math.max(5, Math.min(1000, Math.floor(Math.min(...timeouts, 4000) / 4)));
+    every ??= Math.max(5, Math.min(1000, Math.floor(Math.min(...timeouts, 4000) / 4)));
+    clearInterval(this.#sweep);
     this.#sweep = setInterval(() => {
       const now = Date.now();
       for (const c of this.connections) {
@@ -3392,19 +3461,33 @@ class ServerImpl implements Server<Addr> {
   }
 
   #finish(): void {
-    clearInterval(this.#sweep);
-    this.#acceptDone.then(() => this.#resolveFinished());
+    this.#acceptDone.then(() => {
+      // A connection accepted as the listener closed is served to its end first.
+      if (this.connections.size > 0) return;
+      clearInterval(this.#sweep);
+      this.#resolveFinished();
+    });
   }
 
+  /**
+   * Shuts down without cutting off a request (RFC 9112 §9.6): the listener
+   * closes first, so new connections are refused. A request in flight is
+   * answered with `Connection: close`. A keep-alive connection waiting for
+   * its next request gets until {@linkcode SHUTDOWN_GRACE_MS} after its last
+   * response to send one (answered with `Connection: close`), since a client
+   * may have sent it already; then the server half-closes it and reads until
+   * the client closes, so no reset destroys anything in flight.
+   */
   shutdown(): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
     this.closing = true;
     try {
       this.#listener.close();
     } catch { /* already closed */ }
+    this.#startSweep(SHUTDOWN_SWEEP_MS);
     for (const c of this.connections) {
-      if ((c.state === "idle" || c.state === "new") && c.buffered === 0) c.close();
-      else if (c.state === "hijacked") notifyShutdown(c.handedOver!);
+      if (c.state === "hijacked") notifyShutdown(c.handedOver!);
+      else if (c.waitingForHead && c.buffered === 0) c.endAfterGrace();
     }
     if (this.connections.size === 0) this.#finish();
     const deadline = setTimeout(() => {

@@ -1581,15 +1581,55 @@ describe("serve() maxConnections", () => {
 // ─── 12. Graceful shutdown ──────────────────────────────────────────────────
 
 describe("Server.shutdown()", () => {
-  test("Server.shutdown() closes idle keep-alive connections", async () => {
+  test("Server.shutdown() closes an idle keep-alive connection with FIN after a grace", async () => {
     await withServer(ok, async ({ server, connect }) => {
       const client = await connect();
       await client.write(GET);
       await client.responses(1);
-      await within(server.shutdown(), 1000, "shutdown");
+      const started = Date.now();
+      await within(server.shutdown(), 5000, "shutdown");
       await client.waitClosed(500);
+      assert.equal(client.error, null, "closed with FIN, not reset");
+      assert.ok(Date.now() - started >= 500, "the client had time to send one more request");
     });
   });
+
+  test("Server.shutdown() closes a connection that has been idle long without a grace", async () => {
+    await withServer(ok, async ({ server, connect }) => {
+      const client = await connect();
+      await client.write(GET);
+      await client.responses(1);
+      await delay(1500); // idle for longer than the grace
+      await within(server.shutdown(), 1000, "shutdown");
+      await client.waitClosed(500);
+      assert.equal(client.error, null, "closed with FIN, not reset");
+    });
+  });
+
+  test(
+    "Server.shutdown() answers a request sent as it begins on a keep-alive connection, " +
+      "with connection: close",
+    async () => {
+      await withServer(ok, async ({ server, connect }) => {
+        const clients = await Promise.all(Array.from({ length: 8 }, () => connect()));
+        for (const client of clients) await client.write(GET);
+        for (const client of clients) await client.responses(1);
+        // The next requests leave as the shutdown starts: some are in the
+        // server's hands, some still in the kernel, none read yet.
+        const sent = Promise.all(clients.map((client) => client.write(GET)));
+        const finished = server.shutdown();
+        await sent;
+        for (const client of clients) {
+          const responses = await client.responses(2);
+          assert.equal(responses[1].status, 200);
+          assert.equal(header(responses[1], "connection"), "close");
+          await client.waitClosed(1000);
+          assert.equal(client.error, null, "closed with FIN, not reset");
+        }
+        await within(finished, 2000, "shutdown");
+      });
+    },
+  );
 
   test("Server.shutdown() lets a request in flight finish with connection: close", async () => {
     const gate = deferred();
