@@ -3312,6 +3312,11 @@ async function refuseConnection(c: Connection): Promise<void> {
 
 // ─── 11. The server ─────────────────────────────────────────────────────────
 
+/** Resolves in a later turn of the event loop, after pending I/O had its turn. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** Tells an upgraded connection that the server is going away. */
 function notifyShutdown(upgraded: UpgradedConnection): void {
   try {
@@ -3337,7 +3342,10 @@ class ServerImpl implements Server<Addr> {
   /** The scheme of request URLs, and their authority when a request has no Host (HTTP/1.0). */
   readonly site: Site;
   readonly finished: Promise<void>;
+  /** Shutting down: no keep-alive, idle connections wind down. */
   closing = false;
+  /** Set first by a shutdown: the accept loop ends. */
+  #stopAccepting = false;
   #listener: Listener;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #resolveFinished!: () => void;
@@ -3366,7 +3374,7 @@ class ServerImpl implements Server<Addr> {
     if (listener.bound) this.#start(onListen);
     else {
       listener.ready.then(() => this.#start(onListen), (error) => {
-        this.closing = true;
+        this.closing = this.#stopAccepting = true;
         clearInterval(this.#sweep);
         this.#rejectFinished(error);
       });
@@ -3375,7 +3383,7 @@ class ServerImpl implements Server<Addr> {
 
   #start(onListen: (addr: Addr) => void): void {
     this.#updateAddr();
-    if (this.closing) return;
+    if (this.#stopAccepting) return;
     this.#acceptDone = this.#acceptLoop();
     onListen(this.addr);
   }
@@ -3395,13 +3403,13 @@ class ServerImpl implements Server<Addr> {
    */
   async #acceptLoop(): Promise<void> {
     let pause = 0;
-    while (!this.closing) {
+    while (!this.#stopAccepting) {
       let conn: Conn | null;
       try {
         conn = await this.#listener.accept();
         if (conn === null) return; // the listener was closed
       } catch (error) {
-        if (this.closing) return;
+        if (this.#stopAccepting) return;
         if (isPerConnectionError(error)) continue;
         pause = Math.min(Math.max(5, pause * 2), 1000);
         reportError(error, `Accepting a connection failed; retrying in ${pause} ms`);
@@ -3471,25 +3479,11 @@ class ServerImpl implements Server<Addr> {
 
   /**
    * Shuts down without cutting off a request (RFC 9112 §9.6): the listener
-   * closes first, so new connections are refused. A request in flight is
-   * answered with `Connection: close`. A keep-alive connection waiting for
-   * its next request gets until {@linkcode SHUTDOWN_GRACE_MS} after its last
-   * response to send one (answered with `Connection: close`), since a client
-   * may have sent it already; then the server half-closes it and reads until
-   * the client closes, so no reset destroys anything in flight.
+   * closes first, so new connections are refused; then the connections wind
+   * down ({@linkcode ServerImpl.windDown}). `shutdownTimeout` bounds it all.
    */
   shutdown(): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
-    this.closing = true;
-    try {
-      this.#listener.close();
-    } catch { /* already closed */ }
-    this.#startSweep(SHUTDOWN_SWEEP_MS);
-    for (const c of this.connections) {
-      if (c.state === "hijacked") notifyShutdown(c.handedOver!);
-      else if (c.waitingForHead && c.buffered === 0) c.endAfterGrace();
-    }
-    if (this.connections.size === 0) this.#finish();
     const deadline = setTimeout(() => {
       for (const c of [...this.connections]) {
         c.current?.abort(new ClientGoneError("The server shut down"));
@@ -3497,7 +3491,42 @@ class ServerImpl implements Server<Addr> {
       }
     }, this.options.shutdownTimeout);
     this.#shutdown = this.finished.then(() => clearTimeout(deadline));
+    // A connection the kernel has completed but the server not yet accepted
+    // is reset when the listener closes, request and all. Two turns of the
+    // event loop let the accept loop take what is queued; it is then served.
+    nextTurn().then(nextTurn).then(() => this.#stopListening());
     return this.#shutdown;
+  }
+
+  /** Closes the listener, then winds the connections down once the accept loop has ended. */
+  #stopListening(): void {
+    this.#stopAccepting = true;
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    // Deno frees the listening socket only once its pending accept has been
+    // cancelled, a turn of the event loop or more later. A client told
+    // `Connection: close` before then reconnects into the backlog, and the
+    // socket's close resets it there: wind down once the accept loop ended.
+    this.#acceptDone.then(() => this.windDown());
+  }
+
+  /**
+   * Winds the connections down. A request in flight is answered with
+   * `Connection: close`. A keep-alive connection waiting for its next request
+   * gets until {@linkcode SHUTDOWN_GRACE_MS} after its last response to send
+   * one (answered with `Connection: close`), since the client may have sent
+   * it already; then it is half-closed and read until the client closes, so
+   * no reset destroys anything in flight. Upgraded connections are told.
+   */
+  windDown(): void {
+    this.closing = true;
+    this.#startSweep(SHUTDOWN_SWEEP_MS);
+    for (const c of this.connections) {
+      if (c.state === "hijacked") notifyShutdown(c.handedOver!);
+      else if (c.waitingForHead && c.buffered === 0) c.endAfterGrace();
+    }
+    if (this.connections.size === 0) this.#finish();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
