@@ -243,9 +243,12 @@ export interface Server<A extends Addr = NetAddr> extends AsyncDisposable {
   /** Resolves once the server has shut down and every connection is closed. */
   readonly finished: Promise<void>;
   /**
-   * Shuts down gracefully: stops accepting connections, closes idle ones, lets
-   * responses in flight finish (without keep-alive), and closes whatever is
-   * left once `shutdownTimeout` has passed.
+   * Shuts down gracefully: stops accepting connections (new ones are
+   * refused), lets responses in flight finish with `Connection: close`, and
+   * gives each idle keep-alive connection until a second after its last
+   * response to send one more request, answered with `Connection: close`.
+   * Connections end with FIN, never a reset under a request the client has
+   * sent. Whatever is left is closed once `shutdownTimeout` has passed.
    *
    * @returns A promise that resolves like {@linkcode Server.finished}.
    */
