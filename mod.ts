@@ -243,9 +243,12 @@ export interface Server<A extends Addr = NetAddr> extends AsyncDisposable {
   /** Resolves once the server has shut down and every connection is closed. */
   readonly finished: Promise<void>;
   /**
-   * Shuts down gracefully: stops accepting connections, closes idle ones, lets
-   * responses in flight finish (without keep-alive), and closes whatever is
-   * left once `shutdownTimeout` has passed.
+   * Shuts down gracefully: stops accepting connections (new ones are
+   * refused), lets responses in flight finish with `Connection: close`, and
+   * gives each idle keep-alive connection until a second after its last
+   * response to send one more request, answered with `Connection: close`.
+   * Connections end with FIN, never a reset under a request the client has
+   * sent. Whatever is left is closed once `shutdownTimeout` has passed.
    *
    * @returns A promise that resolves like {@linkcode Server.finished}.
    */
@@ -299,6 +302,16 @@ const MAX_LINGER_BYTES = 4 * 1024 * 1024;
 const MAX_LENGTH_DIGITS = 15;
 /** Most significant hex digits a chunk size may have: 13 fit a double exactly. */
 const MAX_CHUNK_SIZE_DIGITS = 13;
+/**
+ * During a graceful shutdown, how long after its last response (or its
+ * accept) a keep-alive connection may still send one more request, answered
+ * with `Connection: close`; then the server half-closes it. A client that
+ * sends its next request at once (most do, a load generator always) never
+ * has it cut off.
+ */
+const SHUTDOWN_GRACE_MS = 1000;
+/** How often deadlines are checked while the server shuts down. */
+const SHUTDOWN_SWEEP_MS = 50;
 /** A chunk-size line or trailer field longer than this is rejected. */
 const MAX_CHUNK_LINE = 4096;
 /** A trailer section larger than this is answered with 431, as a head would be. */
@@ -997,8 +1010,11 @@ function giveBuffer(pool: Uint8Array[], buffer: Uint8Array): void {
  */
 type ConnState = "new" | "active" | "idle" | "hijacked" | "closed";
 
-/** Which deadline a connection is under; the sweep acts on it when it passes. */
-type Deadline = "none" | "header" | "idle" | "read" | "write";
+/**
+ * Which deadline a connection is under; the sweep acts on it when it passes.
+ * "grace": shutting down, the time left to send one last request.
+ */
+type Deadline = "none" | "header" | "idle" | "read" | "write" | "grace";
 
 /** One client connection: its socket, read buffer, state and deadline. */
 class Connection {
@@ -1016,6 +1032,10 @@ class Connection {
   headStarted = false;
   /** The client sent FIN; no more bytes will come. */
   eof = false;
+  /** When the connection last went idle (or was accepted): the shutdown grace counts from here. */
+  idleSince = 0;
+  /** The server sent FIN: it writes nothing more and reads only until the client closes. */
+  writeClosed = false;
   /** True once any byte of the current response has been written. */
   responding = false;
   /** The request being handled, for aborting its signal when the client leaves. */
@@ -1266,10 +1286,38 @@ class Connection {
     this.start = this.end = this.outLength = 0;
   }
 
+  /**
+   * Shutting down while no byte of a request has come: the client may still
+   * send one, until {@linkcode SHUTDOWN_GRACE_MS} after the connection went
+   * idle; then {@linkcode halfClose}.
+   */
+  endAfterGrace(): void {
+    this.deadline = "grace";
+    this.deadlineAt = this.idleSince + SHUTDOWN_GRACE_MS;
+  }
+
+  /**
+   * Ends an idle connection without a reset (RFC 9112 §9.6): sends FIN, then
+   * the connection loop reads and drops whatever still comes until the client
+   * closes its side, for at most {@linkcode LINGER_MS}.
+   */
+  halfClose(): void {
+    if (this.writeClosed || this.state === "closed") return;
+    if (this.outLength > 0 || this.#writing > 0) {
+      this.deadline = "grace"; // a response is still leaving: after it
+      this.deadlineAt = Date.now() + SHUTDOWN_SWEEP_MS;
+      return;
+    }
+    this.writeClosed = true;
+    this.setDeadline("idle", LINGER_MS);
+    this.conn.closeWrite().catch(() => this.close());
+  }
+
   /** Called by the server's sweep when the deadline has passed. */
   expire(): void {
     const kind = this.deadline;
     this.deadline = "none";
+    if (kind === "grace") return this.halfClose();
     const requestStarted = kind === "header" && this.buffered > 0 || kind === "read";
     if (requestStarted && !this.responding) {
       // Best effort: tell the client why before closing.
@@ -3071,6 +3119,8 @@ async function serveConnection(c: Connection): Promise<void> {
           if (c.buffered === 0 || c.state === "closed") return;
           throw badRequest("The connection closed before the request head was complete");
         }
+        // Half-closed at shutdown: what still comes is dropped until the client closes.
+        if (c.writeClosed) return await discardUntilEnd(c);
         continue;
       }
       c.state = "active";
@@ -3078,7 +3128,11 @@ async function serveConnection(c: Connection): Promise<void> {
       c.responding = false;
       const keepAlive = await serveRequest(c, headEnd);
       if ((c.state as ConnState) === "hijacked") return;
-      if (!keepAlive || server.closing || (c.state as ConnState) === "closed") {
+      // A response sent with keep-alive before a shutdown began: the client
+      // may send its next request at any moment, and closing now would cut
+      // it off. The loop waits for it (prepareToReadHead) and answers it
+      // with `Connection: close`.
+      if (!keepAlive || (c.state as ConnState) === "closed") {
         answered = true;
         return;
       }
@@ -3102,8 +3156,8 @@ async function serveConnection(c: Connection): Promise<void> {
 
 /**
  * Before reading more of a request head: starts the right deadline (the
- * head's from its first byte, idle while nothing has come). Returns false
- * when the connection should end instead (shutdown, nothing pending).
+ * head's from its first byte, idle while nothing has come, the shutdown grace
+ * while shutting down). Returns false when the connection should end instead.
  */
 function prepareToReadHead(c: Connection): boolean {
   const { options } = c.server;
@@ -3116,9 +3170,15 @@ function prepareToReadHead(c: Connection): boolean {
     c.headStarted = true;
     if (c.state !== "new") c.startRequest(options.readHeaderTimeout);
   } else if (c.buffered === 0) {
-    if (c.server.closing) return false;
-    if (c.state === "new") c.startRequest(options.readHeaderTimeout);
-    else c.setDeadline("idle", options.idleTimeout);
+    if (c.writeClosed) return false;
+    if (c.state === "new") {
+      c.startRequest(options.readHeaderTimeout);
+      c.idleSince = c.requestStartedAt;
+    } else {
+      c.idleSince = Date.now();
+      c.setDeadline("idle", options.idleTimeout);
+    }
+    if (c.server.closing) c.endAfterGrace();
   }
   return true;
 }
@@ -3347,9 +3407,18 @@ async function answerProtocolError(c: Connection, error: unknown): Promise<void>
  * the connection and destroy the error response in flight.
  */
 async function lingeringClose(c: Connection): Promise<void> {
+  c.writeClosed = true;
   await c.conn.closeWrite();
   c.setDeadline("idle", LINGER_MS);
-  let discarded = 0;
+  await discardUntilEnd(c);
+}
+
+/**
+ * After the server's FIN: reads and drops what the client still sends until
+ * it closes its side, up to {@linkcode MAX_LINGER_BYTES} and the deadline.
+ */
+async function discardUntilEnd(c: Connection): Promise<void> {
+  let discarded = c.buffered;
   while (discarded < MAX_LINGER_BYTES && c.state !== "closed") {
     c.start = c.end = 0;
     const n = await c.fill();
@@ -3379,6 +3448,11 @@ async function refuseConnection(c: Connection): Promise<void> {
 
 // ─── 11. The server ─────────────────────────────────────────────────────────
 
+/** Resolves in a later turn of the event loop, after pending I/O had its turn. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** Tells an upgraded connection that the server is going away. */
 function notifyShutdown(upgraded: UpgradedConnection): void {
   try {
@@ -3404,7 +3478,10 @@ class ServerImpl implements Server<Addr> {
   /** The scheme of request URLs, and their authority when a request has no Host (HTTP/1.0). */
   readonly site: Site;
   readonly finished: Promise<void>;
+  /** Shutting down: no keep-alive, idle connections wind down. */
   closing = false;
+  /** Set first by a shutdown: the accept loop ends. */
+  #stopAccepting = false;
   #listener: Listener;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #resolveFinished!: () => void;
@@ -3433,7 +3510,7 @@ class ServerImpl implements Server<Addr> {
     if (listener.bound) this.#start(onListen);
     else {
       listener.ready.then(() => this.#start(onListen), (error) => {
-        this.closing = true;
+        this.closing = this.#stopAccepting = true;
         clearInterval(this.#sweep);
         this.#rejectFinished(error);
       });
@@ -3442,7 +3519,7 @@ class ServerImpl implements Server<Addr> {
 
   #start(onListen: (addr: Addr) => void): void {
     this.#updateAddr();
-    if (this.closing) return;
+    if (this.#stopAccepting) return;
     this.#acceptDone = this.#acceptLoop();
     onListen(this.addr);
   }
@@ -3462,13 +3539,13 @@ class ServerImpl implements Server<Addr> {
    */
   async #acceptLoop(): Promise<void> {
     let pause = 0;
-    while (!this.closing) {
+    while (!this.#stopAccepting) {
       let conn: Conn | null;
       try {
         conn = await this.#listener.accept();
         if (conn === null) return; // the listener was closed
       } catch (error) {
-        if (this.closing) return;
+        if (this.#stopAccepting) return;
         if (isPerConnectionError(error)) continue;
         pause = Math.min(Math.max(5, pause * 2), 1000);
         reportError(error, `Accepting a connection failed; retrying in ${pause} ms`);
@@ -3476,10 +3553,9 @@ class ServerImpl implements Server<Addr> {
         continue;
       }
       pause = 0;
-      if (this.closing) {
-        conn.close();
-        return;
-      }
+      // Accepted as the listener closed: the client has connected and may
+      // have sent a request, so it is served (with `Connection: close`)
+      // rather than reset.
       const c = new Connection(conn, this);
       const full = this.connections.size - this.#refusing >= this.options.maxConnections;
       this.connections.add(c);
@@ -3493,12 +3569,16 @@ class ServerImpl implements Server<Addr> {
     }
   }
 
-  /** One timer for all deadlines: precise to a quarter of the shortest timeout. */
-  #startSweep(): void {
+  /**
+   * One timer for all deadlines: precise to a quarter of the shortest timeout,
+   * or to `every` ms when given.
+   */
+  #startSweep(every?: number): void {
     const o = this.options;
     const timeouts = [o.readHeaderTimeout, o.readTimeout, o.writeTimeout, o.idleTimeout]
       .filter((t) => t > 0 && t !== Infinity);
-    const every = Math.max(5, Math.min(1000, Math.floor(Math.min(...timeouts, 4000) / 4)));
+    every ??= Math.max(5, Math.min(1000, Math.floor(Math.min(...timeouts, 4000) / 4)));
+    clearInterval(this.#sweep);
     this.#sweep = setInterval(() => {
       const now = Date.now();
       for (const c of this.connections) {
@@ -3525,21 +3605,21 @@ class ServerImpl implements Server<Addr> {
   }
 
   #finish(): void {
-    clearInterval(this.#sweep);
-    this.#acceptDone.then(() => this.#resolveFinished());
+    this.#acceptDone.then(() => {
+      // A connection accepted as the listener closed is served to its end first.
+      if (this.connections.size > 0) return;
+      clearInterval(this.#sweep);
+      this.#resolveFinished();
+    });
   }
 
+  /**
+   * Shuts down without cutting off a request (RFC 9112 §9.6): the listener
+   * closes first, so new connections are refused; then the connections wind
+   * down ({@linkcode ServerImpl.windDown}). `shutdownTimeout` bounds it all.
+   */
   shutdown(): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
-    this.closing = true;
-    try {
-      this.#listener.close();
-    } catch { /* already closed */ }
-    for (const c of this.connections) {
-      if ((c.state === "idle" || c.state === "new") && c.buffered === 0) c.close();
-      else if (c.state === "hijacked") notifyShutdown(c.handedOver!);
-    }
-    if (this.connections.size === 0) this.#finish();
     const deadline = setTimeout(() => {
       for (const c of [...this.connections]) {
         c.current?.abort(new ClientGoneError("The server shut down"));
@@ -3547,7 +3627,42 @@ class ServerImpl implements Server<Addr> {
       }
     }, this.options.shutdownTimeout);
     this.#shutdown = this.finished.then(() => clearTimeout(deadline));
+    // A connection the kernel has completed but the server not yet accepted
+    // is reset when the listener closes, request and all. Two turns of the
+    // event loop let the accept loop take what is queued; it is then served.
+    nextTurn().then(nextTurn).then(() => this.#stopListening());
     return this.#shutdown;
+  }
+
+  /** Closes the listener, then winds the connections down once the accept loop has ended. */
+  #stopListening(): void {
+    this.#stopAccepting = true;
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    // Deno frees the listening socket only once its pending accept has been
+    // cancelled, a turn of the event loop or more later. A client told
+    // `Connection: close` before then reconnects into the backlog, and the
+    // socket's close resets it there: wind down once the accept loop ended.
+    this.#acceptDone.then(() => this.windDown());
+  }
+
+  /**
+   * Winds the connections down. A request in flight is answered with
+   * `Connection: close`. A keep-alive connection waiting for its next request
+   * gets until {@linkcode SHUTDOWN_GRACE_MS} after its last response to send
+   * one (answered with `Connection: close`), since the client may have sent
+   * it already; then it is half-closed and read until the client closes, so
+   * no reset destroys anything in flight. Upgraded connections are told.
+   */
+  windDown(): void {
+    this.closing = true;
+    this.#startSweep(SHUTDOWN_SWEEP_MS);
+    for (const c of this.connections) {
+      if (c.state === "hijacked") notifyShutdown(c.handedOver!);
+      else if (c.waitingForHead && c.buffered === 0) c.endAfterGrace();
+    }
+    if (this.connections.size === 0) this.#finish();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

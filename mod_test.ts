@@ -1720,15 +1720,59 @@ describe("serve() maxConnections", () => {
 // ─── 12. Graceful shutdown ──────────────────────────────────────────────────
 
 describe("Server.shutdown()", () => {
-  test("Server.shutdown() closes idle keep-alive connections", async () => {
+  test("Server.shutdown() closes an idle keep-alive connection with FIN after a grace", async () => {
     await withServer(ok, async ({ server, connect }) => {
       const client = await connect();
       await client.write(GET);
       await client.responses(1);
-      await within(server.shutdown(), 1000, "shutdown");
+      const started = Date.now();
+      await within(server.shutdown(), 5000, "shutdown");
       await client.waitClosed(500);
+      assert.equal(client.error, null, "closed with FIN, not reset");
+      assert.ok(Date.now() - started >= 500, "the client had time to send one more request");
     });
   });
+
+  test("Server.shutdown() closes a connection that has been idle long without a grace", async () => {
+    await withServer(ok, async ({ server, connect }) => {
+      const client = await connect();
+      await client.write(GET);
+      await client.responses(1);
+      await delay(1500); // idle for longer than the grace
+      await within(server.shutdown(), 1000, "shutdown");
+      await client.waitClosed(500);
+      assert.equal(client.error, null, "closed with FIN, not reset");
+    });
+  });
+
+  test(
+    "Server.shutdown() answers the next request on a keep-alive connection, sent as it " +
+      "begins or soon after (with connection: close), then closes with FIN",
+    async () => {
+      await withServer(ok, async ({ server, connect }) => {
+        const clients = await Promise.all(Array.from({ length: 8 }, () => connect()));
+        for (const client of clients) await client.write(GET);
+        for (const client of clients) await client.responses(1);
+        // Half the next requests leave as the shutdown starts (in the
+        // server's hands or still in the kernel, none read yet), half once
+        // it is under way.
+        const early = clients.slice(0, 4), late = clients.slice(4);
+        const sent = Promise.all(early.map((client) => client.write(GET)));
+        const finished = server.shutdown();
+        await sent;
+        await delay(200);
+        await Promise.all(late.map((client) => client.write(GET)));
+        for (const client of clients) {
+          const responses = await client.responses(2);
+          assert.equal(responses[1].status, 200);
+          if (late.includes(client)) assert.equal(header(responses[1], "connection"), "close");
+          await client.waitClosed(3000);
+          assert.equal(client.error, null, "closed with FIN, not reset");
+        }
+        await within(finished, 3000, "shutdown");
+      });
+    },
+  );
 
   test("Server.shutdown() lets a request in flight finish with connection: close", async () => {
     const gate = deferred();

@@ -22,6 +22,7 @@
 
 import net from "node:net";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { HOST, parseResponses, RawClient } from "../../_test_utils.ts";
 import {
   cliCommand,
@@ -436,10 +437,17 @@ export function hasCommand(command: string): Promise<boolean> {
  *
  * @param url The URL to load.
  * @param args wrk's options, such as `["-t2", "-c64", "-d3s"]`.
+ * @param stop Ends the run early (wrk still reports) when it resolves.
  */
-export function runWrk(url: string, args: string[]): Promise<WrkFigures> {
+export function runWrk(
+  url: string,
+  args: string[],
+  stop?: Promise<unknown>,
+): Promise<WrkFigures> {
   return new Promise((resolve, reject) => {
     const child = spawn("wrk", [...args, url], { stdio: ["ignore", "pipe", "pipe"] });
+    // wrk prints its summary when interrupted: SIGINT ends the run early.
+    stop?.then(() => child.exitCode === null && child.kill("SIGINT"));
     let output = "";
     child.stdout!.on("data", (chunk: Uint8Array) => output += new TextDecoder().decode(chunk));
     child.stderr!.on("data", (chunk: Uint8Array) => output += new TextDecoder().decode(chunk));
@@ -465,6 +473,34 @@ export function runWrk(url: string, args: string[]): Promise<WrkFigures> {
   });
 }
 
+/** The kernel's TCP counters (RFC 4022 names) of this network namespace. */
+export interface TcpCounters {
+  /** Connects that failed (SYN-SENT or SYN-RECEIVED to CLOSED): refused ones among them. */
+  attemptFails: number;
+  /** Established connections that were reset (ESTABLISHED or CLOSE-WAIT straight to CLOSED). */
+  estabResets: number;
+}
+
+/**
+ * Reads the TCP counters from `/proc/net/snmp`, if this is Linux and the
+ * network namespace holds only the loopback interface: only then are the
+ * counts this run's own, not the whole machine's (run the stress under
+ * `unshare --net`, as `deno task stress --netns` does).
+ */
+export function privateTcpCounters(): TcpCounters | null {
+  try {
+    const interfaces = readFileSync("/proc/net/dev", "utf8").split("\n").slice(2)
+      .map((line) => line.split(":")[0].trim()).filter((name) => name !== "");
+    if (interfaces.length !== 1 || interfaces[0] !== "lo") return null;
+    const [names, values] = readFileSync("/proc/net/snmp", "utf8").split("\n")
+      .filter((line) => line.startsWith("Tcp:")).map((line) => line.split(/\s+/));
+    const value = (name: string) => Number(values[names.indexOf(name)]);
+    return { attemptFails: value("AttemptFails"), estabResets: value("EstabResets") };
+  } catch {
+    return null;
+  }
+}
+
 /** Options for {@linkcode shutdownUnderLoad}. */
 export interface ShutdownUnderLoadOptions {
   /** The runtime to run the CLI on. */
@@ -477,6 +513,8 @@ export interface ShutdownUnderLoadOptions {
   seconds?: number;
   /** When to send SIGTERM, in ms after wrk started. @default {1000} */
   signalAfterMs?: number;
+  /** wrk's `--timeout` in seconds: a response slower than this counts as a timeout. @default {2} */
+  timeoutSeconds?: number;
 }
 
 /** What {@linkcode shutdownUnderLoad} saw. */
@@ -491,16 +529,21 @@ export interface ShutdownFigures {
   served: number;
   /** What the CLI printed on stderr. */
   stderr: string;
+  /**
+   * How the TCP counters moved during the run, when the run had a network
+   * namespace of its own ({@linkcode privateTcpCounters}); else null.
+   */
+  tcp: TcpCounters | null;
 }
 
 /**
- * Runs brick's CLI, loads it with wrk, and sends SIGTERM mid-run. "Zero
- * failed in-flight requests" then means: every request the server read (one
- * access-log line each) is one wrk received, and none failed or timed out.
- * Requests that meet a server that stopped listening are refused, and a
- * request written on a keep-alive connection the server closed at the same
- * moment is never read: wrk counts both as socket errors, and clients retry
- * them (RFC 9112 §9.3.1).
+ * Runs brick's CLI, loads it with wrk, and sends SIGTERM mid-run. wrk never
+ * retries a request, so a graceful shutdown must lose nothing it can see:
+ * every request the server read (one access-log line each) is one wrk
+ * received, and wrk counts no read error (a connection closed or reset under
+ * a request) and no timeout. Once the listener has closed, wrk's reconnects
+ * are refused; wrk counts each as a write error, which {@linkcode TcpCounters}
+ * can tell apart.
  *
  * @param options The runtime and the load.
  * @returns The exit, its timing, and both sides' counts.
@@ -508,7 +551,7 @@ export interface ShutdownFigures {
 export async function shutdownUnderLoad(
   options: ShutdownUnderLoadOptions,
 ): Promise<ShutdownFigures> {
-  const { connections = 32, seconds = 3, signalAfterMs = 1000 } = options;
+  const { connections = 32, seconds = 3, signalAfterMs = 1000, timeoutSeconds = 2 } = options;
   const [command, args] = cliCommand(
     options.runtime,
     ["--port", "0", "--host", "127.0.0.1"],
@@ -516,20 +559,29 @@ export async function shutdownUnderLoad(
   );
   await using cli = spawnProcess(command, args);
   const port = Number((await cli.waitForOutput(/Local:\s+http:\/\/127\.0\.0\.1:(\d+)\//))[1]);
+  const tcpBefore = privateTcpCounters();
+  // Once the CLI is gone wrk only counts refused connects: stop it there.
   const load = runWrk(`http://127.0.0.1:${port}/`, [
     `-t${Math.min(2, connections)}`,
     `-c${connections}`,
     `-d${seconds}s`,
-  ]);
+    `--timeout`,
+    `${timeoutSeconds}s`,
+  ], cli.exited.then(() => delay(100)));
   await delay(signalAfterMs);
   const signalled = performance.now();
   cli.kill("SIGTERM");
   const exit = await cli.exited;
   const exitMs = performance.now() - signalled;
   const wrk = await load;
+  const tcpAfter = privateTcpCounters();
+  const tcp = tcpBefore && tcpAfter && {
+    attemptFails: tcpAfter.attemptFails - tcpBefore.attemptFails,
+    estabResets: tcpAfter.estabResets - tcpBefore.estabResets,
+  };
   const served = cli.stdout.match(/^\S+ - - \[[^\]]+\] "GET \/ HTTP\/1\.1" 200 \d+$/gm)?.length ??
     0;
-  return { exit, exitMs, wrk, served, stderr: cli.stderr };
+  return { exit, exitMs, wrk, served, stderr: cli.stderr, tcp };
 }
 
 // ─── Connection limit under a flood ─────────────────────────────────────────
