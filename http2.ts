@@ -579,8 +579,13 @@ const DEFAULTS: Required<Http2Options> = {
   shutdownTimeout: 10_000,
 };
 
-/** Frames answered with a control frame (PING, SETTINGS) and empty frames tolerated before ENHANCE_YOUR_CALM, per useful frame. */
+/**
+ * Frames that cost work and carry nothing (PING, SETTINGS, PRIORITY, empty
+ * DATA, unknown types) tolerated within {@linkcode IDLE_FRAME_WINDOW}, plus
+ * ten per response served, before ENHANCE_YOUR_CALM.
+ */
 const MAX_IDLE_FRAMES = 1_000;
+const IDLE_FRAME_WINDOW = 10_000;
 /** Output queued unread by the peer before the connection is dropped (floods of PING, SETTINGS, RST). */
 const MAX_QUEUED_CONTROL_BYTES = 256 * 1024;
 /** CONTINUATION frames one header block may take. */
@@ -744,6 +749,7 @@ class Connection implements Http2Session {
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #shutdownPing: (() => void) | null = null;
   #idleFrames = 0;
+  #idleWindowStart = Date.now();
   #resets = 0;
   #completedResponses = 0;
 
@@ -879,6 +885,11 @@ class Connection implements Http2Session {
 
   /** Counts a frame that costs work and carries nothing; too many is a flood. */
   #countIdleFrame(): void {
+    const now = Date.now();
+    if (now - this.#idleWindowStart > IDLE_FRAME_WINDOW) {
+      this.#idleWindowStart = now;
+      this.#idleFrames = 0;
+    }
     if (++this.#idleFrames > MAX_IDLE_FRAMES + this.#completedResponses * 10) {
       throw connectionError(ErrorCode.ENHANCE_YOUR_CALM, "Too many frames that carry nothing");
     }
@@ -1125,9 +1136,11 @@ class Connection implements Http2Session {
       this.#handlers >= this.#o.maxConcurrentStreams ||
       this.#streams.size >= this.#o.maxConcurrentStreams
     ) {
+      // Refused streams count as resets: opening and resetting streams
+      // faster than handlers finish is the rapid reset attack.
+      this.#countReset();
       this.#rememberReset(id);
       this.#enqueueControl(rstStreamFrame(id, ErrorCode.REFUSED_STREAM));
-      this.#countIdleFrame();
       return;
     }
     const stream = new Stream(id, endStream, this.#o.initialWindowSize, this.#peerInitialWindow);
@@ -1168,6 +1181,13 @@ class Connection implements Http2Session {
 
   // ── Other frames ──
 
+  /** Counts a stream reset by the client or refused; many more than responses is an attack. */
+  #countReset(): void {
+    if (++this.#resets > MAX_EXCESS_RESETS + this.#completedResponses * 2) {
+      throw connectionError(ErrorCode.ENHANCE_YOUR_CALM, "Too many streams reset or refused");
+    }
+  }
+
   #onRstStream(frame: Frame & { type: 0x3 }): void {
     const id = frame.streamId;
     if (this.#isIdle(id)) {
@@ -1180,9 +1200,7 @@ class Connection implements Http2Session {
       if (at >= 0) this.#recentlyReset.splice(at, 1);
       return;
     }
-    if (++this.#resets > MAX_EXCESS_RESETS + this.#completedResponses * 2) {
-      throw connectionError(ErrorCode.ENHANCE_YOUR_CALM, "Too many streams reset by the client");
-    }
+    this.#countReset();
     this.#closeStream(stream, new Error(`The client reset stream ${id} (code ${frame.errorCode})`));
   }
 
