@@ -926,6 +926,10 @@ class Connection implements Http2Session {
       this.#giveBackConnection(frame.flowLength);
       throw streamError(id, ErrorCode.FLOW_CONTROL_ERROR, `DATA beyond stream ${id}'s window`);
     }
+    if (stream.state === "half-closed-local" && !frame.endStream) {
+      this.#giveBackConnection(frame.flowLength);
+      return this.#stopRequest(stream);
+    }
     stream.recvWindow -= frame.flowLength;
     // Padding is flow-controlled but never read: give it back now.
     const padding = frame.flowLength - frame.data.length;
@@ -1132,6 +1136,7 @@ class Connection implements Http2Session {
     }
     this.#lastStreamId = id;
     if (this.#goawaySent && id > this.#goawayLastId) return; // ignored after GOAWAY (§6.8)
+    if (this.#streams.size >= this.#o.maxConcurrentStreams) this.#reclaimAnswered();
     if (
       this.#handlers >= this.#o.maxConcurrentStreams ||
       this.#streams.size >= this.#o.maxConcurrentStreams
@@ -1450,11 +1455,10 @@ class Connection implements Http2Session {
 
   #localEnded(stream: Stream): void {
     if (stream.state === "open") {
-      // The response ended before the request: the client must stop sending (§8.1).
-      this.#rememberReset(stream.id);
-      this.#enqueue(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
-      this.#failBody(stream, new Error("The response ended before the request body"));
-      this.#closeStream(stream);
+      // The response ended before the request. The stream stays half-closed
+      // (local) until the client ends it; if it sends more DATA, or its slot
+      // is needed, it is told to stop with RST_STREAM NO_ERROR (§8.1).
+      stream.state = "half-closed-local";
     } else if (stream.state === "half-closed-remote") {
       this.#closeStream(stream);
     }
@@ -1483,6 +1487,21 @@ class Connection implements Http2Session {
     if (this.#streams.size === 0) {
       if (this.#goawaySent || this.#peerGoaway) this.#closeGracefully();
       else this.#armIdle();
+    }
+  }
+
+  /** Ends a request whose response is complete: RST_STREAM NO_ERROR (§8.1). */
+  #stopRequest(stream: Stream): void {
+    this.#rememberReset(stream.id);
+    this.#enqueue(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
+    this.#failBody(stream, new Error("The response ended before the request body"));
+    this.#closeStream(stream);
+  }
+
+  /** Frees the slots of streams answered while their requests are still open. */
+  #reclaimAnswered(): void {
+    for (const stream of [...this.#streams.values()]) {
+      if (stream.state === "half-closed-local") this.#stopRequest(stream);
     }
   }
 

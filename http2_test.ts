@@ -758,6 +758,20 @@ describe("serveHttp2() protocol errors, with raw frames", () => {
     raw.close();
   });
 
+  test("a response that ends before its request: more DATA is answered RST_STREAM NO_ERROR (§8.1)", async () => {
+    const server = await startH2(() => new Response("early", { status: 413 }));
+    const raw = await RawH2.open(server.port);
+    raw.send(raw.headers(1, [], false, [[":method", "POST"], [":scheme", "http"], [":path", "/"]]));
+    await raw.next((f) => f.type === FrameType.DATA && (f.flags & Flag.END_STREAM) !== 0);
+    raw.send(encodeFrame(FrameType.DATA, 0, 1, new Uint8Array(100)));
+    assert.equal(await raw.rst(1), ErrorCode.NO_ERROR);
+    // Frames the client had in flight for it are ignored: the connection lives on.
+    raw.send(encodeFrame(FrameType.DATA, Flag.END_STREAM, 1, new Uint8Array(100)));
+    raw.send(raw.headers(3));
+    await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 3);
+    raw.close();
+  });
+
   test("answers a header list over maxHeaderListSize with 431 and keeps the connection", async () => {
     const server = await startH2(hello, { maxHeaderListSize: 4_096 });
     const raw = await RawH2.open(server.port);
