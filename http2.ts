@@ -459,8 +459,11 @@ export function headersFrames(
 export interface Http2Transport {
   /** Reads into `buffer`; resolves to the byte count, or null at end of stream. */
   read(buffer: Uint8Array): Promise<number | null>;
-  /** Writes some of `data`; resolves to the count written, once `data` may be reused. */
-  write(data: Uint8Array): Promise<number>;
+  /**
+   * Writes `data`, or some of it; resolves once `data` may be reused, to the
+   * count written (nothing means all of it).
+   */
+  write(data: Uint8Array): Promise<number | void>;
   /** Sends FIN while reading goes on (optional). */
   closeWrite?(): Promise<void>;
   close(): void;
@@ -1551,7 +1554,10 @@ class Connection implements Http2Session {
         this.#queue = [];
         this.#queued = 0;
         let at = 0;
-        while (at < chunk.length) at += await this.#t.write(chunk.subarray(at));
+        while (at < chunk.length) {
+          const written = await this.#t.write(chunk.subarray(at));
+          at += typeof written === "number" ? written : chunk.length - at;
+        }
       }
     } catch (error) {
       this.#close(error instanceof Error ? error : new Error(String(error)));

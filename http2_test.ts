@@ -31,7 +31,15 @@ import {
   validateRequest,
   windowUpdateFrame,
 } from "./http2.ts";
-import { deferred, delay, until, within } from "./_test_utils.ts";
+import { deferred, delay, missing, run, startServer, until, within } from "./_test_utils.ts";
+import { makeTestCertificates, opensslMissing } from "./_test_tls.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const NO_CURL = await missing("curl");
+const NO_NGHTTP = await missing("nghttp", "--version");
+const NO_OPENSSL = await opensslMissing();
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -967,5 +975,115 @@ describe("serveHttp2() shutdown", () => {
     const frame = await raw.next((f) => f.type === FrameType.GOAWAY, 3_000);
     assert.equal(errorCodeOf(frame, 4), ErrorCode.NO_ERROR);
     await raw.waitClosed(5_000);
+  });
+});
+
+// ─── Through serve(): the hand-over in mod.ts ──────────────────────────────
+
+describe("serve() with HTTP/2", () => {
+  const echo = async (request: Request) =>
+    new Response(
+      `${request.method} ${request.url} ${request.body ? (await request.text()).length : 0}`,
+      { headers: { "x-proto": "brick" } },
+    );
+
+  test("speaks h2c with prior knowledge and HTTP/1.1 on the same plain port", async () => {
+    const { server, port } = await startServer(echo);
+    try {
+      const client = await connect(port);
+      const h2 = await request(client, { ":method": "POST", ":path": "/h2?x=1" }, "abc");
+      assert.equal(h2.status, 200);
+      assert.equal(h2.headers["x-proto"], "brick");
+      assert.equal(decoder.decode(h2.body), `POST http://127.0.0.1:${port}/h2?x=1 3`);
+      await closeClient(client);
+      const h1 = await fetch(`http://127.0.0.1:${port}/h1`);
+      assert.equal(await h1.text(), `GET http://127.0.0.1:${port}/h1 0`);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("curl --http2-prior-knowledge and nghttp get answers over h2c", {
+    skip: NO_CURL || NO_NGHTTP,
+  }, async () => {
+    const { server, port } = await startServer(echo);
+    try {
+      const curl = await run("curl", [
+        "-s",
+        "-i",
+        "--http2-prior-knowledge",
+        `http://127.0.0.1:${port}/curl`,
+      ]);
+      assert.match(curl, /^HTTP\/2 200 \r\n/);
+      assert.ok(curl.endsWith(`GET http://127.0.0.1:${port}/curl 0`), curl);
+      const nghttp = await run("nghttp", [
+        "-n",
+        "-v",
+        `http://127.0.0.1:${port}/a`,
+        `http://127.0.0.1:${port}/b`,
+      ]);
+      assert.equal(nghttp.match(/:status: 200/g)?.length, 2, nghttp);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("negotiates h2 by ALPN on TLS and still offers http/1.1", {
+    skip: NO_OPENSSL || NO_CURL,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "brick-h2-"));
+    try {
+      const pki = await makeTestCertificates(dir);
+      const { server, port } = await startServer(echo, { cert: pki.cert, key: pki.key });
+      try {
+        const url = `https://localhost:${port}/tls`;
+        const h2 = await run("curl", ["-s", "-i", "--http2", "--cacert", pki.caFile, url]);
+        assert.match(h2, /^HTTP\/2 200 \r\n/);
+        assert.ok(h2.endsWith(`GET https://localhost:${port}/tls 0`), h2);
+        const h1 = await run("curl", ["-s", "-i", "--http1.1", "--cacert", pki.caFile, url]);
+        assert.match(h1, /^HTTP\/1\.1 200 OK\r\n/);
+        const client = http2.connect(url, { ca: pki.ca });
+        client.on("error", () => {});
+        const response = await within(request(client, { ":path": "/node" }), 5_000, "node:http2");
+        assert.equal(decoder.decode(response.body), `GET https://localhost:${port}/node 0`);
+        await closeClient(client);
+      } finally {
+        await server.shutdown();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("http2: false keeps every connection on HTTP/1.1", async () => {
+    const { server, port } = await startServer(echo, { http2: false });
+    try {
+      const raw = await RawH2.open(port, false);
+      raw.send(PREFACE);
+      await raw.waitClosed();
+      assert.equal(raw.frames.filter((f) => f.type === FrameType.SETTINGS).length, 0);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("shutdown() ends an HTTP/2 connection with GOAWAY after its stream finishes", async () => {
+    const started = deferred<void>();
+    const gate = deferred<void>();
+    const { server, port } = await startServer(async () => {
+      started.resolve();
+      await gate.promise;
+      return new Response("done");
+    }, { shutdownTimeout: 5_000 });
+    const raw = await RawH2.open(port);
+    raw.send(raw.headers(1));
+    await within(started.promise, 5_000, "the handler");
+    const finished = server.shutdown();
+    await raw.next((f) => f.type === FrameType.GOAWAY);
+    gate.resolve();
+    const data = await raw.next((f) => f.type === FrameType.DATA && f.streamId === 1);
+    assert.equal(decoder.decode(data.payload), "done");
+    await within(finished, 5_000, "the shutdown");
+    await raw.waitClosed();
   });
 });

@@ -36,6 +36,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { lstatSync, rmSync } from "node:fs";
+import { serveHttp2 } from "./http2.ts";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -212,6 +213,17 @@ export interface ServeOptions {
    * @default {10_000}
    */
   shutdownTimeout?: number;
+  /**
+   * Serves HTTP/2 (RFC 9113) beside HTTP/1.1, with the same handler: `h2`
+   * offered by ALPN on TLS listeners, and `h2c` with prior knowledge on plain
+   * ones (a connection that opens with the HTTP/2 preface). `false` keeps
+   * every connection on HTTP/1.1. The HTTP/1.1 limits map onto HTTP/2:
+   * `maxHeaderBytes` is the largest header list, `readHeaderTimeout` the time
+   * for one header block, `idleTimeout` the time without open streams.
+   *
+   * @default {true}
+   */
+  http2?: boolean;
 }
 
 /**
@@ -466,10 +478,11 @@ type ListenSpec =
   | { transport: "tcp"; hostname: string; port: number; reusePort: boolean; tls: TlsPem | null }
   | { transport: "unix"; path: string };
 
-/** A certificate chain and its private key, PEM text. */
+/** A certificate chain and its private key, PEM text, and the protocols ALPN offers. */
 interface TlsPem {
   cert: string;
   key: string;
+  alpn: string[];
 }
 
 /** A connected socket (TCP, TLS or Unix), as the engine uses it. */
@@ -563,7 +576,14 @@ class DenoListener implements Listener {
     try {
       return new DenoListener(
         runtime,
-        runtime.listenTls({ hostname, port, reusePort, ...tls }),
+        runtime.listenTls({
+          hostname,
+          port,
+          reusePort,
+          cert: tls.cert,
+          key: tls.key,
+          alpnProtocols: tls.alpn,
+        }),
         null,
       );
     } catch (error) {
@@ -670,7 +690,11 @@ function createNodeServer(
   if (spec.transport === "unix" || spec.tls === null) return net.createServer(options, onSocket);
   let server: tls.Server;
   try {
-    server = tls.createServer({ ...options, ...spec.tls, handshakeTimeout }, onSocket);
+    const { cert, key, alpn } = spec.tls;
+    server = tls.createServer(
+      { ...options, cert, key, ALPNProtocols: alpn, handshakeTimeout },
+      onSocket,
+    );
   } catch (error) {
     throw tlsSetupError(error);
   }
@@ -2940,6 +2964,9 @@ async function serveConnection(c: Connection): Promise<void> {
         }
         continue;
       }
+      if (c.state === "new" && server.options.http2 && opensWithHttp2Preface(c)) {
+        return await handOverToHttp2(c);
+      }
       c.state = "active";
       c.waitingForHead = false;
       c.responding = false;
@@ -3093,6 +3120,48 @@ async function switchProtocols(
   upgrade.resolve(c.handedOver);
   if (c.server.closing) queueMicrotask(() => c.handedOver?.onShutdown?.());
   return false;
+}
+
+// HTTP/2 joins here, and only here. A connection whose first bytes are the
+// HTTP/2 preface ("PRI * HTTP/2.0\r\n\r\n" reads as a complete request head)
+// is a client speaking h2c with prior knowledge on a plain port, or h2 after
+// ALPN chose it on TLS. http2.ts serves it from then on, with this server's
+// handler, error answers and response-body reading.
+
+const HTTP2_PREFACE_HEAD = "PRI * HTTP/2.0\r\n\r\n";
+
+function opensWithHttp2Preface(c: Connection): boolean {
+  if (c.buffered < HTTP2_PREFACE_HEAD.length) return false;
+  for (let i = 0; i < HTTP2_PREFACE_HEAD.length; i++) {
+    if (c.buf[c.start + i] !== HTTP2_PREFACE_HEAD.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** Hands the connection to the HTTP/2 engine; resolves once it is closed. */
+function handOverToHttp2(c: Connection): Promise<void> {
+  const server = c.server;
+  const { options } = server;
+  c.state = "hijacked";
+  c.deadline = "none";
+  const transport = c.handedOver = new HandedOverConnection(c);
+  const session = serveHttp2(transport, {
+    handler: server.handler,
+    onError: (error) => ownAnswer(error) ?? options.onError(error),
+    responseBody: bodySourceOf,
+    remoteAddr: c.remoteAddr,
+    scheme: server.site.scheme === "https://" ? "https" : "http",
+    defaultAuthority: server.site.defaultHost,
+  }, {
+    maxHeaderListSize: options.maxHeaderBytes,
+    readHeaderTimeout: options.readHeaderTimeout,
+    idleTimeout: options.idleTimeout,
+    maxBodyBytes: options.maxBodyBytes,
+    shutdownTimeout: options.shutdownTimeout,
+  });
+  transport.onShutdown = () => void session.shutdown();
+  if (server.closing) queueMicrotask(() => transport.onShutdown?.());
+  return session.finished;
 }
 
 /**
@@ -3559,6 +3628,7 @@ function resolveArguments(
     maxBodyBytes: given.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
     maxConnections: given.maxConnections ?? DEFAULTS.maxConnections,
     shutdownTimeout: given.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
+    http2: given.http2 ?? true,
   };
   for (
     const key of [
@@ -3608,12 +3678,16 @@ function resolveListenSpec(given: ServeOptions & Partial<ServeUnixOptions>): Lis
     hostname: given.hostname ?? DEFAULTS.hostname,
     port,
     reusePort: given.reusePort ?? false,
-    tls: resolveTls(given.cert, given.key),
+    tls: resolveTls(given.cert, given.key, given.http2 ?? true),
   };
 }
 
 /** `cert` and `key` come together, as PEM text; neither means plain HTTP. */
-function resolveTls(cert: string | undefined, key: string | undefined): TlsPem | null {
+function resolveTls(
+  cert: string | undefined,
+  key: string | undefined,
+  http2: boolean,
+): TlsPem | null {
   if (cert === undefined && key === undefined) return null;
   if (cert === undefined || key === undefined) {
     const [given, missing] = cert === undefined ? ["key", "cert"] : ["cert", "key"];
@@ -3630,7 +3704,7 @@ function resolveTls(cert: string | undefined, key: string | undefined): TlsPem |
       );
     }
   }
-  return { cert, key };
+  return { cert, key, alpn: http2 ? ["h2", "http/1.1"] : ["http/1.1"] };
 }
 
 /** Prints where the server listens: `Listening on http://127.0.0.1:8888/`. */
