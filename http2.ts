@@ -508,6 +508,8 @@ export interface Http2Toolkit {
   createRequest?(parts: Http2RequestParts): Request;
   /** Reads a response's body. Default: `response.body`. */
   responseBody?(response: Response): Http2Body;
+  /** The Date field's value for a response that has none (RFC 9110 §6.6.1). */
+  date?(): string;
   /** The client's address, passed on as `info.remoteAddr`. */
   remoteAddr: unknown;
   /** The URL scheme of the listener: "http" (h2c) or "https" (h2). */
@@ -1391,11 +1393,14 @@ class Connection implements Http2Session {
     else if (body.kind === "bytes") bytes = body.bytes;
     const noBody = head || status === 204 || status === 304 || body.kind === "none";
     let hasLength = false;
+    let hasDate = false;
     for (const [name, value] of headers) {
       if (CONNECTION_FIELDS.has(name)) continue;
       if (name === "content-length") hasLength = true;
+      else if (name === "date") hasDate = true;
       fields.push([name, value]);
     }
+    if (!hasDate && this.#tk.date) fields.push(["date", this.#tk.date()]);
     if (!hasLength && bytes !== null && status !== 204 && status !== 304) {
       fields.push(["content-length", String(bytes.length)]);
     }

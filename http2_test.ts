@@ -994,6 +994,7 @@ describe("serve() with HTTP/2", () => {
       const h2 = await request(client, { ":method": "POST", ":path": "/h2?x=1" }, "abc");
       assert.equal(h2.status, 200);
       assert.equal(h2.headers["x-proto"], "brick");
+      assert.match(String(h2.headers["date"]), /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
       assert.equal(decoder.decode(h2.body), `POST http://127.0.0.1:${port}/h2?x=1 3`);
       await closeClient(client);
       const h1 = await fetch(`http://127.0.0.1:${port}/h1`);

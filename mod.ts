@@ -3149,6 +3149,7 @@ function handOverToHttp2(c: Connection): Promise<void> {
     handler: server.handler,
     onError: (error) => ownAnswer(error) ?? options.onError(error),
     responseBody: bodySourceOf,
+    date: () => dateHeaderLine().slice(6, -2),
     remoteAddr: c.remoteAddr,
     scheme: server.site.scheme === "https://" ? "https" : "http",
     defaultAuthority: server.site.defaultHost,
