@@ -7,6 +7,7 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import http2 from "node:http2";
+import tls from "node:tls";
 import { HpackDecoder, HpackEncoder } from "./_hpack.ts";
 import {
   checkFrameSize,
@@ -1048,6 +1049,47 @@ describe("serve() with HTTP/2", () => {
         const response = await within(request(client, { ":path": "/node" }), 5_000, "node:http2");
         assert.equal(decoder.decode(response.body), `GET https://localhost:${port}/node 0`);
         await closeClient(client);
+      } finally {
+        await server.shutdown();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a bad preface after ALPN chose h2 is an HTTP/2 connection error: GOAWAY PROTOCOL_ERROR", {
+    skip: NO_OPENSSL,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "brick-h2-"));
+    try {
+      const pki = await makeTestCertificates(dir);
+      const { server, port } = await startServer(echo, { cert: pki.cert, key: pki.key });
+      try {
+        const socket = tls.connect({
+          host: "127.0.0.1",
+          port,
+          servername: "localhost",
+          ca: pki.ca,
+          ALPNProtocols: ["h2"],
+        });
+        socket.on("error", () => {});
+        await new Promise((resolve) => socket.once("secureConnect", resolve));
+        assert.equal(socket.alpnProtocol, "h2");
+        const received: Uint8Array[] = [];
+        socket.on("data", (chunk: Uint8Array) => received.push(chunk));
+        const closed = new Promise((resolve) => socket.once("close", resolve));
+        socket.write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        await within(closed, 5_000, "the server to close");
+        const bytes = new Uint8Array(Buffer.concat(received));
+        let goaway = -1;
+        for (let at = 0; at + FRAME_HEADER_SIZE <= bytes.length;) {
+          const h = readFrameHeader(bytes, at);
+          if (h.type === FrameType.GOAWAY) {
+            goaway = new DataView(bytes.buffer, bytes.byteOffset + at + 9).getUint32(4);
+          }
+          at += FRAME_HEADER_SIZE + h.length;
+        }
+        assert.equal(goaway, ErrorCode.PROTOCOL_ERROR);
       } finally {
         await server.shutdown();
       }

@@ -832,6 +832,8 @@ const NODE_PAUSE_BYTES = 65_536;
  */
 class NodeConn implements Conn {
   readonly remoteAddr: Addr;
+  /** The protocol ALPN chose on TLS, read by {@linkcode negotiatedProtocol}. */
+  readonly alpnProtocol: string | null;
   #socket: net.Socket;
   #chunks: Uint8Array[] = [];
   #queued = 0;
@@ -847,6 +849,7 @@ class NodeConn implements Conn {
 
   constructor(socket: net.Socket, unix: boolean) {
     this.#socket = socket;
+    this.alpnProtocol = (socket as tls.TLSSocket).alpnProtocol || null;
     this.remoteAddr = unix
       ? { path: "", transport: "unix" }
       : { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0, transport: "tcp" };
@@ -2950,6 +2953,9 @@ async function serveConnection(c: Connection): Promise<void> {
   const server = c.server;
   let answered = false;
   try {
+    if (server.options.http2 && await negotiatedProtocol(c.conn) === "h2") {
+      return await handOverToHttp2(c);
+    }
     for (;;) {
       const headEnd = findHeadEnd(c, server.options.maxHeaderBytes);
       if (headEnd < 0) {
@@ -3122,13 +3128,31 @@ async function switchProtocols(
   return false;
 }
 
-// HTTP/2 joins here, and only here. A connection whose first bytes are the
-// HTTP/2 preface ("PRI * HTTP/2.0\r\n\r\n" reads as a complete request head)
-// is a client speaking h2c with prior knowledge on a plain port, or h2 after
-// ALPN chose it on TLS. http2.ts serves it from then on, with this server's
-// handler, error answers and response-body reading.
+// HTTP/2 joins here, and only here: serveConnection() hands a connection to
+// http2.ts when TLS ALPN chose "h2" (before any byte is read), or when its
+// first bytes are the HTTP/2 preface ("PRI * HTTP/2.0\r\n\r\n" reads as a
+// complete request head): h2c with prior knowledge on a plain port. From then
+// on http2.ts serves it, with this server's handler, error answers, response
+// body reading and clock.
 
 const HTTP2_PREFACE_HEAD = "PRI * HTTP/2.0\r\n\r\n";
+
+/**
+ * The protocol ALPN chose on a TLS connection ("h2" hands it over before any
+ * byte is read, so a bad preface is an HTTP/2 connection error), else null.
+ */
+async function negotiatedProtocol(conn: Conn): Promise<string | null> {
+  const tlsConn = conn as {
+    handshake?: () => Promise<{ alpnProtocol: string | null }>;
+    alpnProtocol?: string | null;
+  };
+  if (typeof tlsConn.handshake !== "function") return tlsConn.alpnProtocol ?? null;
+  try {
+    return (await tlsConn.handshake()).alpnProtocol; // Deno
+  } catch {
+    return null; // a failed handshake: the first read reports it
+  }
+}
 
 function opensWithHttp2Preface(c: Connection): boolean {
   if (c.buffered < HTTP2_PREFACE_HEAD.length) return false;
