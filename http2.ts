@@ -14,6 +14,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { HpackDecoder, HpackEncoder, HpackError } from "./_hpack.ts";
 
 // ─── 1. Protocol tables and errors ─────────────────────────────────────────
@@ -508,6 +509,11 @@ export interface Http2Toolkit {
   createRequest?(parts: Http2RequestParts): Request;
   /** Reads a response's body. Default: `response.body`. */
   responseBody?(response: Response): Http2Body;
+  /**
+   * Calls `fn` with each of a response's header fields (lowercase names).
+   * Default: `response.headers.forEach`.
+   */
+  responseFields?(response: Response, fn: (name: string, value: string) => void): void;
   /** The Date field's value for a response that has none (RFC 9110 §6.6.1). */
   date?(): string;
   /** The client's address, passed on as `info.remoteAddr`. */
@@ -1369,12 +1375,17 @@ class Connection implements Http2Session {
     }
     if (stream.state === "closed") throw new StreamEnded();
     const body = (this.#tk.responseBody ?? defaultBody)(response);
-    await this.#sendResponse(stream, response.status, response.headers, body, head);
+    const fields = (fn: (name: string, value: string) => void) =>
+      this.#tk.responseFields
+        ? this.#tk.responseFields(response, fn)
+        : response.headers.forEach((value, name) => fn(name, value));
+    await this.#sendResponse(stream, response.status, fields, body, head);
   }
 
   /** Answers before any handler runs (431), then resets the rest of the request. */
   #respondEarly(stream: Stream, status: number, text: string): void {
-    this.#sendResponse(stream, status, new Headers({ "content-type": "text/plain" }), {
+    const fields = (fn: (name: string, value: string) => void) => fn("content-type", "text/plain");
+    this.#sendResponse(stream, status, fields, {
       kind: "text",
       text,
     }, false).catch(() => {});
@@ -1383,7 +1394,7 @@ class Connection implements Http2Session {
   async #sendResponse(
     stream: Stream,
     status: number,
-    headers: Headers,
+    eachField: (fn: (name: string, value: string) => void) => void,
     body: Http2Body,
     head: boolean,
   ): Promise<void> {
@@ -1394,12 +1405,12 @@ class Connection implements Http2Session {
     const noBody = head || status === 204 || status === 304 || body.kind === "none";
     let hasLength = false;
     let hasDate = false;
-    for (const [name, value] of headers) {
-      if (CONNECTION_FIELDS.has(name)) continue;
+    eachField((name, value) => {
+      if (CONNECTION_FIELDS.has(name)) return;
       if (name === "content-length") hasLength = true;
       else if (name === "date") hasDate = true;
       fields.push([name, value]);
-    }
+    });
     if (!hasDate && this.#tk.date) fields.push(["date", this.#tk.date()]);
     if (!hasLength && bytes !== null && status !== 204 && status !== 304) {
       fields.push(["content-length", String(bytes.length)]);
@@ -1537,7 +1548,8 @@ class Connection implements Http2Session {
     this.#queued += frame.length;
     if (!this.#flushing) {
       this.#flushing = true;
-      queueMicrotask(() => this.#flush());
+      // After this turn's I/O: the responses to a batch of streams leave in one write.
+      setImmediate(() => this.#flush());
     }
   }
 

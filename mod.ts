@@ -3173,6 +3173,11 @@ function handOverToHttp2(c: Connection): Promise<void> {
     handler: server.handler,
     onError: (error) => ownAnswer(error) ?? options.onError(error),
     responseBody: bodySourceOf,
+    responseFields(response, fn) {
+      const light = lightOf(response);
+      if (light) lightFields(light, fn);
+      else response.headers.forEach((value, name) => fn(name, value));
+    },
     date: () => dateHeaderLine().slice(6, -2),
     remoteAddr: c.remoteAddr,
     scheme: server.site.scheme === "https://" ? "https" : "http",
