@@ -34,6 +34,7 @@ import {
 } from "./http2.ts";
 import { deferred, delay, missing, run, startServer, until, within } from "./_test_utils.ts";
 import { makeTestCertificates, opensslMissing } from "./_test_tls.ts";
+import { chromiumPath, dumpDom } from "./_test_browser.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -1090,6 +1091,41 @@ describe("serve() with HTTP/2", () => {
           at += FRAME_HEADER_SIZE + h.length;
         }
         assert.equal(goaway, ErrorCode.PROTOCOL_ERROR);
+      } finally {
+        await server.shutdown();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("headless Chromium loads a page and its fetch over https with h2", {
+    skip: NO_OPENSSL || (chromiumPath() === null && "Chromium is not installed"),
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "brick-h2-"));
+    try {
+      const pki = await makeTestCertificates(dir);
+      const page = "<!doctype html><p id=out>loading</p><script>" +
+        "const nav = performance.getEntriesByType('navigation')[0].nextHopProtocol;" +
+        "fetch('/data').then((r) => r.text()).then((t) => {" +
+        "document.getElementById('out').textContent = nav + ' ' + t; });</script>";
+      const { server, port } = await startServer(
+        (request) =>
+          new URL(request.url).pathname === "/data"
+            ? new Response("data over h2")
+            : new Response(page, { headers: { "content-type": "text/html" } }),
+        {
+          cert: pki.cert,
+          key: pki.key,
+        },
+      );
+      try {
+        const dom = await dumpDom(`https://localhost:${port}/`, {
+          timeoutMs: 30_000,
+          virtualTimeBudgetMs: 5_000,
+          args: ["--ignore-certificate-errors"],
+        });
+        assert.match(dom, /<p id="out">h2 data over h2<\/p>/);
       } finally {
         await server.shutdown();
       }
