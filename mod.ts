@@ -2953,7 +2953,10 @@ async function serveConnection(c: Connection): Promise<void> {
   const server = c.server;
   let answered = false;
   try {
-    if (server.options.http2 && await negotiatedProtocol(c.conn) === "h2") {
+    if (
+      server.options.http2 && server.site.scheme === "https://" &&
+      await negotiatedProtocol(c.conn) === "h2"
+    ) {
       return await handOverToHttp2(c);
     }
     for (;;) {
