@@ -217,13 +217,22 @@ export interface ServeOptions {
    * Serves HTTP/2 (RFC 9113) beside HTTP/1.1, with the same handler: `h2`
    * offered by ALPN on TLS listeners, and `h2c` with prior knowledge on plain
    * ones (a connection that opens with the HTTP/2 preface). `false` keeps
-   * every connection on HTTP/1.1. The HTTP/1.1 limits map onto HTTP/2:
+   * every connection on HTTP/1.1; `{ h2: false }` or `{ h2c: false }` turns
+   * one of the two off. The HTTP/1.1 limits map onto HTTP/2:
    * `maxHeaderBytes` is the largest header list, `readHeaderTimeout` the time
    * for one header block, `idleTimeout` the time without open streams.
    *
    * @default {true}
    */
-  http2?: boolean;
+  http2?: boolean | Http2Switches;
+}
+
+/** Which HTTP/2 flavours {@linkcode ServeOptions.http2} turns on; each defaults to true. */
+export interface Http2Switches {
+  /** HTTP/2 over TLS, offered by ALPN. */
+  h2?: boolean;
+  /** HTTP/2 over plain TCP (or a Unix socket) with prior knowledge. */
+  h2c?: boolean;
 }
 
 /**
@@ -2954,7 +2963,7 @@ async function serveConnection(c: Connection): Promise<void> {
   let answered = false;
   try {
     if (
-      server.options.http2 && server.site.scheme === "https://" &&
+      server.options.http2.h2 && server.site.scheme === "https://" &&
       await negotiatedProtocol(c.conn) === "h2"
     ) {
       return await handOverToHttp2(c);
@@ -2973,7 +2982,7 @@ async function serveConnection(c: Connection): Promise<void> {
         }
         continue;
       }
-      if (c.state === "new" && server.options.http2 && opensWithHttp2Preface(c)) {
+      if (c.state === "new" && opensWithHttp2Preface(c) && prefaceAccepted(c)) {
         return await handOverToHttp2(c);
       }
       c.state = "active";
@@ -3155,6 +3164,12 @@ async function negotiatedProtocol(conn: Conn): Promise<string | null> {
   } catch {
     return null; // a failed handshake: the first read reports it
   }
+}
+
+/** h2c on plain listeners; on TLS, the preface without ALPN's h2 when h2 is on. */
+function prefaceAccepted(c: Connection): boolean {
+  const { h2, h2c } = c.server.options.http2;
+  return c.server.site.scheme === "https://" ? h2 : h2c;
 }
 
 function opensWithHttp2Preface(c: Connection): boolean {
@@ -3362,10 +3377,22 @@ type ResolvedOptions =
   & Required<
     Omit<
       ServeOptions,
-      "signal" | "onListen" | "onRequestHead" | "port" | "hostname" | "cert" | "key" | "reusePort"
+      | "signal"
+      | "onListen"
+      | "onRequestHead"
+      | "port"
+      | "hostname"
+      | "cert"
+      | "key"
+      | "reusePort"
+      | "http2"
     >
   >
-  & { onRequestHead?: ServeOptions["onRequestHead"]; listen: ListenSpec };
+  & {
+    onRequestHead?: ServeOptions["onRequestHead"];
+    listen: ListenSpec;
+    http2: Required<Http2Switches>;
+  };
 
 class ServerImpl implements Server<Addr> {
   readonly connections = new Set<Connection>();
@@ -3661,7 +3688,7 @@ function resolveArguments(
     maxBodyBytes: given.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
     maxConnections: given.maxConnections ?? DEFAULTS.maxConnections,
     shutdownTimeout: given.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
-    http2: given.http2 ?? true,
+    http2: resolveHttp2(given.http2),
   };
   for (
     const key of [
@@ -3711,8 +3738,16 @@ function resolveListenSpec(given: ServeOptions & Partial<ServeUnixOptions>): Lis
     hostname: given.hostname ?? DEFAULTS.hostname,
     port,
     reusePort: given.reusePort ?? false,
-    tls: resolveTls(given.cert, given.key, given.http2 ?? true),
+    tls: resolveTls(given.cert, given.key, resolveHttp2(given.http2).h2),
   };
+}
+
+/** `http2: true`, `false` or `{ h2, h2c }` as both switches. */
+function resolveHttp2(given: ServeOptions["http2"]): Required<Http2Switches> {
+  if (given === undefined || typeof given === "boolean") {
+    return { h2: given ?? true, h2c: given ?? true };
+  }
+  return { h2: given.h2 ?? true, h2c: given.h2c ?? true };
 }
 
 /** `cert` and `key` come together, as PEM text; neither means plain HTTP. */
