@@ -51,6 +51,8 @@ export interface DumpDomOptions {
    * dumped once the page's load event has run.
    */
   virtualTimeBudgetMs?: number;
+  /** More Chromium switches, e.g. `--ignore-certificate-errors` for a test CA. */
+  args?: string[];
 }
 
 /** How Chromium ended, and what it wrote. */
@@ -93,6 +95,7 @@ export async function dumpDom(url: string, options: DumpDomOptions = {}): Promis
     ...(options.virtualTimeBudgetMs === undefined
       ? []
       : [`--virtual-time-budget=${options.virtualTimeBudgetMs}`]),
+    ...(options.args ?? []),
     "--dump-dom",
     url,
   ];

@@ -1569,7 +1569,14 @@ test("brick CLI with --cert and --key serves HTTPS that curl trusts through the 
         );
         try {
           assert.equal(url, `https://127.0.0.1:${port}/`, "the banner shows an https URL");
-          const result = await curl(["--cacert", pki.caFile, "--include", url + "secure?x=1"]);
+          // HTTP/1.1 on purpose: the access log line below is HTTP/1.1's.
+          const result = await curl([
+            "--http1.1",
+            "--cacert",
+            pki.caFile,
+            "--include",
+            url + "secure?x=1",
+          ]);
           assert.equal(result.code, 0, result.stderr);
           assert.match(result.stdout, /^HTTP\/1\.1 200 OK\r\n/);
           const body = result.stdout.slice(result.stdout.indexOf("\r\n\r\n") + 4);

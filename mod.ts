@@ -36,6 +36,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { lstatSync, rmSync } from "node:fs";
+import { serveHttp2 } from "./http2.ts";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -212,6 +213,26 @@ export interface ServeOptions {
    * @default {10_000}
    */
   shutdownTimeout?: number;
+  /**
+   * Serves HTTP/2 (RFC 9113) beside HTTP/1.1, with the same handler: `h2`
+   * offered by ALPN on TLS listeners, and `h2c` with prior knowledge on plain
+   * ones (a connection that opens with the HTTP/2 preface). `false` keeps
+   * every connection on HTTP/1.1; `{ h2: false }` or `{ h2c: false }` turns
+   * one of the two off. The HTTP/1.1 limits map onto HTTP/2:
+   * `maxHeaderBytes` is the largest header list, `readHeaderTimeout` the time
+   * for one header block, `idleTimeout` the time without open streams.
+   *
+   * @default {true}
+   */
+  http2?: boolean | Http2Switches;
+}
+
+/** Which HTTP/2 flavours {@linkcode ServeOptions.http2} turns on; each defaults to true. */
+export interface Http2Switches {
+  /** HTTP/2 over TLS, offered by ALPN. */
+  h2?: boolean;
+  /** HTTP/2 over plain TCP (or a Unix socket) with prior knowledge. */
+  h2c?: boolean;
 }
 
 /**
@@ -493,10 +514,11 @@ type ListenSpec =
   | { transport: "tcp"; hostname: string; port: number; reusePort: boolean; tls: TlsPem | null }
   | { transport: "unix"; path: string };
 
-/** A certificate chain and its private key, PEM text. */
+/** A certificate chain and its private key, PEM text, and the protocols ALPN offers. */
 interface TlsPem {
   cert: string;
   key: string;
+  alpn: string[];
 }
 
 /** A connected socket (TCP, TLS or Unix), as the engine uses it. */
@@ -590,7 +612,14 @@ class DenoListener implements Listener {
     try {
       return new DenoListener(
         runtime,
-        runtime.listenTls({ hostname, port, reusePort, ...tls }),
+        runtime.listenTls({
+          hostname,
+          port,
+          reusePort,
+          cert: tls.cert,
+          key: tls.key,
+          alpnProtocols: tls.alpn,
+        }),
         null,
       );
     } catch (error) {
@@ -697,7 +726,11 @@ function createNodeServer(
   if (spec.transport === "unix" || spec.tls === null) return net.createServer(options, onSocket);
   let server: tls.Server;
   try {
-    server = tls.createServer({ ...options, ...spec.tls, handshakeTimeout }, onSocket);
+    const { cert, key, alpn } = spec.tls;
+    server = tls.createServer(
+      { ...options, cert, key, ALPNProtocols: alpn, handshakeTimeout },
+      onSocket,
+    );
   } catch (error) {
     throw tlsSetupError(error);
   }
@@ -835,6 +868,8 @@ const NODE_PAUSE_BYTES = 65_536;
  */
 class NodeConn implements Conn {
   readonly remoteAddr: Addr;
+  /** The protocol ALPN chose on TLS, read by {@linkcode negotiatedProtocol}. */
+  readonly alpnProtocol: string | null;
   #socket: net.Socket;
   #chunks: Uint8Array[] = [];
   #queued = 0;
@@ -850,6 +885,7 @@ class NodeConn implements Conn {
 
   constructor(socket: net.Socket, unix: boolean) {
     this.#socket = socket;
+    this.alpnProtocol = (socket as tls.TLSSocket).alpnProtocol || null;
     this.remoteAddr = unix
       ? { path: "", transport: "unix" }
       : { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0, transport: "tcp" };
@@ -3107,6 +3143,12 @@ async function serveConnection(c: Connection): Promise<void> {
   const server = c.server;
   let answered = false;
   try {
+    if (
+      server.options.http2.h2 && server.site.scheme === "https://" &&
+      await negotiatedProtocol(c.conn) === "h2"
+    ) {
+      return await handOverToHttp2(c);
+    }
     for (;;) {
       const headEnd = findHeadEnd(c, server.options.maxHeaderBytes);
       if (headEnd < 0) {
@@ -3122,6 +3164,9 @@ async function serveConnection(c: Connection): Promise<void> {
         // Half-closed at shutdown: what still comes is dropped until the client closes.
         if (c.writeClosed) return await discardUntilEnd(c);
         continue;
+      }
+      if (c.state === "new" && opensWithHttp2Preface(c) && prefaceAccepted(c)) {
+        return await handOverToHttp2(c);
       }
       c.state = "active";
       c.waitingForHead = false;
@@ -3286,6 +3331,78 @@ async function switchProtocols(
   upgrade.resolve(c.handedOver);
   if (c.server.closing) queueMicrotask(() => c.handedOver?.onShutdown?.());
   return false;
+}
+
+// HTTP/2 joins here, and only here: serveConnection() hands a connection to
+// http2.ts when TLS ALPN chose "h2" (before any byte is read), or when its
+// first bytes are the HTTP/2 preface ("PRI * HTTP/2.0\r\n\r\n" reads as a
+// complete request head): h2c with prior knowledge on a plain port. From then
+// on http2.ts serves it, with this server's handler, error answers, response
+// body reading and clock.
+
+const HTTP2_PREFACE_HEAD = "PRI * HTTP/2.0\r\n\r\n";
+
+/**
+ * The protocol ALPN chose on a TLS connection ("h2" hands it over before any
+ * byte is read, so a bad preface is an HTTP/2 connection error), else null.
+ */
+async function negotiatedProtocol(conn: Conn): Promise<string | null> {
+  const tlsConn = conn as {
+    handshake?: () => Promise<{ alpnProtocol: string | null }>;
+    alpnProtocol?: string | null;
+  };
+  if (typeof tlsConn.handshake !== "function") return tlsConn.alpnProtocol ?? null;
+  try {
+    return (await tlsConn.handshake()).alpnProtocol; // Deno
+  } catch {
+    return null; // a failed handshake: the first read reports it
+  }
+}
+
+/** h2c on plain listeners; on TLS, the preface without ALPN's h2 when h2 is on. */
+function prefaceAccepted(c: Connection): boolean {
+  const { h2, h2c } = c.server.options.http2;
+  return c.server.site.scheme === "https://" ? h2 : h2c;
+}
+
+function opensWithHttp2Preface(c: Connection): boolean {
+  if (c.buffered < HTTP2_PREFACE_HEAD.length) return false;
+  for (let i = 0; i < HTTP2_PREFACE_HEAD.length; i++) {
+    if (c.buf[c.start + i] !== HTTP2_PREFACE_HEAD.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** Hands the connection to the HTTP/2 engine; resolves once it is closed. */
+function handOverToHttp2(c: Connection): Promise<void> {
+  const server = c.server;
+  const { options } = server;
+  c.state = "hijacked";
+  c.deadline = "none";
+  const transport = c.handedOver = new HandedOverConnection(c);
+  const session = serveHttp2(transport, {
+    handler: server.handler,
+    onError: (error) => ownAnswer(error) ?? options.onError(error),
+    responseBody: bodySourceOf,
+    responseFields(response, fn) {
+      const light = lightOf(response);
+      if (light) lightFields(light, fn);
+      else response.headers.forEach((value, name) => fn(name, value));
+    },
+    date: () => dateHeaderLine().slice(6, -2),
+    remoteAddr: c.remoteAddr,
+    scheme: server.site.scheme === "https://" ? "https" : "http",
+    defaultAuthority: server.site.defaultHost,
+  }, {
+    maxHeaderListSize: options.maxHeaderBytes,
+    readHeaderTimeout: options.readHeaderTimeout,
+    idleTimeout: options.idleTimeout,
+    maxBodyBytes: options.maxBodyBytes,
+    shutdownTimeout: options.shutdownTimeout,
+  });
+  transport.onShutdown = () => void session.shutdown();
+  if (server.closing) queueMicrotask(() => transport.onShutdown?.());
+  return session.finished;
 }
 
 /**
@@ -3467,10 +3584,22 @@ type ResolvedOptions =
   & Required<
     Omit<
       ServeOptions,
-      "signal" | "onListen" | "onRequestHead" | "port" | "hostname" | "cert" | "key" | "reusePort"
+      | "signal"
+      | "onListen"
+      | "onRequestHead"
+      | "port"
+      | "hostname"
+      | "cert"
+      | "key"
+      | "reusePort"
+      | "http2"
     >
   >
-  & { onRequestHead?: ServeOptions["onRequestHead"]; listen: ListenSpec };
+  & {
+    onRequestHead?: ServeOptions["onRequestHead"];
+    listen: ListenSpec;
+    http2: Required<Http2Switches>;
+  };
 
 class ServerImpl implements Server<Addr> {
   readonly connections = new Set<Connection>();
@@ -3807,6 +3936,7 @@ function resolveArguments(
     maxBodyBytes: given.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
     maxConnections: given.maxConnections ?? DEFAULTS.maxConnections,
     shutdownTimeout: given.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
+    http2: resolveHttp2(given.http2),
   };
   for (
     const key of [
@@ -3856,12 +3986,24 @@ function resolveListenSpec(given: ServeOptions & Partial<ServeUnixOptions>): Lis
     hostname: given.hostname ?? DEFAULTS.hostname,
     port,
     reusePort: given.reusePort ?? false,
-    tls: resolveTls(given.cert, given.key),
+    tls: resolveTls(given.cert, given.key, resolveHttp2(given.http2).h2),
   };
 }
 
+/** `http2: true`, `false` or `{ h2, h2c }` as both switches. */
+function resolveHttp2(given: ServeOptions["http2"]): Required<Http2Switches> {
+  if (given === undefined || typeof given === "boolean") {
+    return { h2: given ?? true, h2c: given ?? true };
+  }
+  return { h2: given.h2 ?? true, h2c: given.h2c ?? true };
+}
+
 /** `cert` and `key` come together, as PEM text; neither means plain HTTP. */
-function resolveTls(cert: string | undefined, key: string | undefined): TlsPem | null {
+function resolveTls(
+  cert: string | undefined,
+  key: string | undefined,
+  http2: boolean,
+): TlsPem | null {
   if (cert === undefined && key === undefined) return null;
   if (cert === undefined || key === undefined) {
     const [given, missing] = cert === undefined ? ["key", "cert"] : ["cert", "key"];
@@ -3878,7 +4020,7 @@ function resolveTls(cert: string | undefined, key: string | undefined): TlsPem |
       );
     }
   }
-  return { cert, key };
+  return { cert, key, alpn: http2 ? ["h2", "http/1.1"] : ["http/1.1"] };
 }
 
 /** Prints where the server listens: `Listening on http://127.0.0.1:8888/`. */

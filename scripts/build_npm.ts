@@ -45,10 +45,16 @@ import { fileURLToPath } from "node:url";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(ROOT, "npm");
 
-/** The package's entry points, from deno.json `exports`, and the CLI. */
+/**
+ * Modules the package carries without exporting them: the HTTP/2 engine and
+ * its HPACK codec, which mod.ts imports where a connection is handed over.
+ */
+const INTERNAL_SOURCES = ["http2.ts", "_hpack.ts"];
+
+/** The package's entry points, from deno.json `exports`, the CLI and the internal modules. */
 function packageSources(config: DenoJson): string[] {
   const entries = Object.values(config.exports).map((path) => path.replace(/^\.\//, ""));
-  return [...new Set([...entries, "main.ts"])];
+  return [...new Set([...entries, "main.ts", ...INTERNAL_SOURCES])];
 }
 
 /**

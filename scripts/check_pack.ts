@@ -37,8 +37,12 @@ const INSTALL_TIMEOUT = 180_000;
 const PACKAGE_FILES = [
   "LICENSE",
   "README.md",
+  "_hpack.d.ts",
+  "_hpack.js",
   "file_server.d.ts",
   "file_server.js",
+  "http2.d.ts",
+  "http2.js",
   "main.d.ts",
   "main.js",
   "mod.d.ts",
