@@ -1,0 +1,520 @@
+// Tests for proxy.ts: brick in front of a real upstream (a brick server, a
+// node:http server, or a raw node:net server where framing matters), over
+// real sockets on 127.0.0.1. Runtime-neutral (node:test, node:net, node:http),
+// so the same file runs under deno test, node --test and bun test.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { readdirSync } from "node:fs";
+import type { Server } from "./mod.ts";
+import { createProxy, type ProxyOptions } from "./proxy.ts";
+import {
+  deferred,
+  delay,
+  head,
+  header,
+  HOST,
+  RawClient,
+  startServer,
+  until,
+  within,
+} from "./_test_utils.ts";
+
+/** Starts a node:http upstream; returns its port and a close function. */
+export async function nodeUpstream(
+  handler: http.RequestListener,
+  onUpgrade?: (req: http.IncomingMessage, socket: net.Socket, head: Uint8Array) => void,
+): Promise<{ port: number; close(): Promise<void>; connections: () => number }> {
+  const server = http.createServer(handler);
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  if (onUpgrade) server.on("upgrade", onUpgrade);
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => connections,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Starts a raw TCP upstream that runs `onSocket` for every connection. */
+export async function rawUpstream(
+  onSocket: (socket: net.Socket) => void,
+): Promise<{ port: number; close(): Promise<void>; connections: () => number }> {
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    onSocket(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => connections,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Starts brick with a proxy to `upstreamPort`; returns its port. */
+export async function startProxy(
+  upstreamPort: number,
+  options: Partial<ProxyOptions> = {},
+): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const handler = createProxy({ upstream: `http://${HOST}:${upstreamPort}`, ...options });
+  const { server, port } = await startServer((request, info) => handler(request, info));
+  return {
+    server,
+    port,
+    close: async () => {
+      (handler as unknown as { close(): void }).close();
+      await server.shutdown();
+    },
+  };
+}
+
+/** Open file descriptors of this process, or null where /proc is absent. */
+function openFds(): number | null {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch {
+    return null;
+  }
+}
+
+/** Reads a request's body as text. */
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    req.setEncoding("latin1");
+    req.on("data", (chunk: string) => text += chunk);
+    req.on("end", () => resolve(text));
+    req.on("error", reject);
+  });
+}
+
+describe("proxy() forwarding", () => {
+  test("forwards method, path, query and body to a brick upstream and returns its answer", async () => {
+    const { server: upstream, port } = await startServer(async (request) => {
+      const url = new URL(request.url);
+      return new Response(
+        `${request.method} ${url.pathname}${url.search} ${await request.text()}`,
+        {
+          status: 201,
+          headers: { "x-upstream": "brick", "set-cookie": "a=1" },
+        },
+      );
+    });
+    const front = await startProxy(port);
+    try {
+      const response = await fetch(`http://${HOST}:${front.port}/some/path?q=1`, {
+        method: "POST",
+        body: "hello",
+      });
+      assert.equal(response.status, 201);
+      assert.equal(await response.text(), "POST /some/path?q=1 hello");
+      assert.equal(response.headers.get("x-upstream"), "brick");
+      assert.equal(response.headers.get("set-cookie"), "a=1");
+      assert.match(response.headers.get("via") ?? "", /^1\.1 brick$/);
+    } finally {
+      await front.close();
+      await upstream.shutdown();
+    }
+  });
+
+  test("removes hop-by-hop request fields and those Connection names, and adds Via and Forwarded", async () => {
+    let seen: http.IncomingHttpHeaders = {};
+    const upstream = await nodeUpstream((req, res) => {
+      seen = req.headers;
+      res.end("ok");
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head(
+        "GET /h HTTP/1.1",
+        "Host: example.test",
+        "Connection: keep-alive, X-Secret",
+        "X-Secret: 1",
+        "Keep-Alive: timeout=5",
+        "TE: trailers",
+        "Proxy-Authorization: Basic eA==",
+        "Proxy-Connection: keep-alive",
+        "X-Forwarded-For: 6.6.6.6",
+        "Forwarded: for=6.6.6.6",
+        "X-End: kept",
+        "Via: 1.0 other",
+      ));
+      const [response] = await client.responses(1);
+      assert.equal(response.status, 200);
+      for (
+        const name of ["x-secret", "keep-alive", "te", "proxy-authorization", "proxy-connection"]
+      ) {
+        assert.equal(seen[name], undefined, name);
+      }
+      assert.equal(seen["x-end"], "kept");
+      assert.equal(seen["host"], `${HOST}:${upstream.port}`);
+      assert.equal(seen["x-forwarded-host"], "example.test");
+      assert.equal(seen["x-forwarded-for"], HOST);
+      assert.equal(seen["x-forwarded-proto"], "http");
+      assert.equal(seen["forwarded"], `for=${HOST};host=example.test;proto=http`);
+      assert.equal(seen["via"], "1.0 other, 1.1 brick");
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("keeps Host and appends to trusted forwarding fields when told to", async () => {
+    let seen: http.IncomingHttpHeaders = {};
+    const upstream = await nodeUpstream((req, res) => {
+      seen = req.headers;
+      res.end("ok");
+    });
+    const front = await startProxy(upstream.port, { preserveHost: true, trustForwarded: true });
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head(
+        "GET / HTTP/1.1",
+        "Host: example.test",
+        "X-Forwarded-For: 10.0.0.1",
+        "Forwarded: for=10.0.0.1",
+      ));
+      await client.responses(1);
+      assert.equal(seen["host"], "example.test");
+      assert.equal(seen["x-forwarded-for"], `10.0.0.1, ${HOST}`);
+      assert.equal(seen["forwarded"], `for=10.0.0.1, for=${HOST};host=example.test;proto=http`);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("removes hop-by-hop response fields and those Connection names", async () => {
+    const upstream = await rawUpstream((socket) => {
+      socket.once("data", () => {
+        socket.write(
+          "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=1\r\n" +
+            "Upgrade: foo\r\nX-End: 2\r\nContent-Length: 2\r\n\r\nhi",
+        );
+      });
+    });
+    const front = await startProxy(upstream.port);
+    try {
+      const response = await fetch(`http://${HOST}:${front.port}/`);
+      assert.equal(await response.text(), "hi");
+      assert.equal(response.headers.get("x-hop"), null);
+      assert.equal(response.headers.get("keep-alive"), null);
+      assert.equal(response.headers.get("upgrade"), null);
+      assert.equal(response.headers.get("x-end"), "2");
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("streams a 4 MiB body both ways and reuses one upstream connection", async () => {
+    const upstream = await nodeUpstream((req, res) => {
+      res.setHeader("content-type", "application/octet-stream");
+      req.pipe(res); // node:http answers chunked
+    });
+    const front = await startProxy(upstream.port);
+    try {
+      const size = 4 << 20;
+      const body = new Uint8Array(size);
+      for (let i = 0; i < size; i++) body[i] = i * 7;
+      for (let round = 0; round < 3; round++) {
+        const response = await fetch(`http://${HOST}:${front.port}/echo`, { method: "PUT", body });
+        const echoed = new Uint8Array(await response.arrayBuffer());
+        assert.equal(echoed.length, size);
+        assert.ok(echoed.every((b, i) => b === ((i * 7) & 255)));
+      }
+      assert.equal(upstream.connections(), 1);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("forwards a chunked request body chunked and a close-delimited response", async () => {
+    let received = "";
+    const upstream = await rawUpstream((socket) => {
+      let text = "";
+      socket.setEncoding("latin1");
+      socket.on("data", (chunk: string) => {
+        text += chunk;
+        if (text.endsWith("0\r\n\r\n")) {
+          received = text;
+          socket.end("HTTP/1.1 200 OK\r\n\r\nuntil close");
+        }
+      });
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(
+        head("POST /c HTTP/1.1", "Host: a", "Transfer-Encoding: chunked") + "3\r\nabc\r\n0\r\n\r\n",
+      );
+      const [response] = await client.responses(1);
+      assert.equal(response.status, 200);
+      assert.equal(response.text, "until close");
+      assert.match(received, /transfer-encoding: chunked\r\n/i);
+      assert.match(received, /\r\n\r\n3\r\nabc\r\n0\r\n\r\n$/);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("passes a chunked response with trailers through, body intact", async () => {
+    const upstream = await rawUpstream((socket) => {
+      socket.once("data", () => {
+        socket.write(
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n" +
+            "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-sum: 11\r\n\r\n",
+        );
+      });
+    });
+    const front = await startProxy(upstream.port);
+    try {
+      const response = await fetch(`http://${HOST}:${front.port}/`);
+      assert.equal(await response.text(), "hello world");
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("handles Expect: 100-continue by waiting for the upstream's 100", async () => {
+    let expect: string | undefined;
+    const upstream = await nodeUpstream(async (req, res) => {
+      expect = req.headers["expect"];
+      res.end("got " + await readBody(req));
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(
+        head("POST / HTTP/1.1", "Host: a", "Content-Length: 5", "Expect: 100-continue"),
+      );
+      await client.waitForText("HTTP/1.1 100 Continue\r\n\r\n", 5000);
+      await client.write("12345");
+      await client.waitForText("got 12345", 5000);
+      assert.equal(expect, "100-continue");
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("answers a HEAD with the upstream's length and no body", async () => {
+    const upstream = await nodeUpstream((req, res) => {
+      res.setHeader("content-length", "1000");
+      res.end(req.method === "HEAD" ? undefined : "x".repeat(1000));
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head("HEAD / HTTP/1.1", "Host: a") + head("GET /x HTTP/1.1", "Host: a"));
+      const [first, second] = await client.responses(2, { headFor: [0] });
+      assert.equal(header(first, "content-length"), "1000");
+      assert.equal(first.body.length, 0);
+      assert.equal(second.text, "x".repeat(1000));
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe("proxy() failures", () => {
+  test("answers 502 when the upstream refuses the connection", async () => {
+    const closed = await rawUpstream(() => {});
+    const port = closed.port;
+    await closed.close();
+    const front = await startProxy(port);
+    try {
+      const response = await fetch(`http://${HOST}:${front.port}/`);
+      assert.equal(response.status, 502);
+      assert.match(await response.text(), /Cannot connect/);
+    } finally {
+      await front.close();
+    }
+  });
+
+  test("answers 504 when the upstream sends no head within responseHeaderTimeout", async () => {
+    const upstream = await rawUpstream(() => {});
+    const front = await startProxy(upstream.port, { responseHeaderTimeout: 200 });
+    try {
+      const response = await within(fetch(`http://${HOST}:${front.port}/`), 5000, "the 504");
+      assert.equal(response.status, 504);
+      await response.text();
+      await until(() => upstream.connections() === 1, 1000, "the upstream connection");
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("answers 502 to a malformed response and discards that connection", async () => {
+    let answers = 0;
+    const upstream = await rawUpstream((socket) => {
+      socket.on("data", () => {
+        answers++;
+        socket.write(
+          answers === 1
+            ? "HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 0\r\n\r\n"
+            : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        );
+      });
+    });
+    const front = await startProxy(upstream.port);
+    try {
+      const bad = await fetch(`http://${HOST}:${front.port}/`);
+      assert.equal(bad.status, 502);
+      assert.match(await bad.text(), /Malformed upstream response/);
+      const good = await fetch(`http://${HOST}:${front.port}/`);
+      assert.equal(good.status, 200);
+      assert.equal(await good.text(), "ok");
+      assert.equal(upstream.connections(), 2);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("answers 502 to conflicting Content-Length and to a body cut short", async () => {
+    const upstream = await rawUpstream((socket) => {
+      socket.once("data", (data) => {
+        if (String(data).startsWith("GET /conflict")) {
+          socket.end("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc");
+        } else socket.end("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+      });
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      const conflict = await fetch(`http://${HOST}:${front.port}/conflict`);
+      assert.equal(conflict.status, 502);
+      await conflict.text();
+      // The head went out already: the client sees the connection end mid-body.
+      await client.write(head("GET /short HTTP/1.1", "Host: a"));
+      await client.waitClosed(5000);
+      assert.match(client.text, /^HTTP\/1\.1 200 OK/);
+      assert.doesNotMatch(client.text, /\r\n0\r\n\r\n$/);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("aborts the upstream request when the client goes away", async () => {
+    const upstreamClosed = deferred();
+    const arrived = deferred();
+    const upstream = await rawUpstream((socket) => {
+      socket.once("data", () => arrived.resolve());
+      socket.on("close", () => upstreamClosed.resolve());
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head("GET /slow HTTP/1.1", "Host: a"));
+      await within(arrived.promise, 5000, "the request upstream");
+      client.destroy();
+      await within(upstreamClosed.promise, 5000, "the upstream connection to close");
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test(
+    "leaks no file descriptors over successes and failures",
+    { skip: openFds() === null },
+    async () => {
+      let n = 0;
+      const upstream = await rawUpstream((socket) => {
+        socket.on("data", () => {
+          n++;
+          if (n % 3 === 0) socket.end("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort");
+          else if (n % 3 === 1) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+          else socket.write("garbage\r\n\r\n");
+        });
+      });
+      const front = await startProxy(upstream.port, { maxIdleConnections: 2 });
+      try {
+        const warm = await fetch(`http://${HOST}:${front.port}/`);
+        await warm.text();
+        await delay(50);
+        const before = openFds()!;
+        for (let i = 0; i < 60; i++) {
+          try {
+            const response = await fetch(`http://${HOST}:${front.port}/${i}`);
+            await response.text();
+          } catch { /* a body cut short */ }
+        }
+        await delay(200);
+        const after = openFds()!;
+        assert.ok(after <= before + 6, `fds before ${before}, after ${after}`);
+      } finally {
+        await front.close();
+        await upstream.close();
+      }
+    },
+  );
+});
+
+describe("proxy() upgrades", () => {
+  test("passes an upgrade through: the 101, then bytes both ways", async () => {
+    const upstream = await nodeUpstream((_req, res) => res.end("no"), (req, socket, early) => {
+      socket.write(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n" +
+          `X-Asked: ${req.headers["upgrade"]}\r\n\r\nwelcome;`,
+      );
+      if (early.length > 0) socket.write(early);
+      socket.pipe(socket);
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(
+        head("GET /tunnel HTTP/1.1", "Host: a", "Connection: Upgrade", "Upgrade: echo"),
+      );
+      await client.waitForText("welcome;", 5000);
+      assert.match(client.text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+      assert.match(client.text, /\r\nupgrade: echo\r\n/i);
+      assert.match(client.text, /\r\nx-asked: echo\r\n/i);
+      await client.write("ping-bytes");
+      await client.waitForText("welcome;ping-bytes", 5000);
+      await client.end();
+      await client.waitClosed(5000);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+});
