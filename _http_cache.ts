@@ -72,6 +72,27 @@ export function parseCacheControl(value: string | null): Directives {
   return directives;
 }
 
+/**
+ * The Surrogate-Control directives (W3C Edge Architecture 1.0) that apply to
+ * the surrogate `name`: those without a target, and those targeted at it
+ * (`max-age=60;brick`). Null when the field is absent or none applies.
+ */
+export function surrogateDirectives(value: string | null, name: string): Directives | null {
+  if (value === null) return null;
+  const directives: Directives = new Map();
+  for (const part of value.split(",")) {
+    const [directive, target] = part.split(";").map((p) => p.trim());
+    if (directive === "" || (target !== undefined && target.toLowerCase() !== name.toLowerCase())) {
+      continue;
+    }
+    const eq = directive.indexOf("=");
+    const key = (eq < 0 ? directive : directive.slice(0, eq)).toLowerCase();
+    if (!/^[a-z0-9-]+$/.test(key)) continue;
+    directives.set(key, eq < 0 ? "" : directive.slice(eq + 1));
+  }
+  return directives.size > 0 ? directives : null;
+}
+
 /** A delta-seconds argument (RFC 9111 §1.2.2), or null when absent or invalid. */
 export function deltaSeconds(directives: Directives, name: string): number | null {
   const value = directives.get(name);
@@ -123,12 +144,17 @@ export function whyNotStorable(
   requestHeaders: Headers,
   status: number,
   headers: Headers,
+  name = "brick",
 ): string | null {
   if (method !== "GET") return "method";
   if (!UNDERSTOOD_STATUSES.has(status)) return "status";
   const request = parseCacheControl(requestHeaders.get("cache-control"));
-  const response = parseCacheControl(headers.get("cache-control"));
   if (request.has("no-store")) return "request-no-store";
+  // Surrogate-Control speaks to this cache alone and takes precedence over Cache-Control.
+  const surrogate = surrogateDirectives(headers.get("surrogate-control"), name);
+  if (surrogate?.has("no-store")) return "surrogate-no-store";
+  if (surrogate && deltaSeconds(surrogate, "max-age") !== null) return null;
+  const response = parseCacheControl(headers.get("cache-control"));
   if (response.has("no-store")) return "no-store";
   if (response.has("private")) return "private";
   if (headers.get("vary")?.split(",").some((v) => v.trim() === "*")) return "vary-star";
@@ -158,8 +184,17 @@ export function freshnessLifetime(
   status: number,
   headers: Headers,
   heuristicFraction = 0.1,
+  name = "brick",
 ): Freshness {
   const directives = parseCacheControl(headers.get("cache-control"));
+  const surrogate = surrogateDirectives(headers.get("surrogate-control"), name);
+  const surrogateMaxAge = surrogate === null ? null : deltaSeconds(surrogate, "max-age");
+  if (surrogateMaxAge !== null) {
+    // Cache-Control is for the caches after this one; only its revalidation rules stay.
+    directives.delete("no-store");
+    directives.delete("private");
+    return { lifetime: surrogateMaxAge, heuristic: false, directives };
+  }
   const sMaxAge = deltaSeconds(directives, "s-maxage");
   if (sMaxAge !== null) return { lifetime: sMaxAge, heuristic: false, directives };
   if (directives.has("s-maxage")) return { lifetime: 0, heuristic: false, directives };
@@ -195,6 +230,22 @@ export interface AgeBasis {
   date: number;
   /** The Age field in seconds, 0 when absent. */
   age: number;
+}
+
+/** The largest age a cache sends or assumes, in seconds (RFC 9111 §1.2.2). */
+const MAX_AGE = 2 ** 31;
+
+/**
+ * The Age field in seconds (RFC 9111 §5.1): a list written as one field
+ * line ("0,7200") counts by its first member, as the RFC asks. Anything else
+ * (a sign, a fraction, parameters, several field lines, which Headers joins
+ * with ", ") makes the response stale: the RFC's SHOULD for invalid values,
+ * and the safe side when values disagree on how old the response is.
+ */
+export function parseAge(value: string | null): number {
+  if (value === null) return 0;
+  const first = /^(\d+)(,\d+)*$/.exec(value);
+  return first === null ? MAX_AGE : Math.min(Number(first[1]), MAX_AGE);
 }
 
 /** The current age in seconds at `now` (RFC 9111 §4.2.3). */
@@ -326,7 +377,10 @@ const NOT_UPDATED = new Set([
   "content-length",
   "content-encoding",
   "content-range",
+  "content-md5",
   "transfer-encoding",
+  // The 304 validated the stored ETag; another one would not describe the stored body.
+  "etag",
 ]);
 
 /** The cache a proxy puts in front of its upstream. */
@@ -493,6 +547,10 @@ export class HttpCache {
       if (etag !== null) headers.set("if-none-match", etag);
       else if (lastModified !== null) headers.set("if-modified-since", lastModified);
     }
+    // Tells the upstream this cache understands Surrogate-Control, by its name.
+    const capability = `${this.name}="Surrogate/1.0"`;
+    const seen = headers.get("surrogate-capability");
+    headers.set("surrogate-capability", seen ? `${seen}, ${capability}` : capability);
     // HEAD goes up as HEAD; a GET fills the store.
     const outgoing = new Request(request.url, {
       method: request.method,
@@ -535,7 +593,7 @@ export class HttpCache {
     }
     const whyNot = range
       ? "range"
-      : whyNotStorable(request.method, request.headers, status, response.headers);
+      : whyNotStorable(request.method, request.headers, status, response.headers, this.name);
     if (whyNot !== null || request.method !== "GET") {
       finish();
       if (request.method === "GET" && status < 500 && !range && status !== 304) {
@@ -563,9 +621,7 @@ export class HttpCache {
       requestTime,
       responseTime,
       date: parseHttpDate(response.headers.get("date")) ?? responseTime,
-      age: Number(
-        /^\d+$/.test(response.headers.get("age") ?? "") ? response.headers.get("age") : 0,
-      ),
+      age: parseAge(response.headers.get("age")),
     };
     const entryBase = {
       url: request.url,
@@ -575,7 +631,7 @@ export class HttpCache {
       statusText: response.statusText,
       fields,
       basis,
-      freshness: freshnessLifetime(status, new Headers(fields), this.heuristicFraction),
+      freshness: freshnessLifetime(status, new Headers(fields), this.heuristicFraction, this.name),
     };
     const store = (body: Uint8Array) => {
       const entry: Entry = { ...entryBase, body, size: entrySize(fields, body, request.url) };
@@ -584,6 +640,7 @@ export class HttpCache {
     };
     const outHeaders = new Headers(response.headers);
     outHeaders.delete("cache-status");
+    outHeaders.delete("surrogate-control");
     appendCacheStatus(
       outHeaders,
       response.headers.get("cache-status"),
@@ -634,9 +691,9 @@ export class HttpCache {
       requestTime,
       responseTime,
       date: parseHttpDate(merged.get("date")) ?? responseTime,
-      age: Number(/^\d+$/.test(headers.get("age") ?? "") ? headers.get("age") : 0),
+      age: parseAge(headers.get("age")),
     };
-    entry.freshness = freshnessLifetime(entry.status, merged, this.heuristicFraction);
+    entry.freshness = freshnessLifetime(entry.status, merged, this.heuristicFraction, this.name);
     this.store.resize(entry);
     this.store.touch(entry);
   }
@@ -658,10 +715,10 @@ export class HttpCache {
   #notModified(entry: Entry, status: string): Response {
     const headers = new Headers();
     for (const [name, value] of entry.fields) {
-      if (/^(content-length|content-type|content-encoding|content-range)$/.test(name)) continue;
+      if (/^(content-(length|type|encoding|range)|surrogate-control)$/.test(name)) continue;
       headers.append(name, value);
     }
-    headers.set("age", String(Math.floor(currentAge(entry.basis, Date.now()))));
+    headers.set("age", ageValue(entry));
     appendCacheStatus(headers, null, this.name, status);
     return new Response(null, { status: 304, headers });
   }
@@ -669,7 +726,8 @@ export class HttpCache {
   /** The stored response, its range, or its head, with Age and Cache-Status. */
   #respond(request: Request, entry: Entry, status: string): Response {
     const headers = entryHeaders(entry);
-    headers.set("age", String(Math.floor(currentAge(entry.basis, Date.now()))));
+    headers.delete("surrogate-control");
+    headers.set("age", ageValue(entry));
     const upstreamStatus = headers.get("cache-status");
     headers.delete("cache-status");
     appendCacheStatus(headers, upstreamStatus, this.name, status + ttl(entry));
@@ -699,6 +757,7 @@ export class HttpCache {
   #status(response: Response, status: string): Response {
     let headers: Headers;
     try {
+      response.headers.delete("surrogate-control");
       response.headers.append("cache-status", `${this.name}; ${status}`);
       return response;
     } catch {
@@ -857,4 +916,9 @@ function teeIntoStore(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
+}
+
+/** The Age field a served response carries: whole seconds, at most 2^31. */
+function ageValue(entry: Entry): string {
+  return String(Math.min(MAX_AGE, Math.floor(currentAge(entry.basis, Date.now()))));
 }

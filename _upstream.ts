@@ -469,6 +469,10 @@ export class UpstreamConnection {
   uses = 0;
   idleTimer: ReturnType<typeof setTimeout> | null = null;
   closed = false;
+  /** In the pool, waiting for a request. */
+  idle = false;
+  /** A read started while idle, so that a close by the upstream is seen at once. */
+  #pending: Promise<number | null> | null = null;
 
   constructor(readonly socket: Socket, readonly key: string) {}
 
@@ -478,6 +482,15 @@ export class UpstreamConnection {
 
   /** Reads more bytes into the buffer; 0 at end of stream. Fails after `timeout` ms (0: never). */
   async fill(timeout: number, what: string): Promise<number> {
+    const pending = this.#pending;
+    if (pending !== null) {
+      // The read started while idle: its bytes land at the buffer's start.
+      this.#pending = null;
+      const n = await withDeadline(pending, timeout, this, what);
+      if (n === null) return 0;
+      this.end += n;
+      return n;
+    }
     if (this.start === this.end) this.start = this.end = 0;
     if (this.end === this.buf.length) {
       if (this.start > 0) {
@@ -499,6 +512,22 @@ export class UpstreamConnection {
     if (n === null) return 0;
     this.end += n;
     return n;
+  }
+
+  /**
+   * Reads while idle (as Go's Transport does): the upstream closing the
+   * connection, or sending bytes nobody asked for, calls `onDead` at once,
+   * instead of failing the next request sent on it.
+   */
+  watch(onDead: () => void): void {
+    this.start = this.end = 0;
+    const pending = this.socket.read(this.buf);
+    this.#pending = pending;
+    pending.then(() => {
+      if (this.idle) onDead();
+    }, () => {
+      if (this.idle) onDead();
+    });
   }
 
   /** Takes up to `max` buffered bytes as a new array. */
@@ -754,6 +783,7 @@ export class Upstream {
     if (this.#closed) throw new UpstreamError("connect", "The upstream pool is closed");
     while (this.#idle.length > 0) {
       const conn = this.#idle.pop()!;
+      conn.idle = false;
       if (conn.idleTimer !== null) clearTimeout(conn.idleTimer);
       conn.idleTimer = null;
       if (!conn.socket.ended && conn.buffered === 0) return conn;
@@ -772,13 +802,17 @@ export class Upstream {
     ) {
       return this.#discard(conn);
     }
-    conn.start = conn.end = 0;
-    conn.idleTimer = setTimeout(() => {
+    if (conn.buffered > 0) return this.#discard(conn); // bytes after the response
+    const drop = () => {
       const at = this.#idle.indexOf(conn);
       if (at >= 0) this.#idle.splice(at, 1);
+      conn.idle = false;
       this.#discard(conn);
-    }, this.options.idleConnectionTimeout);
+    };
+    conn.idle = true;
+    conn.idleTimer = setTimeout(drop, this.options.idleConnectionTimeout);
     unref(conn.idleTimer);
+    conn.watch(drop);
     this.#idle.push(conn);
   }
 
