@@ -518,3 +518,243 @@ describe("proxy() upgrades", () => {
     }
   });
 });
+
+describe("proxy() with a cache", () => {
+  /** A node:http upstream whose handler sees a request counter. */
+  async function counted(
+    handler: (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void,
+  ) {
+    let n = 0;
+    const upstream = await nodeUpstream((req, res) => handler(req, res, ++n));
+    return { upstream, count: () => n };
+  }
+
+  async function get(port: number, path = "/", init: RequestInit = {}) {
+    const response = await fetch(`http://${HOST}:${port}${path}`, init);
+    return {
+      response,
+      text: await response.text(),
+      status: response.headers.get("cache-status") ?? "",
+    };
+  }
+
+  test("serves a fresh stored response with Age and Cache-Status: hit, and HEAD and ranges from it", async () => {
+    const { upstream, count } = await counted((_req, res, n) => {
+      res.setHeader("cache-control", "max-age=60");
+      res.end(`body ${n} 0123456789`);
+    });
+    const front = await startProxy(upstream.port, { cache: { maxBytes: 1 << 20 } });
+    try {
+      const first = await get(front.port, "/a");
+      assert.equal(first.text, "body 1 0123456789");
+      assert.match(first.status, /^brick; fwd=uri-miss; fwd-status=200; stored$/);
+      const second = await get(front.port, "/a");
+      assert.equal(second.text, "body 1 0123456789");
+      assert.match(second.status, /^brick; hit; ttl=\d+$/);
+      assert.match(second.response.headers.get("age") ?? "", /^\d+$/);
+      const head = await fetch(`http://${HOST}:${front.port}/a`, { method: "HEAD" });
+      assert.equal(head.headers.get("content-length"), "17");
+      assert.match(head.headers.get("cache-status") ?? "", /hit/);
+      const part = await get(front.port, "/a", { headers: { range: "bytes=7-9" } });
+      assert.equal(part.response.status, 206);
+      assert.equal(part.text, "012");
+      assert.equal(part.response.headers.get("content-range"), "bytes 7-9/17");
+      assert.equal(count(), 1);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("does not store no-store, private, or a response to Authorization", async () => {
+    const { upstream, count } = await counted((req, res) => {
+      res.setHeader(
+        "cache-control",
+        req.url === "/private"
+          ? "private, max-age=60"
+          : req.url === "/auth"
+          ? "max-age=60"
+          : "no-store",
+      );
+      res.end("x");
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      for (const path of ["/nostore", "/private"]) {
+        await get(front.port, path);
+        const again = await get(front.port, path);
+        assert.match(again.status, /fwd=uri-miss; fwd-status=200; detail=(no-store|private)/);
+      }
+      await get(front.port, "/auth", { headers: { authorization: "Basic eDp5" } });
+      const again = await get(front.port, "/auth", { headers: { authorization: "Basic eDp5" } });
+      assert.match(again.status, /detail=authorization/);
+      assert.equal(count(), 6);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("validates a stale response with If-None-Match and merges the 304", async () => {
+    const seen: (string | undefined)[] = [];
+    const { upstream } = await counted((req, res, n) => {
+      seen.push(req.headers["if-none-match"]);
+      res.setHeader("cache-control", "max-age=0");
+      res.setHeader("etag", '"v1"');
+      res.setHeader("x-round", String(n));
+      if (n > 1 && req.headers["if-none-match"] === '"v1"') {
+        res.statusCode = 304;
+        res.end();
+      } else res.end("stored body");
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      await get(front.port, "/v");
+      const second = await get(front.port, "/v");
+      assert.equal(second.response.status, 200);
+      assert.equal(second.text, "stored body");
+      assert.equal(second.response.headers.get("x-round"), "2"); // updated from the 304
+      assert.match(second.status, /fwd=stale; fwd-status=304/);
+      assert.deepEqual(seen, [undefined, '"v1"']);
+      const conditional = await get(front.port, "/v", { headers: { "if-none-match": '"v1"' } });
+      assert.equal(conditional.response.status, 304);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("invalidates the stored response after a successful POST to its URL", async () => {
+    const { upstream, count } = await counted((req, res) => {
+      res.setHeader("cache-control", "max-age=60");
+      res.end(req.method);
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      await get(front.port, "/r");
+      assert.match((await get(front.port, "/r")).status, /hit/);
+      const post = await get(front.port, "/r", { method: "POST", body: "x" });
+      assert.match(post.status, /fwd=method/);
+      assert.match((await get(front.port, "/r")).status, /fwd=uri-miss/);
+      assert.equal(count(), 3);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("keeps one response per Vary value", async () => {
+    const { upstream, count } = await counted((req, res) => {
+      res.setHeader("cache-control", "max-age=60");
+      res.setHeader("vary", "accept-language");
+      res.end(String(req.headers["accept-language"]));
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      const en = { headers: { "accept-language": "en" } };
+      const fr = { headers: { "accept-language": "fr" } };
+      assert.equal((await get(front.port, "/l", en)).text, "en");
+      assert.equal((await get(front.port, "/l", fr)).text, "fr");
+      const again = await get(front.port, "/l", en);
+      assert.equal(again.text, "en");
+      assert.match(again.status, /hit/);
+      assert.equal(count(), 2);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("honours request directives: only-if-cached, no-cache, max-age, max-stale", async () => {
+    const { upstream, count } = await counted((_req, res, n) => {
+      res.setHeader("cache-control", "max-age=1");
+      res.setHeader("date", new Date(Date.now() - 5000).toUTCString()); // 5 s old: stale
+      res.end(String(n));
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      const miss = await get(front.port, "/d", { headers: { "cache-control": "only-if-cached" } });
+      assert.equal(miss.response.status, 504);
+      assert.match(miss.status, /only-if-cached/);
+      await get(front.port, "/d");
+      const stale = await get(front.port, "/d", { headers: { "cache-control": "max-stale=60" } });
+      assert.match(stale.status, /hit; detail=stale/);
+      assert.equal(count(), 1);
+      const nocache = await get(front.port, "/d", { headers: { "cache-control": "no-cache" } });
+      assert.match(nocache.status, /fwd=request/);
+      assert.equal(count(), 2);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("serves stale while revalidating, and stale on an upstream error", async () => {
+    const { upstream, count } = await counted((req, res, n) => {
+      res.setHeader("date", new Date(Date.now() - 5000).toUTCString());
+      if (req.url === "/swr") {
+        res.setHeader("cache-control", "max-age=1, stale-while-revalidate=60");
+        res.end(String(n));
+      } else if (n === 2) {
+        res.statusCode = 500;
+        res.end("boom");
+      } else {
+        res.setHeader("cache-control", "max-age=1, stale-if-error=60");
+        res.end("good");
+      }
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      await get(front.port, "/sie"); // 1
+      const error = await get(front.port, "/sie"); // 2: a 500
+      assert.equal(error.text, "good");
+      assert.match(error.status, /stale-if-error/);
+      await get(front.port, "/swr"); // 3
+      const swr = await get(front.port, "/swr");
+      assert.equal(swr.text, "3");
+      assert.match(swr.status, /stale-while-revalidate/);
+      await until(() => count() === 4, 2000, "the background revalidation");
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("collapses concurrent misses for one URL into one upstream request", async () => {
+    const { upstream, count } = await counted((_req, res) => {
+      res.setHeader("cache-control", "max-age=60");
+      setTimeout(() => res.end("slow"), 200);
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      const answers = await Promise.all(Array.from({ length: 5 }, () => get(front.port, "/c")));
+      assert.ok(answers.every((a) => a.text === "slow"));
+      assert.equal(count(), 1);
+      assert.equal(answers.filter((a) => /collapsed/.test(a.status)).length, 4);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("streams a body over maxEntryBytes through uncached and evicts to stay within maxBytes", async () => {
+    const { upstream, count } = await counted((req, res) => {
+      res.setHeader("cache-control", "max-age=60");
+      res.end("z".repeat(req.url === "/big" ? 100_000 : 3000));
+    });
+    const front = await startProxy(upstream.port, {
+      cache: { maxBytes: 8000, maxEntryBytes: 4000 },
+    });
+    try {
+      assert.equal((await get(front.port, "/big")).text.length, 100_000);
+      assert.match((await get(front.port, "/big")).status, /too-large/);
+      for (const path of ["/1", "/2", "/3"]) await get(front.port, path);
+      assert.match((await get(front.port, "/3")).status, /hit/);
+      assert.match((await get(front.port, "/1")).status, /fwd=uri-miss/); // evicted
+      assert.equal(count(), 6);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+});
