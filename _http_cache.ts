@@ -383,32 +383,67 @@ const NOT_UPDATED = new Set([
   "etag",
 ]);
 
-/** The cache a proxy puts in front of its upstream. */
+/**
+ * A shared HTTP cache (RFC 9111) with a memory store. Pass one to several
+ * proxies' `cache` option to share it.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { createProxy, HttpCache } from "@brick/http/proxy";
+ *
+ * const cache = new HttpCache({ maxBytes: 256 * 1024 * 1024 });
+ * const api = createProxy({ upstream: "http://127.0.0.1:3000", cache });
+ * const assets = createProxy({ upstream: "http://127.0.0.1:4000", cache });
+ * ```
+ */
 export class HttpCache {
-  readonly store: MemoryStore;
-  readonly name: string;
-  readonly maxEntryBytes: number;
-  readonly heuristicFraction: number;
+  #store: MemoryStore;
+  #name: string;
+  #maxEntryBytes: number;
+  #heuristicFraction: number;
   /** Fills in progress, by URL: concurrent misses wait for them (request collapsing). */
   #filling = new Map<string, Promise<void>>();
   /** Background revalidations in progress (stale-while-revalidate). */
   #revalidating = new Set<Entry>();
 
+  /**
+   * Creates an empty cache.
+   *
+   * @param options The store's size, the largest response stored, the name in `Cache-Status`.
+   * @throws {RangeError} When a size is not a positive number.
+   */
   constructor(options: CacheOptions = {}) {
     const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     if (!(maxBytes > 0)) {
       throw new RangeError(`maxBytes must be a positive number, got ${maxBytes}`);
     }
-    this.store = new MemoryStore(maxBytes);
-    this.maxEntryBytes = options.maxEntryBytes ?? Math.floor(maxBytes / 8);
-    if (!(this.maxEntryBytes >= 0)) {
+    this.#store = new MemoryStore(maxBytes);
+    this.#maxEntryBytes = options.maxEntryBytes ?? Math.floor(maxBytes / 8);
+    if (!(this.#maxEntryBytes >= 0)) {
       throw new RangeError(`maxEntryBytes must be 0 or more, got ${options.maxEntryBytes}`);
     }
-    this.name = options.name ?? "brick";
-    this.heuristicFraction = options.heuristicFraction ?? 0.1;
+    this.#name = options.name ?? "brick";
+    this.#heuristicFraction = options.heuristicFraction ?? 0.1;
   }
 
-  /** Answers `request` from the store or through `fetchUpstream`, storing what it may. */
+  /** Bytes the stored responses take, as counted against `maxBytes`. */
+  get bytes(): number {
+    return this.#store.bytes;
+  }
+
+  /** How many responses are stored. */
+  get size(): number {
+    return this.#store.size;
+  }
+
+  /**
+   * Answers `request` from the store or through `fetchUpstream`, storing
+   * what it may, and says which in `Cache-Status`.
+   *
+   * @param request The client's request.
+   * @param fetchUpstream Sends a request to the upstream (the proxy's forwarding).
+   * @returns The response for the client.
+   */
   async handle(request: Request, fetchUpstream: FetchUpstream): Promise<Response> {
     const method = request.method;
     if (method !== "GET" && method !== "HEAD") {
@@ -435,14 +470,14 @@ export class HttpCache {
           return this.#hit(request, stored, "hit; collapsed");
         }
       }
-      const why = this.store.variants(request.url).length > 0 ? "fwd=vary-miss" : "fwd=uri-miss";
+      const why = this.#store.variants(request.url).length > 0 ? "fwd=vary-miss" : "fwd=uri-miss";
       return await this.#fetchAndStore(request, fetchUpstream, why, null);
     }
   }
 
   /** The stored response whose Vary values match `request`, or null (RFC 9111 §4.1). */
   #select(request: Request): Entry | null {
-    for (const entry of this.store.variants(request.url)) {
+    for (const entry of this.#store.variants(request.url)) {
       if (varyKey(entry.vary, request.headers) === entry.varyKey) return entry;
     }
     return null;
@@ -548,7 +583,7 @@ export class HttpCache {
       else if (lastModified !== null) headers.set("if-modified-since", lastModified);
     }
     // Tells the upstream this cache understands Surrogate-Control, by its name.
-    const capability = `${this.name}="Surrogate/1.0"`;
+    const capability = `${this.#name}="Surrogate/1.0"`;
     const seen = headers.get("surrogate-capability");
     headers.set("surrogate-capability", seen ? `${seen}, ${capability}` : capability);
     // HEAD goes up as HEAD; a GET fills the store.
@@ -593,12 +628,12 @@ export class HttpCache {
     }
     const whyNot = range
       ? "range"
-      : whyNotStorable(request.method, request.headers, status, response.headers, this.name);
+      : whyNotStorable(request.method, request.headers, status, response.headers, this.#name);
     if (whyNot !== null || request.method !== "GET") {
       finish();
       if (request.method === "GET" && status < 500 && !range && status !== 304) {
         // The origin no longer allows reuse: drop the old copy.
-        if (stale !== null && whyNot !== "authorization") this.store.delete(stale);
+        if (stale !== null && whyNot !== "authorization") this.#store.delete(stale);
       }
       return this.#status(response, `${why}; fwd-status=${status}; detail=${whyNot ?? "head"}`);
     }
@@ -608,7 +643,7 @@ export class HttpCache {
       return this.#status(response, `${why}; fwd-status=${status}; detail=vary-star`);
     }
     const length = response.headers.get("content-length");
-    if (length !== null && Number(length) > this.maxEntryBytes) {
+    if (length !== null && Number(length) > this.#maxEntryBytes) {
       finish();
       return this.#status(response, `${why}; fwd-status=${status}; detail=too-large`);
     }
@@ -631,11 +666,16 @@ export class HttpCache {
       statusText: response.statusText,
       fields,
       basis,
-      freshness: freshnessLifetime(status, new Headers(fields), this.heuristicFraction, this.name),
+      freshness: freshnessLifetime(
+        status,
+        new Headers(fields),
+        this.#heuristicFraction,
+        this.#name,
+      ),
     };
     const store = (body: Uint8Array) => {
       const entry: Entry = { ...entryBase, body, size: entrySize(fields, body, request.url) };
-      this.store.put(entry);
+      this.#store.put(entry);
       return entry;
     };
     const outHeaders = new Headers(response.headers);
@@ -644,7 +684,7 @@ export class HttpCache {
     appendCacheStatus(
       outHeaders,
       response.headers.get("cache-status"),
-      this.name,
+      this.#name,
       `${why}; fwd-status=${status}; stored`,
     );
     if (response.body === null) {
@@ -655,7 +695,7 @@ export class HttpCache {
       }
       return new Response(null, { status, statusText: response.statusText, headers: outHeaders });
     }
-    const body = teeIntoStore(response.body, this.maxEntryBytes, length, store, finish);
+    const body = teeIntoStore(response.body, this.#maxEntryBytes, length, store, finish);
     return new Response(body, { status, statusText: response.statusText, headers: outHeaders });
   }
 
@@ -693,9 +733,9 @@ export class HttpCache {
       date: parseHttpDate(merged.get("date")) ?? responseTime,
       age: parseAge(headers.get("age")),
     };
-    entry.freshness = freshnessLifetime(entry.status, merged, this.heuristicFraction, this.name);
-    this.store.resize(entry);
-    this.store.touch(entry);
+    entry.freshness = freshnessLifetime(entry.status, merged, this.#heuristicFraction, this.#name);
+    this.#store.resize(entry);
+    this.#store.touch(entry);
   }
 
   #hitAfterValidation(request: Request, entry: Entry, clientConditional: boolean): Response {
@@ -707,7 +747,7 @@ export class HttpCache {
 
   /** Serves `entry` without going upstream. */
   #hit(request: Request, entry: Entry, status: string): Response {
-    this.store.touch(entry);
+    this.#store.touch(entry);
     if (notModified(request.headers, entryHeaders(entry))) return this.#notModified(entry, status);
     return this.#respond(request, entry, status);
   }
@@ -719,7 +759,7 @@ export class HttpCache {
       headers.append(name, value);
     }
     headers.set("age", ageValue(entry));
-    appendCacheStatus(headers, null, this.name, status);
+    appendCacheStatus(headers, null, this.#name, status);
     return new Response(null, { status: 304, headers });
   }
 
@@ -730,12 +770,12 @@ export class HttpCache {
     headers.set("age", ageValue(entry));
     const upstreamStatus = headers.get("cache-status");
     headers.delete("cache-status");
-    appendCacheStatus(headers, upstreamStatus, this.name, status + ttl(entry));
+    appendCacheStatus(headers, upstreamStatus, this.#name, status + ttl(entry));
     const body = entry.body;
     const range = entry.status === 200 ? byteRange(request.headers, headers, body.length) : null;
     if (range === "unsatisfiable") {
       const h = new Headers({ "content-range": `bytes */${body.length}` });
-      appendCacheStatus(h, null, this.name, status);
+      appendCacheStatus(h, null, this.#name, status);
       return new Response(null, { status: 416, headers: h });
     }
     if (range !== null) {
@@ -758,12 +798,12 @@ export class HttpCache {
     let headers: Headers;
     try {
       response.headers.delete("surrogate-control");
-      response.headers.append("cache-status", `${this.name}; ${status}`);
+      response.headers.append("cache-status", `${this.#name}; ${status}`);
       return response;
     } catch {
       headers = new Headers(response.headers); // immutable headers (Response.error(), redirects)
     }
-    headers.append("cache-status", `${this.name}; ${status}`);
+    headers.append("cache-status", `${this.#name}; ${status}`);
     return new Response(response.body, {
       status: response.status,
       statusText: response.statusText,
@@ -774,14 +814,14 @@ export class HttpCache {
   /** Invalidates the target and Location/Content-Location after an unsafe method (RFC 9111 §4.4). */
   #invalidateAfter(request: Request, response: Response): void {
     if (response.status < 200 || response.status >= 400) return;
-    this.store.invalidate(request.url);
+    this.#store.invalidate(request.url);
     const origin = new URL(request.url).origin;
     for (const name of ["location", "content-location"]) {
       const value = response.headers.get(name);
       if (value === null) continue;
       try {
         const url = new URL(value, request.url);
-        if (url.origin === origin) this.store.invalidate(url.href);
+        if (url.origin === origin) this.#store.invalidate(url.href);
       } catch { /* not a URL: nothing to invalidate */ }
     }
   }

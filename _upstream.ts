@@ -31,6 +31,13 @@ export type UpstreamFailure =
 
 /** An upstream exchange that failed, with the reason as {@linkcode UpstreamFailure}. */
 export class UpstreamError extends Error {
+  /**
+   * Creates the error for one failed exchange.
+   *
+   * @param failure Why the exchange failed.
+   * @param message What happened, for logs and the 502/504 body.
+   * @param options The underlying error, if any.
+   */
   constructor(readonly failure: UpstreamFailure, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "UpstreamError";

@@ -35,8 +35,8 @@ import {
 } from "./_upstream.ts";
 import { type CacheOptions, HttpCache } from "./_http_cache.ts";
 
-export type { CacheOptions } from "./_http_cache.ts";
-export { UpstreamError } from "./_upstream.ts";
+export { type CacheOptions, type FetchUpstream, HttpCache } from "./_http_cache.ts";
+export { UpstreamError, type UpstreamFailure, type UpstreamOptions } from "./_upstream.ts";
 
 /** Options for {@linkcode proxy} and {@linkcode createProxy}. */
 export interface ProxyOptions extends UpstreamOptions {
@@ -83,7 +83,12 @@ export interface ProxyInfo {
 }
 
 /** A proxy bound to its options, as {@linkcode createProxy} returns it. */
-export type ProxyHandler = (request: Request, info?: ProxyInfo) => Promise<Response>;
+export interface ProxyHandler {
+  /** Forwards `request`; `info` gives the client's address for `Forwarded`. */
+  (request: Request, info?: ProxyInfo): Promise<Response>;
+  /** Closes the idle upstream connections; requests after it answer 502. */
+  close(): void;
+}
 
 const UPGRADE: unique symbol = Symbol.for("brick.upgrade") as never;
 
@@ -138,11 +143,8 @@ interface ProxyState {
  */
 export function createProxy(options: ProxyOptions): ProxyHandler {
   const state = resolveState(options);
-  const handler: ProxyHandler = (request, info) => forward(state, request, info);
-  return Object.assign(handler, {
-    /** Closes the idle upstream connections. */
-    close: () => state.pool.close(),
-  });
+  const handler = (request: Request, info?: ProxyInfo) => forward(state, request, info);
+  return Object.assign(handler, { close: () => state.pool.close() });
 }
 
 const states = new WeakMap<ProxyOptions, ProxyState>();
@@ -384,7 +386,7 @@ function responseHeaders(state: ProxyState, answer: ResponseHead, upgrade: boole
 }
 
 /** 502 or 504 for an upstream failure, with the reason in the body. */
-export function failureResponse(error: unknown, via = "brick"): Response {
+function failureResponse(error: unknown, via = "brick"): Response {
   const failure = error instanceof UpstreamError ? error.failure : "protocol";
   const status = failure === "timeout" ? 504 : 502;
   const why = error instanceof Error ? error.message : String(error);

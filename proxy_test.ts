@@ -84,7 +84,7 @@ export async function startProxy(
     server,
     port,
     close: async () => {
-      (handler as unknown as { close(): void }).close();
+      handler.close();
       await server.shutdown();
     },
   };
