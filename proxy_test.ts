@@ -10,6 +10,8 @@ import net from "node:net";
 import { readdirSync } from "node:fs";
 import type { Server } from "./mod.ts";
 import { createProxy, type ProxyOptions } from "./proxy.ts";
+import { upgradeWebSocket } from "./websocket.ts";
+import WebSocket from "ws";
 import {
   deferred,
   delay,
@@ -429,6 +431,26 @@ describe("proxy() failures", () => {
     }
   });
 
+  test("closes the client connection when the body stalls past readIdleTimeout", async () => {
+    const upstream = await rawUpstream((socket) => {
+      socket.once(
+        "data",
+        () => socket.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"),
+      );
+    });
+    const front = await startProxy(upstream.port, { readIdleTimeout: 200 });
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head("GET / HTTP/1.1", "Host: a"));
+      await client.waitClosed(5000);
+      assert.match(client.text, /^HTTP\/1\.1 200 OK[^]*partial$/);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
   test("aborts the upstream request when the client goes away", async () => {
     const upstreamClosed = deferred();
     const arrived = deferred();
@@ -486,6 +508,38 @@ describe("proxy() failures", () => {
 });
 
 describe("proxy() upgrades", () => {
+  test("carries a WebSocket (ws client) to a brick WebSocket upstream and back", async () => {
+    const { server: upstream, port } = await startServer((request) => {
+      const { socket, response } = upgradeWebSocket(request);
+      socket.onmessage = (event) => socket.send(`echo: ${event.data}`);
+      return response;
+    });
+    const front = await startProxy(port);
+    const ws = new WebSocket(`ws://${HOST}:${front.port}/chat`);
+    try {
+      await within(
+        new Promise<void>((resolve, reject) => {
+          ws.once("open", () => resolve());
+          ws.once("error", reject);
+        }),
+        5000,
+        "the WebSocket to open",
+      );
+      const reply = new Promise<string>((resolve) =>
+        ws.once("message", (data) => resolve(String(data)))
+      );
+      ws.send("héllo through the proxy");
+      assert.equal(await within(reply, 5000, "the echo"), "echo: héllo through the proxy");
+      const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
+      ws.close(1000, "done");
+      assert.equal(await within(closed, 5000, "the close"), 1000);
+    } finally {
+      ws.terminate();
+      await front.close();
+      await upstream.shutdown();
+    }
+  });
+
   test("passes an upgrade through: the 101, then bytes both ways", async () => {
     // A raw upstream: Bun's node:http has no 'upgrade' event to test with.
     const upstream = await rawUpstream((socket) => {
