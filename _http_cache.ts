@@ -110,7 +110,7 @@ export function parseHttpDate(value: string | null): number | null {
 /** Statuses that are heuristically cacheable (RFC 9110 §15.1). */
 const HEURISTIC_STATUSES = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]);
 
-/** Statuses this cache stores (it understands them, RFC 9111 §3). */
+/** Statuses whose semantics this cache implements (for `must-understand`, RFC 9111 §5.2.2.3). */
 const UNDERSTOOD_STATUSES = new Set([
   200,
   203,
@@ -147,7 +147,16 @@ export function whyNotStorable(
   name = "brick",
 ): string | null {
   if (method !== "GET") return "method";
-  if (!UNDERSTOOD_STATUSES.has(status)) return "status";
+  // Any final status may be stored with explicit freshness, except those this
+  // cache does not understand: 206 and 304 (never stored whole), and any other
+  // when the response says must-understand (RFC 9111 §3, §5.2.2.3).
+  if (status < 200 || status === 206 || status === 304) return "status";
+  if (
+    !UNDERSTOOD_STATUSES.has(status) &&
+    /(^|,)\s*must-understand\s*(,|$)/i.test(headers.get("cache-control") ?? "")
+  ) {
+    return "status";
+  }
   const request = parseCacheControl(requestHeaders.get("cache-control"));
   if (request.has("no-store")) return "request-no-store";
   // Surrogate-Control speaks to this cache alone and takes precedence over Cache-Control.
@@ -214,7 +223,7 @@ export function freshnessLifetime(
     date !== null && date > lastModified
   ) {
     return {
-      lifetime: Math.floor((date - lastModified) / 1000 * heuristicFraction),
+      lifetime: (date - lastModified) / 1000 * heuristicFraction,
       heuristic: true,
       directives,
     };

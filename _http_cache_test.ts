@@ -57,6 +57,8 @@ describe("whyNotStorable()", () => {
     assert.equal(ok({}, {}, 302), "no-freshness");
     assert.equal(ok({ "cache-control": "max-age=10" }, {}, 302), null);
     assert.equal(ok({ "cache-control": "max-age=10" }, {}, 206), "status");
+    assert.equal(ok({ "cache-control": "max-age=10" }, {}, 299), null);
+    assert.equal(ok({ "cache-control": "max-age=10, must-understand" }, {}, 299), "status");
     assert.equal(ok({ "vary": "*", "cache-control": "max-age=10" }), "vary-star");
     assert.equal(whyNotStorable("POST", h(), 200, h({ "cache-control": "max-age=10" })), "method");
   });
