@@ -790,12 +790,12 @@ export class HttpCache {
     if (range !== null) {
       headers.set("content-range", `bytes ${range[0]}-${range[1]}/${body.length}`);
       headers.set("content-length", String(range[1] - range[0] + 1));
-      const part = request.method === "HEAD" ? null : body.slice(range[0], range[1] + 1);
-      return new Response(part, { status: 206, headers });
+      const part = request.method === "HEAD" ? null : body.subarray(range[0], range[1] + 1);
+      return new Response(part as Uint8Array<ArrayBuffer> | null, { status: 206, headers });
     }
     headers.set("content-length", String(body.length));
     const nullBody = request.method === "HEAD" || entry.status === 204 || entry.status === 304;
-    return new Response(nullBody ? null : body.slice(), {
+    return new Response(nullBody ? null : body as Uint8Array<ArrayBuffer>, {
       status: entry.status,
       statusText: entry.statusText,
       headers,

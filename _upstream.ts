@@ -746,8 +746,10 @@ export interface UpstreamRequest {
 
 /** The response, its body still on the wire. */
 export interface UpstreamResponse extends ResponseHead {
-  /** The body as a byte stream pulled from the socket; null when it has none. */
+  /** The body as a byte stream pulled from the socket; null when it has none or `bytes` holds it. */
   body: ReadableStream<Uint8Array> | null;
+  /** The whole body, when it arrived with the head (small responses). */
+  bytes: Uint8Array | null;
   /** The body reader, for its trailers once the body is read. */
   reader: BodyReader;
   /** For a 101 response: the connection, now raw bytes; bytes already read are in it. */
@@ -873,6 +875,7 @@ export class Upstream {
         return {
           ...head,
           body: null,
+          bytes: null,
           reader: new BodyReader(conn, { kind: "none" }, 0),
           upgraded: conn,
         };
@@ -890,8 +893,18 @@ export class Upstream {
       if (reader.done) {
         // No body: the request body may still be going out; reuse only once it is.
         void end(true);
-        return { ...head, body: null, reader, upgraded: null };
+        return { ...head, body: null, bytes: null, reader, upgraded: null };
       }
+      if (framing.kind === "length" && conn.buffered >= framing.length) {
+        // The whole body came with the head (small responses): no stream needed.
+        const bytes = await reader.next();
+        void end(true);
+        return { ...head, body: null, bytes, reader, upgraded: null };
+      }
+      // From here the server cancels the body when its client goes away (brick
+      // and Deno.serve do); closing the socket on abort as well would only
+      // turn that cancel into a read error.
+      detach();
       const body = new ReadableStream<Uint8Array>({
         async pull(controller) {
           try {
@@ -917,7 +930,7 @@ export class Upstream {
           return end(false);
         },
       }, { highWaterMark: 0 });
-      return { ...head, body, reader, upgraded: null };
+      return { ...head, body, bytes: null, reader, upgraded: null };
     } catch (error) {
       detach();
       finished = true;

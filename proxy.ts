@@ -342,7 +342,7 @@ function toResponse(state: ProxyState, answer: UpstreamResponse): Response {
       state.via,
     );
   }
-  return new Response(answer.body, {
+  return new Response(answer.bytes as Uint8Array<ArrayBuffer> | null ?? answer.body, {
     status: answer.status,
     statusText: answer.statusText,
     headers,

@@ -471,6 +471,28 @@ describe("proxy() failures", () => {
     }
   });
 
+  test("closes the upstream connection when the client goes away mid-body", async () => {
+    const upstreamClosed = deferred();
+    const upstream = await rawUpstream((socket) => {
+      socket.once(
+        "data",
+        () => socket.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst bytes"),
+      );
+      socket.on("close", () => upstreamClosed.resolve());
+    });
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head("GET / HTTP/1.1", "Host: a"));
+      await client.waitForText("first bytes", 5000);
+      client.destroy();
+      await within(upstreamClosed.promise, 5000, "the upstream connection to close");
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
   test(
     "leaks no file descriptors over successes and failures",
     { skip: openFds() === null },
