@@ -905,6 +905,7 @@ export class Upstream {
       // and Deno.serve do); closing the socket on abort as well would only
       // turn that cancel into a read error.
       detach();
+      let cancelled = false;
       const body = new ReadableStream<Uint8Array>({
         async pull(controller) {
           try {
@@ -922,10 +923,12 @@ export class Upstream {
             }
           } catch (error) {
             await end(false);
-            controller.error(error);
+            // A read that failed because the consumer cancelled is no error.
+            if (!cancelled) controller.error(error);
           }
         },
         cancel() {
+          cancelled = true;
           sending.stop();
           return end(false);
         },
