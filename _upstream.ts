@@ -52,7 +52,7 @@ export interface UpstreamOptions {
   responseHeaderTimeout?: number;
   /** Milliseconds without a byte from the upstream while a body streams. @default {60000} */
   readIdleTimeout?: number;
-  /** Idle keep-alive connections kept per upstream. @default {32} */
+  /** Idle keep-alive connections kept per upstream. @default {128} */
   maxIdleConnections?: number;
   /** Milliseconds an idle connection is kept before it is closed. @default {30000} */
   idleConnectionTimeout?: number;
@@ -64,7 +64,7 @@ const DEFAULTS: Required<UpstreamOptions> = {
   connectTimeout: 10_000,
   responseHeaderTimeout: 60_000,
   readIdleTimeout: 60_000,
-  maxIdleConnections: 32,
+  maxIdleConnections: 128,
   idleConnectionTimeout: 30_000,
   maxHeaderBytes: 65_536,
 };
