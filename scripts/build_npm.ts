@@ -46,15 +46,22 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(ROOT, "npm");
 
 /**
- * Modules the package carries without exporting them: the HTTP/2 engine and
- * its HPACK codec, which mod.ts imports where a connection is handed over.
+ * The package's modules: the entry points from deno.json `exports`, the CLI,
+ * and the internal modules they import (`./_upstream.ts`, `./cli/…`).
  */
-const INTERNAL_SOURCES = ["http2.ts", "_hpack.ts"];
-
-/** The package's entry points, from deno.json `exports`, the CLI and the internal modules. */
 function packageSources(config: DenoJson): string[] {
   const entries = Object.values(config.exports).map((path) => path.replace(/^\.\//, ""));
-  return [...new Set([...entries, "main.ts", ...INTERNAL_SOURCES])];
+  const found = new Set([...entries, "main.ts"]);
+  for (const file of found) {
+    const text = readFileSync(join(ROOT, file), "utf8");
+    for (
+      const [, specifier] of text.matchAll(/^(?:import|export)[^"']*["'](\.\.?\/[^"']+\.ts)["']/gm)
+    ) {
+      const imported = relative(ROOT, resolve(ROOT, file, "..", specifier));
+      if (!/(^|\/)_test|_test\.ts$/.test(imported)) found.add(imported);
+    }
+  }
+  return [...found];
 }
 
 /**
@@ -71,7 +78,12 @@ function testSources(): string[] {
       ? readdirSync(join(ROOT, folder)).filter((file) => file.endsWith(".ts")).sort()
         .map((file) => `${folder}/${file}`)
       : [];
-  return [...topLevel.sort(), ...inFolder("examples"), ...inFolder("scripts/hardening")];
+  return [
+    ...topLevel.sort(),
+    ...inFolder("cli"),
+    ...inFolder("examples"),
+    ...inFolder("scripts/hardening"),
+  ];
 }
 
 /** Fixtures the tests read at run time, copied as they are. */

@@ -39,6 +39,10 @@ const PACKAGE_FILES = [
   "README.md",
   "_hpack.d.ts",
   "_hpack.js",
+  "_http_cache.d.ts",
+  "_http_cache.js",
+  "_upstream.d.ts",
+  "_upstream.js",
   "file_server.d.ts",
   "file_server.js",
   "http2.d.ts",
@@ -48,6 +52,8 @@ const PACKAGE_FILES = [
   "mod.d.ts",
   "mod.js",
   "package.json",
+  "proxy.d.ts",
+  "proxy.js",
   "websocket.d.ts",
   "websocket.js",
 ];
@@ -294,8 +300,12 @@ async function checkEsmImport(project: string): Promise<void> {
     `import { serve } from "brickhttp";
 import { serveDir } from "brickhttp/file-server";
 import { upgradeWebSocket } from "brickhttp/websocket";
-if (typeof serveDir !== "function" || typeof upgradeWebSocket !== "function") {
-  throw new Error("brickhttp/file-server or brickhttp/websocket is missing its export");
+import { createProxy } from "brickhttp/proxy";
+if (
+  typeof serveDir !== "function" || typeof upgradeWebSocket !== "function" ||
+  typeof createProxy !== "function"
+) {
+  throw new Error("brickhttp/file-server, brickhttp/websocket or brickhttp/proxy is missing its export");
 }
 
 let ready;

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -18,7 +18,10 @@ const BUN = "bun@1.3.14";
 const NPM_DIR = fileURLToPath(new URL("../npm/", import.meta.url));
 
 if (import.meta.main) {
-  const suites = readdirSync(NPM_DIR).filter((file) => file.endsWith("_test.js")).sort();
+  const inFolder = (folder: string) =>
+    readdirSync(join(NPM_DIR, folder)).filter((file) => file.endsWith("_test.js")).sort()
+      .map((file) => folder === "" ? file : `${folder}/${file}`);
+  const suites = [...inFolder(""), ...(existsSync(join(NPM_DIR, "cli")) ? inFolder("cli") : [])];
   if (suites.length === 0) {
     console.error("No test suites in npm/: run `deno task build:npm` first");
     Deno.exit(1);

@@ -1,0 +1,474 @@
+/**
+ * A reverse proxy for brick, with an optional shared HTTP cache (RFC 9111).
+ *
+ * {@linkcode proxy} forwards a request to an upstream HTTP/1.1 server and
+ * returns its response: a fetch handler to combine with your own. It speaks
+ * HTTP/1.1 to the upstream itself, on the same sockets as brick's server, with
+ * a keep-alive pool per upstream; it removes hop-by-hop fields, adds `Via`,
+ * `Forwarded` and `X-Forwarded-*` (RFC 9110 §7.6, RFC 7239), streams bodies
+ * both ways with backpressure, passes upgrades (WebSocket) through, and
+ * answers 502 or 504 when the upstream fails. With `cache`, responses are
+ * stored and reused as a shared cache does, and every response says how in
+ * `Cache-Status` (RFC 9211).
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ * import { createProxy } from "@brick/http/proxy";
+ *
+ * const api = createProxy({ upstream: "http://127.0.0.1:3000", cache: { maxBytes: 64 << 20 } });
+ * serve({ port: 8888 }, (request, info) => {
+ *   if (new URL(request.url).pathname.startsWith("/api/")) return api(request, info);
+ *   return new Response("Hello from brick\n");
+ * });
+ * ```
+ *
+ * @module
+ */
+
+import {
+  type ResponseHead,
+  Upstream,
+  UpstreamError,
+  type UpstreamOptions,
+  type UpstreamResponse,
+} from "./_upstream.ts";
+import { type CacheOptions, HttpCache } from "./_http_cache.ts";
+
+export { type CacheOptions, type FetchUpstream, HttpCache } from "./_http_cache.ts";
+export { UpstreamError, type UpstreamFailure, type UpstreamOptions } from "./_upstream.ts";
+
+/** Options for {@linkcode proxy} and {@linkcode createProxy}. */
+export interface ProxyOptions extends UpstreamOptions {
+  /**
+   * The upstream origin, `http://host:port`, with an optional path that
+   * prefixes every forwarded path (`http://127.0.0.1:3000/v1` sends `/users`
+   * as `/v1/users`). Only `http:` is supported.
+   */
+  upstream: string | URL;
+  /**
+   * Send the client's `Host` to the upstream as it came. When false, `Host`
+   * names the upstream (as nginx's `proxy_pass` does by default), and the
+   * client's host travels in `X-Forwarded-Host` and `Forwarded`.
+   *
+   * @default {false}
+   */
+  preserveHost?: boolean;
+  /**
+   * Keep the `Forwarded` and `X-Forwarded-*` fields a client sent and append
+   * to them. Only when brick sits behind another proxy you trust: a client can
+   * write anything there. When false they are replaced.
+   *
+   * @default {false}
+   */
+  trustForwarded?: boolean;
+  /**
+   * The name brick gives itself in `Via` (RFC 9110 §7.6.3).
+   *
+   * @default {"brick"}
+   */
+  via?: string;
+  /**
+   * A shared cache (RFC 9111) in front of the upstream: `{ maxBytes }` for a
+   * memory store bounded in bytes, or an {@linkcode HttpCache} to share one
+   * store among several proxies. No cache when absent.
+   */
+  cache?: CacheOptions | HttpCache;
+}
+
+/** What {@linkcode proxy} needs of the client besides the request. */
+export interface ProxyInfo {
+  /** The client's address, for `Forwarded: for=` and `X-Forwarded-For`. */
+  remoteAddr?: { hostname?: string; port?: number; transport?: string; path?: string };
+}
+
+/** A proxy bound to its options, as {@linkcode createProxy} returns it. */
+export interface ProxyHandler {
+  /** Forwards `request`; `info` gives the client's address for `Forwarded`. */
+  (request: Request, info?: ProxyInfo): Promise<Response>;
+  /** Closes the idle upstream connections; requests after it answer 502. */
+  close(): void;
+}
+
+const UPGRADE: unique symbol = Symbol.for("brick.upgrade") as never;
+
+/** Fields that concern one connection only (RFC 9110 §7.6.1), never forwarded. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "te",
+  "transfer-encoding",
+  "upgrade",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "trailer",
+]);
+
+/** Request fields brick writes itself. */
+const SET_BY_PROXY = new Set(["host", "content-length", "expect", "via"]);
+const FORWARDING = new Set([
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+]);
+
+/** Options resolved once per proxy: the upstream pool and cache. */
+interface ProxyState {
+  pool: Upstream;
+  base: string;
+  authority: string;
+  preserveHost: boolean;
+  trustForwarded: boolean;
+  via: string;
+  cache: HttpCache | null;
+}
+
+/**
+ * Builds a proxy handler for `options`: one keep-alive pool and one cache,
+ * reused by every request it handles.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ * import { createProxy } from "@brick/http/proxy";
+ *
+ * serve({ port: 8888 }, createProxy({ upstream: "http://127.0.0.1:3000" }));
+ * ```
+ *
+ * @param options The upstream, forwarding rules, timeouts, pool and cache.
+ * @returns A fetch handler that forwards every request it is given.
+ * @throws {TypeError} When `upstream` is not an `http://` URL.
+ */
+export function createProxy(options: ProxyOptions): ProxyHandler {
+  const state = resolveState(options);
+  const handler = (request: Request, info?: ProxyInfo) => forward(state, request, info);
+  return Object.assign(handler, { close: () => state.pool.close() });
+}
+
+const states = new WeakMap<ProxyOptions, ProxyState>();
+
+/**
+ * Forwards `request` to `options.upstream` and resolves to its response.
+ * State (the connection pool, the cache) is kept per `options` object: pass
+ * the same object each time, or use {@linkcode createProxy}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "@brick/http";
+ * import { proxy } from "@brick/http/proxy";
+ *
+ * const options = { upstream: "http://127.0.0.1:3000" };
+ * serve({ port: 8888 }, (request, info) => proxy(request, options, info));
+ * ```
+ *
+ * @param request The request to forward, as brick's `serve()` gives it.
+ * @param options The upstream and how to forward.
+ * @param info The client's address, for `Forwarded` and `X-Forwarded-For`.
+ * @returns The upstream's response, or 502/504 when the upstream failed.
+ */
+export function proxy(
+  request: Request,
+  options: ProxyOptions,
+  info?: ProxyInfo,
+): Promise<Response> {
+  let state = states.get(options);
+  if (state === undefined) states.set(options, state = resolveState(options));
+  return forward(state, request, info);
+}
+
+function resolveState(options: ProxyOptions): ProxyState {
+  let url: URL;
+  try {
+    url = new URL(options.upstream);
+  } catch {
+    throw new TypeError(
+      `Invalid upstream "${options.upstream}": give an absolute URL such as http://127.0.0.1:3000`,
+    );
+  }
+  if (url.protocol !== "http:") {
+    throw new TypeError(`Unsupported upstream "${url.href}": only http:// upstreams are supported`);
+  }
+  const hostname = url.hostname.replace(/^\[|\]$/g, "");
+  const port = url.port === "" ? 80 : Number(url.port);
+  const cache = options.cache === undefined
+    ? null
+    : options.cache instanceof HttpCache
+    ? options.cache
+    : new HttpCache(options.cache);
+  return {
+    pool: new Upstream(hostname, port, options),
+    base: url.pathname.replace(/\/$/, ""),
+    authority: url.host,
+    preserveHost: options.preserveHost ?? false,
+    trustForwarded: options.trustForwarded ?? false,
+    via: options.via ?? "brick",
+    cache,
+  };
+}
+
+async function forward(state: ProxyState, request: Request, info?: ProxyInfo): Promise<Response> {
+  if (state.cache !== null) {
+    return await state.cache.handle(request, (outgoing) => send(state, outgoing, info));
+  }
+  return await send(state, request, info);
+}
+
+/** Sends one request upstream and turns the answer into a Response. */
+async function send(state: ProxyState, request: Request, info?: ProxyInfo): Promise<Response> {
+  const url = new URL(request.url);
+  const upgrade = upgradeWanted(request);
+  const { fields, bodyLength, hasBody, expectContinue } = forwardedFields(
+    state,
+    request,
+    url,
+    info,
+    upgrade,
+  );
+
+  let answer: UpstreamResponse;
+  try {
+    answer = await state.pool.roundTrip({
+      method: request.method,
+      target: state.base + url.pathname + url.search,
+      fields,
+      body: hasBody ? request.body : null,
+      bodyLength,
+      expectContinue,
+      signal: request.signal,
+    });
+  } catch (error) {
+    return failureResponse(error, state.via);
+  }
+  if (answer.upgraded !== null) return switchProtocols(state, request, answer, upgrade);
+  return toResponse(state, answer);
+}
+
+/** The value of Upgrade when the client asked for one (Connection: upgrade), else null. */
+function upgradeWanted(request: Request): string | null {
+  const upgrade = request.headers.get("upgrade");
+  const connection = request.headers.get("connection") ?? "";
+  if (upgrade === null || !/(^|,)\s*upgrade\s*(,|$)/i.test(connection)) return null;
+  return upgrade;
+}
+
+/** Names listed in a Connection field value, lowercased. */
+function connectionOptions(value: string | null): Set<string> {
+  const names = new Set<string>();
+  if (value === null) return names;
+  for (const part of value.split(",")) {
+    const name = part.trim().toLowerCase();
+    if (name !== "") names.add(name);
+  }
+  return names;
+}
+
+/** The request's end-to-end fields plus the ones a gateway adds (RFC 9110 §7.6, RFC 7239). */
+function forwardedFields(
+  state: ProxyState,
+  request: Request,
+  url: URL,
+  info: ProxyInfo | undefined,
+  upgrade: string | null,
+): { fields: string[]; bodyLength: number | null; hasBody: boolean; expectContinue: boolean } {
+  const headers = request.headers;
+  const named = connectionOptions(headers.get("connection"));
+  const fields: string[] = [];
+  const clientHost = headers.get("host") ?? url.host;
+  fields.push("host", state.preserveHost ? clientHost : state.authority);
+  let previous: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    if (HOP_BY_HOP.has(name) || named.has(name) || SET_BY_PROXY.has(name)) return;
+    if (FORWARDING.has(name)) {
+      if (state.trustForwarded) previous[name] = value;
+      return;
+    }
+    fields.push(name, value);
+  });
+  if (!state.trustForwarded) previous = {};
+  const proto = url.protocol.slice(0, -1);
+  const client = clientNode(info);
+  const forwardedFor = client.startsWith("[") || client.includes(":") ? `"${client}"` : client;
+  const element = `for=${forwardedFor};host=${quoteIfNeeded(clientHost)};proto=${proto}`;
+  fields.push(
+    "forwarded",
+    previous["forwarded"] ? previous["forwarded"] + ", " + element : element,
+  );
+  const xff = client.replace(/^\[|\]$/g, "");
+  fields.push(
+    "x-forwarded-for",
+    previous["x-forwarded-for"] ? previous["x-forwarded-for"] + ", " + xff : xff,
+  );
+  fields.push("x-forwarded-proto", previous["x-forwarded-proto"] ?? proto);
+  fields.push("x-forwarded-host", previous["x-forwarded-host"] ?? clientHost);
+  const via = headers.get("via");
+  fields.push("via", (via ? via + ", " : "") + "1.1 " + state.via);
+  if (upgrade !== null) fields.push("connection", "upgrade", "upgrade", upgrade);
+  const length = headers.get("content-length");
+  const chunked = headers.has("transfer-encoding");
+  const bodyLength = length !== null && /^\d+$/.test(length) ? Number(length) : chunked ? null : 0;
+  const hasBody = request.body !== null && (chunked || (bodyLength ?? 0) > 0);
+  const expectContinue = hasBody && /^100-continue$/i.test(headers.get("expect") ?? "");
+  if (expectContinue) fields.push("expect", "100-continue");
+  return {
+    fields,
+    bodyLength: hasBody || length !== null ? bodyLength : null,
+    hasBody,
+    expectContinue,
+  };
+}
+
+/** The client as a Forwarded node (RFC 7239 §6): an IP, "[v6]", or "unknown". */
+function clientNode(info: ProxyInfo | undefined): string {
+  const addr = info?.remoteAddr;
+  if (!addr?.hostname) return "unknown";
+  return addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+}
+
+function quoteIfNeeded(value: string): string {
+  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(value)
+    ? value
+    : `"${value.replace(/["\\]/g, "\\$&")}"`;
+}
+
+/** The upstream's response with hop-by-hop fields removed and Via added. */
+function toResponse(state: ProxyState, answer: UpstreamResponse): Response {
+  const headers = responseHeaders(state, answer, false);
+  if (answer.status > 599) {
+    answer.body?.cancel().catch(() => {});
+    return failureResponse(
+      new UpstreamError("protocol", `The upstream answered with status ${answer.status}`),
+      state.via,
+    );
+  }
+  return new Response(answer.bytes as Uint8Array<ArrayBuffer> | null ?? answer.body, {
+    status: answer.status,
+    statusText: answer.statusText,
+    headers,
+  });
+}
+
+function responseHeaders(state: ProxyState, answer: ResponseHead, upgrade: boolean): Headers {
+  const headers = new Headers();
+  const { fields } = answer;
+  let named = new Set<string>();
+  let via = "";
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i].toLowerCase() === "connection") {
+      named = new Set([...named, ...connectionOptions(fields[i + 1])]);
+    }
+  }
+  let chunked = false;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i].toLowerCase();
+    if (name === "transfer-encoding") chunked = true;
+  }
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i].toLowerCase();
+    const value = fields[i + 1];
+    if (name === "via") {
+      via += (via ? ", " : "") + value;
+      continue;
+    }
+    if (upgrade && name === "upgrade") {
+      headers.append(name, value);
+      continue;
+    }
+    if (HOP_BY_HOP.has(name) || named.has(name)) continue;
+    if (name === "content-length" && chunked) continue;
+    headers.append(name, value);
+  }
+  const version = (answer as ResponseHead).http10 ? "1.0" : "1.1";
+  headers.set("via", (via ? via + ", " : "") + version + " " + state.via);
+  if (upgrade) headers.set("connection", "upgrade");
+  return headers;
+}
+
+/** 502 or 504 for an upstream failure, with the reason in the body. */
+function failureResponse(error: unknown, via = "brick"): Response {
+  const failure = error instanceof UpstreamError ? error.failure : "protocol";
+  const status = failure === "timeout" ? 504 : 502;
+  const why = error instanceof Error ? error.message : String(error);
+  return new Response(`${status === 504 ? "Gateway Timeout" : "Bad Gateway"}: ${why}\n`, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "via": "1.1 " + via },
+  });
+}
+
+/**
+ * Answers an upgrade the upstream accepted: the client gets the 101 with the
+ * upstream's fields, then bytes flow both ways until either side closes.
+ */
+function switchProtocols(
+  state: ProxyState,
+  request: Request,
+  answer: UpstreamResponse,
+  upgrade: string | null,
+): Response {
+  const conn = answer.upgraded!;
+  const hook = (request as unknown as Record<symbol, unknown>)[UPGRADE];
+  if (upgrade === null || typeof hook !== "function") {
+    conn.close();
+    return failureResponse(
+      new UpstreamError("protocol", "The upstream switched protocols, which this request cannot"),
+      state.via,
+    );
+  }
+  const response = new Response(null, {
+    status: 200,
+    headers: responseHeaders(state, answer, true),
+  });
+  // Response refuses 101 in its constructor; brick writes the status line itself.
+  Object.defineProperty(response, "status", { value: 101 });
+  Object.defineProperty(response, "statusText", { value: "Switching Protocols" });
+  const handedOver = (hook as (response: Response) => Promise<Tunnel>).call(request, response);
+  handedOver.then((client) => tunnel(client, conn), () => conn.close());
+  return response;
+}
+
+/** The client connection after an upgrade (mod.ts `UpgradedConnection`). */
+interface Tunnel {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<void>;
+  closeWrite(): Promise<void>;
+  close(): void;
+  onShutdown: (() => void) | null;
+}
+
+/** Copies bytes both ways between the client and the upstream until both directions end. */
+async function tunnel(
+  client: Tunnel,
+  upstream: UpstreamResponse["upgraded"] & object,
+): Promise<void> {
+  const closeBoth = () => {
+    client.close();
+    upstream.close();
+  };
+  client.onShutdown = closeBoth;
+  const early = upstream.take(upstream.buffered);
+  const down = (async () => {
+    if (early.length > 0) await client.write(early);
+    const buffer = new Uint8Array(16_384);
+    for (;;) {
+      const n = await upstream.socket.read(buffer);
+      if (n === null) break;
+      await client.write(buffer.subarray(0, n));
+    }
+    await client.closeWrite();
+  })();
+  const up = (async () => {
+    const buffer = new Uint8Array(16_384);
+    for (;;) {
+      const n = await client.read(buffer);
+      if (n === null) break;
+      await upstream.socket.write(buffer.subarray(0, n));
+    }
+    await upstream.socket.closeWrite();
+  })();
+  // Either direction failing ends both; both ending cleanly closes the sockets.
+  down.catch(closeBoth);
+  up.catch(closeBoth);
+  await Promise.allSettled([down, up]);
+  closeBoth();
+}
