@@ -61,6 +61,17 @@ export interface UpgradeWebSocketOptions {
    * @default {16_777_216}
    */
   maxMessageSize?: number;
+  /**
+   * The most frames one message may arrive in. A message in more closes the
+   * connection with code 1008 (policy violation). Fragments are joined into
+   * one buffer as they arrive, so memory stays within `maxMessageSize`
+   * whatever their number and size; this limit bounds the work a client can
+   * cause with endless tiny (or empty) fragments. The default lets a 4 MiB
+   * message arrive in 64-byte fragments.
+   *
+   * @default {65_536}
+   */
+  maxFragments?: number;
 }
 
 /** What {@linkcode upgradeWebSocket} returns: the socket, and the response to return from the handler. */
@@ -78,6 +89,8 @@ const ERROR_RESPONSE: unique symbol = Symbol.for("brick.errorResponse");
 
 /** The largest message accepted by default: 16 MiB. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+/** The most fragments a message may have by default. */
+export const DEFAULT_MAX_FRAGMENTS = 65_536;
 
 /**
  * Upgrades `request` to a WebSocket. Checks the handshake (a `GET` with
@@ -126,6 +139,10 @@ export function upgradeWebSocket(
   if (!(maxMessageSize > 0)) {
     throw new RangeError(`maxMessageSize must be a positive number, got ${maxMessageSize}`);
   }
+  const maxFragments = options.maxFragments ?? DEFAULT_MAX_FRAGMENTS;
+  if (!(maxFragments >= 1)) {
+    throw new RangeError(`maxFragments must be 1 or more, got ${maxFragments}`);
+  }
   const idleTimeout = options.idleTimeout ?? 30;
   if (!(idleTimeout >= 0)) {
     throw new RangeError(`idleTimeout must be 0 or more seconds, got ${idleTimeout}`);
@@ -151,6 +168,7 @@ export function upgradeWebSocket(
     protocol,
     idleTimeoutMs: idleTimeout * 1000,
     maxMessageSize,
+    maxFragments,
   });
   let handedOver: Promise<UpgradedConnection>;
   try {
@@ -404,11 +422,18 @@ function writeFrameHeader(
 
 /**
  * XORs bytes[start, end) with the 4-byte `key`, in place; masking and
- * unmasking are the same. Long runs go four bytes at a time, from the first
+ * unmasking are the same. `keyOffset` is how many payload bytes came before
+ * `start`, for a payload unmasked in pieces. Long runs go four bytes at a time, from the first
  * 4-byte-aligned offset, with the key rotated to match.
  */
-function applyMask(bytes: Uint8Array, start: number, end: number, key: Uint8Array): void {
-  let i = start, j = 0;
+function applyMask(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  key: Uint8Array,
+  keyOffset = 0,
+): void {
+  let i = start, j = keyOffset & 3;
   if (end - start >= 64) {
     for (; ((bytes.byteOffset + i) & 3) !== 0; i++, j = (j + 1) & 3) bytes[i] ^= key[j];
     const rotated = new Uint8Array(4);
@@ -582,6 +607,41 @@ export function isValidCloseCode(code: number): boolean {
 const encoder = new TextEncoder();
 /** One-shot strict UTF-8 decoding. Keeps a leading BOM: the text arrives as sent. */
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** Decodes text already checked by {@linkcode checkUtf8}. */
+const looseDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/** {@linkcode checkUtf8}'s answer for bytes that can never be UTF-8. */
+const UTF8_INVALID = -1;
+
+/**
+ * Checks `bytes[start, end)` as the next piece of a UTF-8 text, so that a
+ * bad byte is caught the moment it arrives. `state` is what the previous
+ * piece returned (0 to begin): 0 at a character boundary, otherwise the bytes
+ * still due (bits 16+) and the range the next byte must fall in (bits 8-15
+ * and 0-7). Returns the state after the piece, or `UTF8_INVALID`. The ranges
+ * are RFC 3629's: no overlong forms, no surrogates, nothing past U+10FFFF.
+ */
+function checkUtf8(bytes: Uint8Array, start: number, end: number, state: number): number {
+  let due = state >>> 16, low = (state >>> 8) & 0xff, high = state & 0xff;
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i];
+    if (due === 0) {
+      if (byte < 0x80) continue;
+      if (byte < 0xc2 || byte > 0xf4) return UTF8_INVALID;
+      if (byte < 0xe0) {
+        due = 1, low = 0x80, high = 0xbf;
+      } else if (byte < 0xf0) {
+        due = 2, low = byte === 0xe0 ? 0xa0 : 0x80, high = byte === 0xed ? 0x9f : 0xbf;
+      } else {
+        due = 3, low = byte === 0xf0 ? 0x90 : 0x80, high = byte === 0xf4 ? 0x8f : 0xbf;
+      }
+    } else {
+      if (byte < low || byte > high) return UTF8_INVALID;
+      due--, low = 0x80, high = 0xbf;
+    }
+  }
+  return due === 0 ? 0 : (due << 16) | (low << 8) | high;
+}
 
 /**
  * The payload of a close frame: the code as two bytes, then the UTF-8 reason.
@@ -702,14 +762,45 @@ interface SocketConfig {
   protocol: string;
   idleTimeoutMs: number;
   maxMessageSize: number;
+  maxFragments: number;
 }
 
 /** How long the server waits for the client's close frame after sending its own. */
 const CLOSE_TIMEOUT_MS = 5000;
 /** The read buffer; frames larger than this are read into their own buffer. */
 const READ_BUFFER_BYTES = 16 * 1024;
-/** A big frame's buffer starts at this size and doubles as bytes arrive, up to the frame's. */
+/** A long message's buffer starts at this size and doubles as bytes arrive, up to the message's. */
 const FIRST_BIG_BUFFER_BYTES = 64 * 1024;
+/** A fragmented message's buffer starts at this size (its length is not known in advance). */
+const FIRST_FRAGMENTS_BUFFER_BYTES = 1024;
+/** A payload at least this long, with nothing else buffered, is read straight into its message. */
+const DIRECT_READ_BYTES = 4096;
+const EMPTY = new Uint8Array(0);
+
+/** A data frame whose payload is arriving. */
+interface IncomingFrame {
+  header: FrameHeader;
+  /** The frame's mask key, copied out of the read buffer. */
+  key: Uint8Array;
+  /** Payload bytes received so far. */
+  received: number;
+}
+
+/**
+ * A message being received. Its frames' payloads are joined into one buffer
+ * as they arrive, so a frame costs nothing beyond its bytes: an empty
+ * continuation frame costs no memory at all.
+ */
+interface IncomingMessage {
+  opcode: number;
+  /** The payload so far is `data[0, size)`. */
+  data: Uint8Array;
+  size: number;
+  /** Frames received, the first included. */
+  fragments: number;
+  /** For text, the UTF-8 check's state between pieces (see {@linkcode checkUtf8}). */
+  utf8: number;
+}
 
 /** What the socket sends: frame bytes, a Blob's frame being read, or the order to close TCP. */
 type Outgoing =
@@ -804,16 +895,20 @@ export class ServerWebSocket extends EventTarget {
   /** The close requested while the socket was still connecting. */
   #pendingClose: { code?: number; reason: string } | null = null;
 
-  // Reading.
+  /** The pong queued and not yet written, which a newer ping's pong replaces. */
+  #queuedPong: Outgoing | null = null;
+
+  // Reading: frames are parsed from `#buf[#start, #end)`.
   #buf = new Uint8Array(READ_BUFFER_BYTES);
-  /** A frame too big for `#buf`, being read into a buffer of its own. */
-  #big: { header: FrameHeader; key: Uint8Array; payload: Uint8Array; filled: number } | null = null;
   #start = 0;
   #end = 0;
+  /** The data frame whose payload is arriving. */
+  #frame: IncomingFrame | null = null;
+  /** The message being received, from its first frame until its last. */
+  #message: IncomingMessage | null = null;
+  /** Whether the last read went straight into `#message.data`. */
+  #direct = false;
   #closeReceived: { code: number; reason: string } | null = null;
-  /** The message being received across fragments. */
-  #message: { opcode: number; parts: Uint8Array[]; text: string[]; size: number } | null = null;
-  #streamDecoder: TextDecoder | null = null;
 
   // Ending.
   #failure: { code: number; reason: string } | null = null;
@@ -1061,6 +1156,25 @@ export class ServerWebSocket extends EventTarget {
     this.#flush();
   }
 
+  /**
+   * Answers a ping. A pong still waiting in the queue takes the newer ping's
+   * payload instead of queueing another (RFC 6455 §5.5.3 allows answering only
+   * the latest ping), so a client that pings without reading cannot grow the
+   * queue.
+   */
+  #sendPong(payload: Uint8Array): void {
+    if (this.#closeSent) return;
+    const queued = this.#queuedPong;
+    if (queued !== null && queued.kind === "frame") {
+      queued.bytes = frameBytes(Opcode.Pong, payload);
+      return;
+    }
+    const pong: Outgoing = { kind: "frame", bytes: frameBytes(Opcode.Pong, payload), size: 0 };
+    this.#queuedPong = pong;
+    this.#queue.push(pong);
+    this.#flush();
+  }
+
   #sendClose(code: number | undefined, reason: string): void {
     if (this.#closeSent) return;
     this.#closeSent = true;
@@ -1121,46 +1235,79 @@ export class ServerWebSocket extends EventTarget {
       total += item.bytes.length;
       batch.push(item as ReadyFrame);
     }
+    if (this.#queuedPong !== null && batch.includes(this.#queuedPong as ReadyFrame)) {
+      this.#queuedPong = null; // being written: a later ping queues its own pong
+    }
     return batch;
   }
 
   // ── Reading ──
 
   /**
-   * Reads until the connection ends. Frames that fit the 16 KiB read buffer
-   * are parsed from it; a bigger one is read straight into a buffer of its
-   * own size, which then becomes the message without another copy. After the
-   * client's close frame, or after a protocol error, bytes are read and
-   * dropped: the client's FIN then ends the connection at once, even while the
-   * server's close frame is still being written.
+   * Reads until the connection ends. Frame headers and small frames are
+   * parsed from the 16 KiB read buffer; a data frame's payload is taken as its
+   * bytes arrive (unmasked, checked for UTF-8 when text, appended to the
+   * message), and a long one is read straight into the message's buffer.
+   * After the client's close frame, or after a protocol error, bytes are read
+   * and dropped: the client's FIN then ends the connection at once, even while
+   * the server's close frame is still being written.
    */
   async #readLoop(): Promise<void> {
     const conn = this.#conn!;
     try {
       while (!this.#finished) {
-        const big = this.#big;
-        if (big === null && this.#end === this.#buf.length) this.#compact();
-        if (big !== null && big.filled === big.payload.length) growPayload(big);
-        const target = big === null
-          ? this.#buf.subarray(this.#end)
-          : big.payload.subarray(big.filled);
-        const n = await conn.read(target);
+        const n = await conn.read(this.#readTarget());
         if (this.#finished) return;
         if (n === null) return this.#abort(null);
         this.#lastReceivedAt = Date.now();
         this.#pingSent = false;
         if (this.#closeReceived !== null || this.#failure !== null) {
           this.#start = this.#end = 0; // the conversation is over: drop
-          this.#big = null;
+          this.#frame = this.#message = null;
           continue;
         }
-        if (big === null) this.#end += n;
-        else big.filled += n;
-        this.#processFrames();
+        this.#received(n);
       }
     } catch (error) {
       // A reset after the client's close frame ends a finished handshake.
       if (!this.#finished) this.#abort(this.#closeReceived !== null ? null : error);
+    }
+  }
+
+  /**
+   * Where the next read goes: straight into the message when a long payload is
+   * due and nothing else is buffered, else the free end of the read buffer.
+   */
+  #readTarget(): Uint8Array {
+    const frame = this.#frame, message = this.#message;
+    this.#direct = false;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (frame !== null && message !== null && this.#start === this.#end) {
+      const left = frame.header.length - frame.received;
+      if (left >= DIRECT_READ_BYTES) {
+        this.#reserve(Math.min(left, READ_BUFFER_BYTES));
+        this.#direct = true;
+        const end = Math.min(message.data.length, message.size + left);
+        return message.data.subarray(message.size, end);
+      }
+    }
+    if (this.#end === this.#buf.length) this.#compact();
+    return this.#buf.subarray(this.#end);
+  }
+
+  /** Takes `n` bytes just read; fails the connection on a protocol error. */
+  #received(n: number): void {
+    try {
+      if (this.#direct) {
+        const message = this.#message!;
+        this.#acceptPayload(message.size, message.size + n);
+      } else {
+        this.#end += n;
+      }
+      this.#processFrames();
+    } catch (error) {
+      if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
+      else throw error;
     }
   }
 
@@ -1171,102 +1318,135 @@ export class ServerWebSocket extends EventTarget {
     this.#start = 0;
   }
 
-  #decodeOptions(): DecodeFrameOptions {
-    const taken = this.#message?.size ?? 0;
-    return { masked: true, maxPayload: this.#config.maxMessageSize - taken };
-  }
-
-  /** Handles every complete frame received; fails the connection on a protocol error. */
+  /** Handles what the read buffer holds: payload bytes of the current frame, then whole frames. */
   #processFrames(): void {
-    try {
-      const big = this.#big;
-      if (big !== null) {
-        if (big.filled < big.header.length) return;
-        this.#big = null;
-        applyMask(big.payload, 0, big.payload.length, big.key);
-        this.#handleFrame(big.header, big.payload, true);
+    while (this.#closeReceived === null && this.#failure === null) {
+      const frame = this.#frame;
+      if (frame !== null) {
+        const take = Math.min(frame.header.length - frame.received, this.#end - this.#start);
+        if (take === 0 && frame.received < frame.header.length) return;
+        this.#takePayload(this.#start, this.#start + take);
+        this.#start += take;
+        continue;
       }
-      while (this.#closeReceived === null && this.#failure === null) {
-        if (this.#start === this.#end) {
-          this.#start = this.#end = 0;
-          return;
-        }
-        const header = parseFrameHeader(this.#buf, this.#start, this.#end, this.#decodeOptions());
-        if (header === null) return;
-        const payloadStart = this.#start + header.headerSize;
-        const frameEnd = payloadStart + header.length;
-        const key = this.#buf.slice(this.#start + header.maskAt, this.#start + header.maskAt + 4);
-        if (header.headerSize + header.length > this.#buf.length) {
-          // Too big for the read buffer: give the payload a buffer of its own,
-          // grown as bytes arrive, so a header alone cannot claim 16 MiB.
-          const have = this.#buf.subarray(payloadStart, Math.min(frameEnd, this.#end));
-          const payload = new Uint8Array(Math.min(header.length, FIRST_BIG_BUFFER_BYTES));
-          payload.set(have);
-          this.#start = this.#end = 0;
-          this.#big = { header, key, payload, filled: have.length };
-          return this.#processFrames();
-        }
-        if (frameEnd > this.#end) return;
+      if (this.#start === this.#end) return;
+      const maxPayload = this.#config.maxMessageSize - (this.#message?.size ?? 0);
+      const header = parseFrameHeader(this.#buf, this.#start, this.#end, {
+        masked: true,
+        maxPayload,
+      });
+      if (header === null) return;
+      const payloadStart = this.#start + header.headerSize;
+      const frameEnd = payloadStart + header.length;
+      const isControl = (header.opcode & 0x08) !== 0;
+      const whole = header.fin && this.#message === null && header.opcode !== Opcode.Continuation;
+      if (isControl || (whole && frameEnd <= this.#end)) {
+        // A whole frame in the buffer: read it in place, without a copy.
+        if (frameEnd > this.#end) return; // a control frame fits the buffer once compacted
+        const key = this.#buf.subarray(this.#start + header.maskAt, payloadStart);
         applyMask(this.#buf, payloadStart, frameEnd, key);
         this.#start = frameEnd;
-        this.#handleFrame(header, this.#buf.subarray(payloadStart, frameEnd), false);
+        const payload = this.#buf.subarray(payloadStart, frameEnd);
+        if (isControl) this.#handleControl(header.opcode, payload);
+        else this.#deliver(header.opcode, payload);
+        continue;
       }
-    } catch (error) {
-      if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
-      else throw error;
+      this.#startFrame(header);
+      this.#frame = {
+        header,
+        key: this.#buf.slice(this.#start + header.maskAt, payloadStart),
+        received: 0,
+      };
+      this.#start = payloadStart;
     }
+  }
+
+  /** A control frame's meaning. */
+  #handleControl(opcode: number, payload: Uint8Array): void {
+    if (opcode === Opcode.Ping) this.#sendPong(payload);
+    else if (opcode === Opcode.Close) this.#receiveClose(decodeClosePayload(payload));
   }
 
   /**
-   * One frame's meaning. An `owned` payload is the frame's own buffer and may
-   * be kept; otherwise it lies in the read buffer, valid only during the call.
+   * A data frame begins: it starts a message or continues the one in
+   * progress. A message may have at most `maxFragments` frames.
    */
-  #handleFrame(header: FrameHeader, payload: Uint8Array, owned: boolean): void {
-    switch (header.opcode) {
-      case Opcode.Ping:
-        if (!this.#closeSent) this.#sendControl(Opcode.Pong, payload);
-        return;
-      case Opcode.Pong:
-        return;
-      case Opcode.Close:
-        return this.#receiveClose(decodeClosePayload(payload));
-      case Opcode.Continuation:
-        if (this.#message === null) {
-          throw new WebSocketProtocolError("A continuation frame without a message to continue");
-        }
-        return this.#addFragment(header.fin, payload, owned);
-      default:
-        if (this.#message !== null) {
-          throw new WebSocketProtocolError("A new message started before the last one ended");
-        }
-        if (header.fin) return this.#deliver(header.opcode, payload, owned);
-        this.#message = { opcode: header.opcode, parts: [], text: [], size: 0 };
-        return this.#addFragment(false, payload, owned);
+  #startFrame(header: FrameHeader): void {
+    const message = this.#message;
+    if (header.opcode === Opcode.Continuation) {
+      if (message === null) {
+        throw new WebSocketProtocolError("A continuation frame without a message to continue");
+      }
+      if (++message.fragments > this.#config.maxFragments) {
+        throw new WebSocketProtocolError(
+          `A message in more than ${this.#config.maxFragments} fragments`,
+          1008,
+        );
+      }
+      return;
     }
+    if (message !== null) {
+      throw new WebSocketProtocolError("A new message started before the last one ended");
+    }
+    this.#message = { opcode: header.opcode, data: EMPTY, size: 0, fragments: 1, utf8: 0 };
   }
 
-  #addFragment(fin: boolean, payload: Uint8Array, owned: boolean): void {
+  /** Appends the current frame's payload bytes `#buf[from, to)` to the message. */
+  #takePayload(from: number, to: number): void {
     const message = this.#message!;
-    message.size += payload.length;
+    this.#reserve(to - from);
+    message.data.set(this.#buf.subarray(from, to), message.size);
+    this.#acceptPayload(message.size, message.size + (to - from));
+  }
+
+  /**
+   * Payload bytes of the current frame now lie at `message.data[from, to)`:
+   * unmasks them, checks text as it arrives (so bad UTF-8 fails the connection
+   * at once, not when the frame ends), and ends the frame and message when due.
+   */
+  #acceptPayload(from: number, to: number): void {
+    const frame = this.#frame!, message = this.#message!;
+    applyMask(message.data, from, to, frame.key, frame.received);
     if (message.opcode === Opcode.Text) {
-      this.#streamDecoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-      try {
-        message.text.push(this.#streamDecoder.decode(payload, { stream: !fin }));
-      } catch {
-        this.#streamDecoder = null;
+      message.utf8 = checkUtf8(message.data, from, to, message.utf8);
+      if (message.utf8 === UTF8_INVALID) {
         throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
       }
-    } else {
-      message.parts.push(owned ? payload : payload.slice());
     }
-    if (!fin) return;
+    message.size = to;
+    frame.received += to - from;
+    if (frame.received < frame.header.length) return;
+    this.#frame = null;
+    if (!frame.header.fin) return;
     this.#message = null;
-    if (message.opcode === Opcode.Text) this.#dispatchMessage(message.text.join(""));
-    else this.#dispatchMessage(this.#binaryData(joinBytes(message.parts, message.size)));
+    if (message.opcode === Opcode.Text && message.utf8 !== 0) {
+      throw new WebSocketProtocolError("A text message ends inside a UTF-8 character", 1007);
+    }
+    const data = message.data.subarray(0, message.size);
+    if (message.opcode === Opcode.Text) this.#dispatchMessage(looseDecoder.decode(data));
+    else this.#dispatchMessage(this.#binaryData(data));
   }
 
-  /** A message in one frame. */
-  #deliver(opcode: number, payload: Uint8Array, owned: boolean): void {
+  /**
+   * Makes room for `n` more bytes in the message's buffer. It grows by
+   * doubling, never past `maxMessageSize`, nor past the message's length once
+   * its last frame is known, so a finished message fills it exactly.
+   */
+  #reserve(n: number): void {
+    const message = this.#message!, frame = this.#frame!;
+    const needed = message.size + n;
+    if (needed <= message.data.length) return;
+    const limit = frame.header.fin
+      ? message.size + frame.header.length - frame.received
+      : this.#config.maxMessageSize;
+    const first = frame.header.fin ? FIRST_BIG_BUFFER_BYTES : FIRST_FRAGMENTS_BUFFER_BYTES;
+    const grown = new Uint8Array(Math.min(limit, Math.max(needed, message.data.length * 2, first)));
+    grown.set(message.data.subarray(0, message.size));
+    message.data = grown;
+  }
+
+  /** A message in one frame, read in place: `payload` is valid only during the call. */
+  #deliver(opcode: number, payload: Uint8Array): void {
     if (opcode === Opcode.Text) {
       let text: string;
       try {
@@ -1276,7 +1456,7 @@ export class ServerWebSocket extends EventTarget {
       }
       this.#dispatchMessage(text);
     } else {
-      this.#dispatchMessage(this.#binaryData(owned ? payload : payload.slice()));
+      this.#dispatchMessage(this.#binaryData(payload.slice()));
     }
   }
 
@@ -1310,6 +1490,7 @@ export class ServerWebSocket extends EventTarget {
     this.#readyState = 2;
     // Data not yet started is dropped, so the close frame leaves at once.
     this.#queue = this.#queue.slice(0, this.#inFlight);
+    this.#queuedPong = null;
     this.#bufferedAmount = this.#queue.reduce(
       (n, item) => n + (item.kind === "frame" ? item.size : 0),
       0,
@@ -1397,13 +1578,6 @@ export class ServerWebSocket extends EventTarget {
 }
 
 // ─── 6. Helpers ─────────────────────────────────────────────────────────────
-
-/** Doubles a big frame's buffer, but never past the frame's length, so the last size is exact. */
-function growPayload(big: { header: FrameHeader; payload: Uint8Array; filled: number }): void {
-  const grown = new Uint8Array(Math.min(big.header.length, big.payload.length * 2));
-  grown.set(big.payload.subarray(0, big.filled));
-  big.payload = grown;
-}
 
 /** An unmasked server frame with `payload`, in one buffer. */
 function frameBytes(opcode: number, payload: Uint8Array): Uint8Array {

@@ -930,6 +930,201 @@ describe("ServerWebSocket fails the connection on protocol errors", () => {
   });
 });
 
+// ─── Bounded messages: fragments, memory and UTF-8 as it arrives ─────────────
+
+const MiB = 1024 * 1024;
+
+/** `count` empty, masked, non-final continuation frames (6 bytes each), back to back. */
+function emptyContinuations(count: number): Uint8Array {
+  const frames = new Uint8Array(count * 6);
+  for (let i = 0; i < frames.length; i += 6) {
+    frames[i + 1] = 0x80; // masked, no payload; the key stays 00 00 00 00
+  }
+  return frames;
+}
+
+/**
+ * Sends the start of a text message, then `count` empty continuation frames
+ * in writes of 1 MiB; stops early if the server closes. Returns how many left.
+ */
+async function sendEmptyFragments(ws: RawWebSocket, count: number): Promise<number> {
+  await ws.send(clientFrame(Opcode.Text, "x", false));
+  const perBatch = Math.floor(MiB / 6);
+  const batch = emptyContinuations(perBatch);
+  let sent = 0;
+  while (sent < count && !ws.client.closed) {
+    const n = Math.min(perBatch, count - sent);
+    try {
+      await ws.send(n === perBatch ? batch : batch.subarray(0, n * 6));
+    } catch {
+      break; // the server closed the connection
+    }
+    sent += n;
+  }
+  return sent;
+}
+
+/** The process's resident memory, or null where the runtime does not say. */
+function rss(): number | null {
+  try {
+    return process.memoryUsage().rss;
+  } catch {
+    return null;
+  }
+}
+
+/** Asserts that RSS grew less than `limit` bytes since `before`. */
+function assertGrowthBelow(before: number | null, limit: number): void {
+  const after = rss();
+  if (before === null || after === null) return;
+  const growth = after - before;
+  assert.ok(growth < limit, `RSS grew ${(growth / MiB).toFixed(1)} MiB`);
+}
+
+describe("ServerWebSocket keeps each message bounded", () => {
+  test("3 million empty continuation frames: closed with 1008 at maxFragments", {
+    timeout: 60_000,
+  }, async () => {
+    await withRaw(async (ws, { seen }) => {
+      const before = rss();
+      await sendEmptyFragments(ws, 3_000_000);
+      const close = await ws.waitClose(20_000);
+      assert.equal(close.code, 1008, close.reason);
+      assert.match(close.reason, /more than 65536 fragments/);
+      const [event] = await seen.closed();
+      assert.equal(event.code, 1008);
+      assertGrowthBelow(before, 16 * MiB);
+    });
+  });
+
+  test("3 million empty continuation frames with no fragment limit: memory stays bounded", {
+    timeout: 120_000,
+  }, async () => {
+    await withRaw(async (ws, { seen }) => {
+      const before = rss();
+      const sent = await sendEmptyFragments(ws, 3_000_000);
+      assert.equal(sent, 3_000_000);
+      await ws.send(clientFrame(Opcode.Continuation, "y", true));
+      const [echo] = await ws.waitFrames(1, 60_000);
+      assert.equal(decoder.decode(echo.payload), "xy");
+      assert.deepEqual(seen.messages, ["xy"]);
+      assertGrowthBelow(before, 16 * MiB);
+    }, { maxFragments: Infinity });
+  });
+
+  test("maxFragments: a message in one frame more than the limit closes with 1008", async () => {
+    const frames = (count: number) =>
+      concat([
+        clientFrame(Opcode.Binary, "a", false),
+        ...Array.from({ length: count - 2 }, () => clientFrame(Opcode.Continuation, "b", false)),
+        clientFrame(Opcode.Continuation, "c", true),
+      ]);
+    await withRaw(async (ws) => {
+      await ws.send(frames(4));
+      const [echo] = await ws.waitFrames(1);
+      assert.equal(decoder.decode(echo.payload), "abbc");
+    }, { maxFragments: 4 });
+    await expectFailure([frames(5)], 1008, { maxFragments: 4 });
+  });
+
+  test("a 1 MiB message in 16,384 fragments of 64 bytes arrives whole", async () => {
+    const message = new Uint8Array(MiB).map((_, i) => (i * 7) & 0xff);
+    const frames: Uint8Array[] = [];
+    for (let at = 0; at < message.length; at += 64) {
+      const opcode = at === 0 ? Opcode.Binary : Opcode.Continuation;
+      frames.push(clientFrame(opcode, message.subarray(at, at + 64), at + 64 === message.length));
+    }
+    await withRaw(async (ws) => {
+      await ws.send(concat(frames));
+      const [echo] = await ws.waitFrames(1, 10_000);
+      assert.equal(echo.payload.length, message.length);
+      assert.deepEqual(echo.payload, message);
+    });
+  });
+
+  test("upgradeWebSocket() rejects a maxFragments below 1", async () => {
+    let thrown: unknown;
+    const { server, port } = await startServer((request) => {
+      try {
+        upgradeWebSocket(request, { maxFragments: 0 });
+      } catch (error) {
+        thrown = error;
+      }
+      return new Response("checked");
+    });
+    try {
+      await rawExchange(port, [handshake()], { responses: 1 });
+      assert.ok(thrown instanceof RangeError, String(thrown));
+      assert.match(thrown.message, /maxFragments must be 1 or more, got 0/);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+describe("ServerWebSocket checks UTF-8 as the bytes arrive", () => {
+  /**
+   * Sends a text frame made of `pieces` in separate writes 100 ms apart, as
+   * Autobahn's cases 6.4.3 and 6.4.4 do (a second apart there), and expects
+   * the close 1007 right after piece `bad`, before the rest was sent.
+   */
+  async function failsAfterPiece(pieces: Uint8Array[], bad: number, fin = true) {
+    await withRaw(async (ws) => {
+      const payload = concat(pieces);
+      const frame = clientFrame(Opcode.Text, payload, fin);
+      const headerSize = frame.length - payload.length;
+      let at = headerSize;
+      await ws.send(frame.subarray(0, headerSize));
+      for (let i = 0; i <= bad; i++) {
+        await delay(100);
+        await ws.send(frame.subarray(at, at + pieces[i].length));
+        at += pieces[i].length;
+      }
+      const close = await ws.waitClose(2000);
+      assert.equal(close.code, 1007, close.reason);
+    });
+  }
+
+  const valid = bytes("κόσμε");
+
+  test("a bad code point in the middle piece of a frame (Autobahn 6.4.3)", async () => {
+    const bad = new Uint8Array([0xf4, 0x90, 0x80, 0x80]); // past U+10FFFF
+    await failsAfterPiece([valid, bad, bytes("edited")], 1);
+  });
+
+  test("the first two bytes of a bad code point (Autobahn 6.4.4)", async () => {
+    const rest = concat([new Uint8Array([0x80, 0x80]), bytes("edited")]);
+    await failsAfterPiece([valid, new Uint8Array([0xf4, 0x90]), rest], 1);
+  });
+
+  test("a bad byte early in a 1 MiB frame, read straight into its message", async () => {
+    const start = new Uint8Array(64 * 1024).fill(0x61);
+    await failsAfterPiece([start, new Uint8Array([0xc0, 0xaf]), new Uint8Array(MiB)], 1);
+  });
+
+  test("a bad byte in the middle of an unfinished fragment", async () => {
+    await failsAfterPiece([valid, new Uint8Array([0xed, 0xa0, 0x80]), valid], 1, false);
+  });
+
+  test("valid text split inside characters, across reads and fragments, arrives whole", async () => {
+    const text = "a€𝄞κόσμε".repeat(3000);
+    const payload = bytes(text);
+    await withRaw(async (ws, { seen }) => {
+      const first = clientFrame(Opcode.Text, payload.subarray(0, 7001), false);
+      const last = clientFrame(Opcode.Continuation, payload.subarray(7001), true);
+      const wire = concat([first, last]);
+      let at = 0;
+      for (const cut of [3, 9, 5001, 7012, 7016, 7019, 20001, wire.length]) {
+        await ws.send(wire.subarray(at, cut));
+        at = cut;
+        await delay(20);
+      }
+      await ws.waitFrames(1);
+      assert.deepEqual(seen.messages, [text]);
+    });
+  });
+});
+
 // ─── Liveness, backpressure and shutdown ────────────────────────────────────
 
 describe("ServerWebSocket liveness and flow", () => {
