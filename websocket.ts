@@ -499,13 +499,15 @@ interface FrameHeader {
  * Parses the header at bytes[start, end) and checks what a single frame can
  * break: reserved bits, unknown opcodes, control frames that are fragmented or
  * longer than 125 bytes, a 64-bit length with its top bit set, the masking
- * rule and `maxPayload`. Returns null while the header is incomplete.
+ * rule and `maxPayload`. Returns null while the header is incomplete, else
+ * `out` filled in (a socket passes the same object for every frame).
  */
 function parseFrameHeader(
   bytes: Uint8Array,
   start: number,
   end: number,
-  options: DecodeFrameOptions,
+  options: ParseOptions,
+  out: FrameHeader = { fin: false, rsv: 0, opcode: 0, maskAt: -1, headerSize: 0, length: 0 },
 ): FrameHeader | null {
   if (end - start < 2) return null;
   const b0 = bytes[start], b1 = bytes[start + 1];
@@ -515,7 +517,7 @@ function parseFrameHeader(
   const masked = (b1 & 0x80) !== 0;
   let length = b1 & 0x7f;
   let headerSize = 2;
-  if (rsv !== 0) {
+  if ((rsv & ~(options.allowedRsv ?? 0)) !== 0) {
     throw new WebSocketProtocolError(`Reserved bits set (${rsv}) without a negotiated extension`);
   }
   const isControl = (opcode & 0x08) !== 0;
@@ -552,7 +554,15 @@ function parseFrameHeader(
   const maskAt = masked ? headerSize : -1;
   if (masked) headerSize += 4;
   if (end - start < headerSize) return null;
-  return { fin, rsv, opcode, maskAt, headerSize, length };
+  out.fin = fin, out.rsv = rsv, out.opcode = opcode, out.maskAt = maskAt;
+  out.headerSize = headerSize, out.length = length;
+  return out;
+}
+
+/** What {@linkcode parseFrameHeader} checks: the public options, and the reserved bits an extension uses. */
+interface ParseOptions extends DecodeFrameOptions {
+  /** RSV bits (as in {@linkcode Frame.rsv}) that a negotiated extension gives meaning to. */
+  allowedRsv?: number;
 }
 
 /**
@@ -902,8 +912,15 @@ export class ServerWebSocket extends EventTarget {
   #buf = new Uint8Array(READ_BUFFER_BYTES);
   #start = 0;
   #end = 0;
-  /** The data frame whose payload is arriving. */
+  /** The data frame whose payload is arriving: `#frameSlot`, or null between frames. */
   #frame: IncomingFrame | null = null;
+  /** The one frame record a socket needs, reused for every frame so none allocates. */
+  #frameSlot: IncomingFrame = {
+    header: { fin: false, rsv: 0, opcode: 0, maskAt: -1, headerSize: 0, length: 0 },
+    key: new Uint8Array(4),
+    received: 0,
+  };
+  #parseOptions: ParseOptions = { masked: true, maxPayload: Infinity, allowedRsv: 0 };
   /** The message being received, from its first frame until its last. */
   #message: IncomingMessage | null = null;
   /** Whether the last read went straight into `#message.data`. */
@@ -1330,20 +1347,19 @@ export class ServerWebSocket extends EventTarget {
         continue;
       }
       if (this.#start === this.#end) return;
-      const maxPayload = this.#config.maxMessageSize - (this.#message?.size ?? 0);
-      const header = parseFrameHeader(this.#buf, this.#start, this.#end, {
-        masked: true,
-        maxPayload,
-      });
+      const options = this.#parseOptions, slot = this.#frameSlot;
+      options.maxPayload = this.#config.maxMessageSize - (this.#message?.size ?? 0);
+      const header = parseFrameHeader(this.#buf, this.#start, this.#end, options, slot.header);
       if (header === null) return;
       const payloadStart = this.#start + header.headerSize;
       const frameEnd = payloadStart + header.length;
       const isControl = (header.opcode & 0x08) !== 0;
+      const key = slot.key, buf = this.#buf, at = this.#start + header.maskAt;
+      key[0] = buf[at], key[1] = buf[at + 1], key[2] = buf[at + 2], key[3] = buf[at + 3];
       const whole = header.fin && this.#message === null && header.opcode !== Opcode.Continuation;
       if (isControl || (whole && frameEnd <= this.#end)) {
         // A whole frame in the buffer: read it in place, without a copy.
         if (frameEnd > this.#end) return; // a control frame fits the buffer once compacted
-        const key = this.#buf.subarray(this.#start + header.maskAt, payloadStart);
         applyMask(this.#buf, payloadStart, frameEnd, key);
         this.#start = frameEnd;
         const payload = this.#buf.subarray(payloadStart, frameEnd);
@@ -1352,11 +1368,8 @@ export class ServerWebSocket extends EventTarget {
         continue;
       }
       this.#startFrame(header);
-      this.#frame = {
-        header,
-        key: this.#buf.slice(this.#start + header.maskAt, payloadStart),
-        received: 0,
-      };
+      slot.received = 0;
+      this.#frame = slot;
       this.#start = payloadStart;
     }
   }
@@ -1394,8 +1407,10 @@ export class ServerWebSocket extends EventTarget {
   /** Appends the current frame's payload bytes `#buf[from, to)` to the message. */
   #takePayload(from: number, to: number): void {
     const message = this.#message!;
-    this.#reserve(to - from);
-    message.data.set(this.#buf.subarray(from, to), message.size);
+    if (to > from) {
+      this.#reserve(to - from);
+      message.data.set(this.#buf.subarray(from, to), message.size);
+    }
     this.#acceptPayload(message.size, message.size + (to - from));
   }
 

@@ -951,11 +951,13 @@ async function sendEmptyFragments(ws: RawWebSocket, count: number): Promise<numb
   await ws.send(clientFrame(Opcode.Text, "x", false));
   const perBatch = Math.floor(MiB / 6);
   const batch = emptyContinuations(perBatch);
+  // Bun never acknowledges a write after the peer closed: stop at the close.
+  const closed = ws.client.waitFor(() => ws.client.closed, "the close", 120_000).catch(() => {});
   let sent = 0;
   while (sent < count && !ws.client.closed) {
     const n = Math.min(perBatch, count - sent);
     try {
-      await ws.send(n === perBatch ? batch : batch.subarray(0, n * 6));
+      await Promise.race([ws.send(n === perBatch ? batch : batch.subarray(0, n * 6)), closed]);
     } catch {
       break; // the server closed the connection
     }
