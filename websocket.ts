@@ -33,6 +33,13 @@
  */
 
 import { createHash } from "node:crypto";
+import {
+  constants as zlibConstants,
+  createDeflateRaw,
+  createInflateRaw,
+  type DeflateRaw,
+  type InflateRaw,
+} from "node:zlib";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -72,6 +79,18 @@ export interface UpgradeWebSocketOptions {
    * @default {65_536}
    */
   maxFragments?: number;
+  /**
+   * permessage-deflate (RFC 7692): `true` to accept a client's offer with the
+   * defaults, an object to tune it (see {@linkcode CompressionOptions} for
+   * each setting and the memory it costs), `false` for none. It is used only
+   * when the client offers it, as browsers do; `socket.extensions` tells.
+   * `maxMessageSize` then limits the inflated size, checked while inflating.
+   * Off by default: with context takeover, each connection that has sent or
+   * received a compressed message keeps about 300 KiB of zlib state.
+   *
+   * @default {false}
+   */
+  compression?: boolean | CompressionOptions;
 }
 
 /** What {@linkcode upgradeWebSocket} returns: the socket, and the response to return from the handler. */
@@ -147,8 +166,10 @@ export function upgradeWebSocket(
   if (!(idleTimeout >= 0)) {
     throw new RangeError(`idleTimeout must be 0 or more seconds, got ${idleTimeout}`);
   }
+  const compression = compressionSettings(options.compression);
   const key = checkHandshake(request);
   const protocol = selectProtocol(request.headers.get("sec-websocket-protocol"), options.protocol);
+  const deflate = negotiateDeflate(request.headers.get("sec-websocket-extensions"), compression);
 
   const headers = new Headers({
     "upgrade": "websocket",
@@ -156,6 +177,7 @@ export function upgradeWebSocket(
     "sec-websocket-accept": acceptKey(key),
   });
   if (protocol) headers.set("sec-websocket-protocol", protocol);
+  if (deflate !== null) headers.set("sec-websocket-extensions", deflate.response);
   // Response refuses 101 in its constructor; brick writes the status line
   // itself, and user code sees 101 as with Deno.upgradeWebSocket.
   const response = new Response(null, { status: 200, headers });
@@ -169,6 +191,7 @@ export function upgradeWebSocket(
     idleTimeoutMs: idleTimeout * 1000,
     maxMessageSize,
     maxFragments,
+    deflate,
   });
   let handedOver: Promise<UpgradedConnection>;
   try {
@@ -482,6 +505,14 @@ export interface DecodeFrameOptions {
    * @default {Infinity}
    */
   maxPayload?: number;
+  /**
+   * The reserved bits a negotiated extension gives meaning to, as in
+   * {@linkcode Frame.rsv}: 4 for RSV1, which permessage-deflate uses. Other
+   * reserved bits set throw with code 1002.
+   *
+   * @default {0}
+   */
+  allowedRsv?: number;
 }
 
 /** A frame header, parsed. */
@@ -559,11 +590,7 @@ function parseFrameHeader(
   return out;
 }
 
-/** What {@linkcode parseFrameHeader} checks: the public options, and the reserved bits an extension uses. */
-interface ParseOptions extends DecodeFrameOptions {
-  /** RSV bits (as in {@linkcode Frame.rsv}) that a negotiated extension gives meaning to. */
-  allowedRsv?: number;
-}
+type ParseOptions = DecodeFrameOptions;
 
 /**
  * Parses the frame at the start of `bytes` and unmasks its payload (into a
@@ -706,7 +733,400 @@ function fitReason(reason: string): string {
   return cut + "...";
 }
 
-// ─── 4. Events ──────────────────────────────────────────────────────────────
+// ─── 4. permessage-deflate (RFC 7692) ───────────────────────────────────────
+
+/**
+ * permessage-deflate settings for {@linkcode UpgradeWebSocketOptions.compression}.
+ *
+ * Memory: a connection holds no zlib state until its first compressed
+ * message. From then on, with context takeover (the default), it keeps a
+ * deflate context of about `2^(serverMaxWindowBits + 2) + 2^(memLevel + 9)`
+ * bytes (256 KiB with the defaults) and an inflate context of about
+ * `2^clientMaxWindowBits + 7 KiB` (39 KiB), so compression suits servers with
+ * fewer, busier connections. Smaller windows and `memLevel` trade ratio for
+ * memory; `serverNoContextTakeover` and `clientNoContextTakeover` free each
+ * context after every message instead of keeping it.
+ */
+export interface CompressionOptions {
+  /**
+   * Start every message the server sends with an empty deflate window, and
+   * free the deflate context after each message (less memory, worse ratio).
+   * Also granted when the client asks for it.
+   *
+   * @default {false}
+   */
+  serverNoContextTakeover?: boolean;
+  /**
+   * Ask the client to start every message with an empty window, so the
+   * server frees its inflate context after each message.
+   *
+   * @default {false}
+   */
+  clientNoContextTakeover?: boolean;
+  /**
+   * The largest deflate window the server uses, as a power of two, 9–15. An
+   * offer asking for less is granted down to 9 and declined below (zlib cannot
+   * make raw deflate with a 256-byte window).
+   *
+   * @default {15}
+   */
+  serverMaxWindowBits?: number;
+  /**
+   * The largest window the client may use, 8–15, asked for when the client's
+   * offer lets the server choose (`client_max_window_bits`).
+   *
+   * @default {15}
+   */
+  clientMaxWindowBits?: number;
+  /**
+   * Messages the server sends below this many bytes go uncompressed:
+   * compressing them costs more time than it saves bytes.
+   *
+   * @default {1024}
+   */
+  threshold?: number;
+  /**
+   * The zlib compression level, 0 (none) to 9 (smallest, slowest).
+   *
+   * @default {6}
+   */
+  level?: number;
+  /**
+   * zlib's memory level for deflate, 1–9: less memory, worse ratio.
+   *
+   * @default {8}
+   */
+  memLevel?: number;
+}
+
+/** What the handshake agreed on for permessage-deflate. */
+interface DeflateParams {
+  /** The server resets its deflate context after each message. */
+  serverNoContextTakeover: boolean;
+  /** The client resets its context after each message, so the server's inflater can too. */
+  clientNoContextTakeover: boolean;
+  /** The server's deflate window. */
+  serverWindowBits: number;
+  /** The inflate window: the client's largest, at least 9 (zlib's smallest raw window). */
+  clientWindowBits: number;
+  threshold: number;
+  level: number;
+  memLevel: number;
+  /** The `Sec-WebSocket-Extensions` value of the 101 response. */
+  response: string;
+}
+
+const DEFLATE_TAIL = [0x00, 0x00, 0xff, 0xff];
+
+/** Validates the `compression` option; returns the settings with defaults, or null when off. */
+function compressionSettings(
+  option: boolean | CompressionOptions | undefined,
+): Required<CompressionOptions> | null {
+  if (option === undefined || option === false) return null;
+  const given = option === true ? {} : option;
+  const settings: Required<CompressionOptions> = {
+    serverNoContextTakeover: given.serverNoContextTakeover ?? false,
+    clientNoContextTakeover: given.clientNoContextTakeover ?? false,
+    serverMaxWindowBits: given.serverMaxWindowBits ?? 15,
+    clientMaxWindowBits: given.clientMaxWindowBits ?? 15,
+    threshold: given.threshold ?? 1024,
+    level: given.level ?? 6,
+    memLevel: given.memLevel ?? 8,
+  };
+  const ranges: [keyof CompressionOptions, number, number][] = [
+    ["serverMaxWindowBits", 9, 15],
+    ["clientMaxWindowBits", 8, 15],
+    ["level", 0, 9],
+    ["memLevel", 1, 9],
+    ["threshold", 0, Infinity],
+  ];
+  for (const [name, low, high] of ranges) {
+    const value = settings[name] as number;
+    if (!(value >= low && value <= high) || (high !== Infinity && !Number.isInteger(value))) {
+      throw new RangeError(`compression.${name} must be ${low} to ${high}, got ${value}`);
+    }
+  }
+  return settings;
+}
+
+/**
+ * Picks the first permessage-deflate offer in `header` that the server can
+ * accept (RFC 7692 §5, §7.1): an offer with an unknown or repeated parameter,
+ * or a value that is not allowed, is declined and the next one considered.
+ * Returns null when no offer is acceptable; the connection then runs
+ * without compression.
+ */
+function negotiateDeflate(
+  header: string | null,
+  settings: Required<CompressionOptions> | null,
+): DeflateParams | null {
+  if (header === null || settings === null) return null;
+  for (const offer of parseExtensionList(header)) {
+    if (offer === null || offer.name !== "permessage-deflate") continue;
+    const accepted = acceptDeflateOffer(offer.params, settings);
+    if (accepted !== null) return accepted;
+  }
+  return null;
+}
+
+/** A window size parameter's value: 8–15 in plain digits, or null. */
+function windowBits(value: string): number | null {
+  return /^(?:8|9|1[0-5])$/.test(value) ? Number(value) : null;
+}
+
+/** The response to one offer's parameters, or null to decline it. */
+function acceptDeflateOffer(
+  params: Map<string, string | true>,
+  settings: Required<CompressionOptions>,
+): DeflateParams | null {
+  let serverWindow = settings.serverMaxWindowBits;
+  let clientWindow = 15;
+  let clientWindowAnswer: number | null = null;
+  for (const [name, value] of params) {
+    switch (name) {
+      case "server_no_context_takeover":
+      case "client_no_context_takeover":
+        if (value !== true) return null;
+        break;
+      case "server_max_window_bits": {
+        const bits = value === true ? null : windowBits(value);
+        if (bits === null) return null;
+        serverWindow = Math.min(serverWindow, bits);
+        if (serverWindow < 9) return null; // zlib has no raw deflate with a 256-byte window
+        break;
+      }
+      case "client_max_window_bits": {
+        const bits = value === true ? 15 : windowBits(value);
+        if (bits === null) return null;
+        clientWindow = Math.min(bits, settings.clientMaxWindowBits);
+        clientWindowAnswer = clientWindow;
+        break;
+      }
+      default:
+        return null; // an unknown parameter: decline this offer
+    }
+  }
+  const serverNoContextTakeover = settings.serverNoContextTakeover ||
+    params.has("server_no_context_takeover");
+  const clientNoContextTakeover = settings.clientNoContextTakeover;
+  const answer = ["permessage-deflate"];
+  if (serverNoContextTakeover) answer.push("server_no_context_takeover");
+  if (clientNoContextTakeover) answer.push("client_no_context_takeover");
+  if (params.has("server_max_window_bits")) answer.push(`server_max_window_bits=${serverWindow}`);
+  if (
+    clientWindowAnswer !== null &&
+    (clientWindowAnswer < 15 || params.get("client_max_window_bits") !== true)
+  ) {
+    answer.push(`client_max_window_bits=${clientWindowAnswer}`);
+  }
+  return {
+    serverNoContextTakeover,
+    clientNoContextTakeover,
+    serverWindowBits: serverWindow,
+    clientWindowBits: Math.max(9, clientWindow),
+    threshold: settings.threshold,
+    level: settings.level,
+    memLevel: settings.memLevel,
+    response: answer.join("; "),
+  };
+}
+
+/**
+ * Splits a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1) into offers, each
+ * a name with its parameters; a parameter's value may be a quoted string. An
+ * offer that is malformed or repeats a parameter is null, so the caller
+ * declines it and goes on with the next.
+ */
+function parseExtensionList(
+  header: string,
+): ({ name: string; params: Map<string, string | true> } | null)[] {
+  const offers: ({ name: string; params: Map<string, string | true> } | null)[] = [];
+  for (const item of splitOutsideQuotes(header, ",")) {
+    if (item.trim() === "") continue;
+    const [name, ...rest] = splitOutsideQuotes(item, ";").map((part) => part.trim());
+    const params = new Map<string, string | true>();
+    let valid = TOKEN.test(name);
+    for (const param of rest) {
+      const match =
+        /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"((?:[^"\\]|\\.)*)"))?$/
+          .exec(param);
+      if (match === null || params.has(match[1].toLowerCase())) {
+        valid = false;
+        break;
+      }
+      const quoted = match[3]?.replace(/\\(.)/g, "$1");
+      params.set(match[1].toLowerCase(), match[2] ?? quoted ?? true);
+    }
+    offers.push(valid ? { name: name.toLowerCase(), params } : null);
+  }
+  return offers;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `text` split at each `separator` that is not inside a quoted string. */
+function splitOutsideQuotes(text: string, separator: string): string[] {
+  const parts: string[] = [];
+  let quoted = false, start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (quoted && char === "\\") i++;
+    else if (char === '"') quoted = !quoted;
+    else if (!quoted && char === separator) {
+      parts.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(text.slice(start));
+  return parts;
+}
+
+/**
+ * A connection's permessage-deflate state: one deflate and one inflate
+ * context from `node:zlib` (raw deflate, the same on Deno, Node and Bun),
+ * each made on first use. Compression runs one message at a time, in order.
+ * Inflated bytes go to `onInflated` as zlib produces them, so the socket can
+ * stop a message the moment it grows past its limit.
+ */
+class PerMessageDeflate {
+  readonly params: DeflateParams;
+  #deflater: DeflateRaw | null = null;
+  #inflater: InflateRaw | null = null;
+  #deflating: Promise<unknown> = Promise.resolve();
+  /** Called with each piece of inflated output. */
+  #onInflated: (bytes: Uint8Array) => void;
+  /** Called once if the inflater fails (corrupt data). */
+  #onInflateError: (error: Error) => void;
+  /** Promises the socket waits on (a drain, a flush) that an abort must release. */
+  #waiting = new Set<() => void>();
+
+  constructor(
+    params: DeflateParams,
+    onInflated: (bytes: Uint8Array) => void,
+    onInflateError: (error: Error) => void,
+  ) {
+    this.params = params;
+    this.#onInflated = onInflated;
+    this.#onInflateError = onInflateError;
+  }
+
+  /** Compresses one message; resolves with the payload, its `00 00 ff ff` tail removed. */
+  compress(data: Uint8Array): Promise<Uint8Array> {
+    const run = this.#deflating.then(() => this.#compressNow(data));
+    this.#deflating = run.catch(() => {});
+    return run;
+  }
+
+  #compressNow(data: Uint8Array): Promise<Uint8Array> {
+    const { serverWindowBits, level, memLevel } = this.params;
+    const deflater = this.#deflater ??= createDeflateRaw({
+      windowBits: serverWindowBits,
+      level,
+      memLevel,
+    }).on("error", () => {}); // each compression listens for its own errors
+    return new Promise((resolve, reject) => {
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      const collect = (chunk: Uint8Array) => {
+        chunks.push(chunk);
+        size += chunk.length;
+      };
+      deflater.on("data", collect);
+      deflater.once("error", reject);
+      deflater.write(data);
+      deflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+        deflater.off("data", collect);
+        deflater.off("error", reject);
+        let out = joinBytes(chunks, size);
+        if (endsWithTail(out)) out = out.subarray(0, out.length - 4);
+        if (this.params.serverNoContextTakeover) this.#closeDeflater();
+        resolve(out);
+      });
+    });
+  }
+
+  /**
+   * Feeds compressed payload bytes (owned by the call) to the inflater.
+   * Returns a promise to wait for when zlib's input queue is full, else null.
+   */
+  inflate(bytes: Uint8Array): Promise<void> | null {
+    const inflater = this.#inflater ??= this.#createInflater();
+    if (inflater.write(bytes)) return null;
+    return this.#waitFor((done) => inflater.once("drain", done));
+  }
+
+  /**
+   * Ends a message: feeds the `00 00 ff ff` tail and resolves once all its
+   * output has been passed on (or the inflater was aborted).
+   */
+  endMessage(): Promise<void> {
+    const inflater = this.#inflater ??= this.#createInflater();
+    inflater.write(new Uint8Array(DEFLATE_TAIL));
+    return this.#waitFor((done) =>
+      inflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+        if (this.params.clientNoContextTakeover) this.#closeInflater();
+        done();
+      })
+    );
+  }
+
+  /** Stops inflating at once (a message over its limit, or a failed connection). */
+  abortInflate(): void {
+    this.#closeInflater();
+    for (const release of this.#waiting) release();
+    this.#waiting.clear();
+  }
+
+  /** Frees both contexts. */
+  close(): void {
+    this.abortInflate();
+    this.#closeDeflater();
+  }
+
+  #createInflater(): InflateRaw {
+    const inflater = createInflateRaw({ windowBits: this.params.clientWindowBits });
+    inflater.on("data", (chunk: Uint8Array) => {
+      if (this.#inflater === inflater) this.#onInflated(chunk);
+    });
+    inflater.on("error", (error: Error) => {
+      if (this.#inflater !== inflater) return;
+      this.abortInflate();
+      this.#onInflateError(error);
+    });
+    return inflater;
+  }
+
+  #waitFor(start: (done: () => void) => void): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#waiting.delete(done);
+        resolve();
+      };
+      this.#waiting.add(done);
+      start(done);
+    });
+  }
+
+  #closeInflater(): void {
+    const inflater = this.#inflater;
+    this.#inflater = null;
+    inflater?.close();
+  }
+
+  #closeDeflater(): void {
+    const deflater = this.#deflater;
+    this.#deflater = null;
+    deflater?.close();
+  }
+}
+
+function endsWithTail(bytes: Uint8Array): boolean {
+  const n = bytes.length;
+  return n >= 4 && bytes[n - 4] === 0 && bytes[n - 3] === 0 && bytes[n - 2] === 0xff &&
+    bytes[n - 1] === 0xff;
+}
+
+// ─── 5. Events ──────────────────────────────────────────────────────────────
 // Deno and Bun have CloseEvent and ErrorEvent; Node 20 has neither, so small
 // stand-ins with the same members take their place there.
 
@@ -750,7 +1170,7 @@ const ErrorEventClass: new (type: string, init?: ErrorEventInit2) => ErrorEvent 
       }
     } as unknown as typeof ErrorEvent;
 
-// ─── 5. The socket ──────────────────────────────────────────────────────────
+// ─── 6. The socket ──────────────────────────────────────────────────────────
 
 /** The connection brick hands over after the 101 (see mod.ts, "Upgrades"). */
 interface UpgradedConnection {
@@ -773,6 +1193,7 @@ interface SocketConfig {
   idleTimeoutMs: number;
   maxMessageSize: number;
   maxFragments: number;
+  deflate: DeflateParams | null;
 }
 
 /** How long the server waits for the client's close frame after sending its own. */
@@ -786,6 +1207,8 @@ const FIRST_FRAGMENTS_BUFFER_BYTES = 1024;
 /** A payload at least this long, with nothing else buffered, is read straight into its message. */
 const DIRECT_READ_BYTES = 4096;
 const EMPTY = new Uint8Array(0);
+/** The RSV1 bit in {@linkcode Frame.rsv}: permessage-deflate's "compressed" flag. */
+const RSV1 = 4;
 
 /** A data frame whose payload is arriving. */
 interface IncomingFrame {
@@ -806,8 +1229,12 @@ interface IncomingMessage {
   /** The payload so far is `data[0, size)`. */
   data: Uint8Array;
   size: number;
+  /** Payload bytes received on the wire (compressed bytes for a compressed message). */
+  wire: number;
   /** Frames received, the first included. */
   fragments: number;
+  /** Whether the first frame had RSV1 set: the payload is deflated (RFC 7692). */
+  compressed: boolean;
   /** For text, the UTF-8 check's state between pieces (see {@linkcode checkUtf8}). */
   utf8: number;
 }
@@ -885,8 +1312,8 @@ export class ServerWebSocket extends EventTarget {
   readonly url: string;
   /** The selected subprotocol, or "" when none was. */
   readonly protocol: string;
-  /** The negotiated extensions: always "", as brick negotiates none. */
-  readonly extensions = "";
+  /** The negotiated extensions: the `Sec-WebSocket-Extensions` answer (permessage-deflate), or "". */
+  readonly extensions: string;
 
   #readyState: 0 | 1 | 2 | 3 = 0;
   #binaryType: BinaryType = "blob";
@@ -921,6 +1348,10 @@ export class ServerWebSocket extends EventTarget {
     received: 0,
   };
   #parseOptions: ParseOptions = { masked: true, maxPayload: Infinity, allowedRsv: 0 };
+  /** permessage-deflate, when negotiated. */
+  #deflate: PerMessageDeflate | null = null;
+  /** What reading waits for before it goes on: zlib taking input, or a message inflating. */
+  #pause: Promise<void> | null = null;
   /** The message being received, from its first frame until its last. */
   #message: IncomingMessage | null = null;
   /** Whether the last read went straight into `#message.data`. */
@@ -951,7 +1382,16 @@ export class ServerWebSocket extends EventTarget {
     super();
     this.url = config.url;
     this.protocol = config.protocol;
+    this.extensions = config.deflate?.response ?? "";
     this.#config = config;
+    if (config.deflate !== null) {
+      this.#deflate = new PerMessageDeflate(
+        config.deflate,
+        (bytes) => this.#inflated(bytes),
+        (error) => this.#fail(1007, `A compressed message does not inflate: ${error.message}`),
+      );
+      this.#parseOptions.allowedRsv = RSV1;
+    }
     this.#origin = originOf(config.url);
   }
 
@@ -1055,16 +1495,16 @@ export class ServerWebSocket extends EventTarget {
     }
     if (typeof data === "string") {
       const payload = encoder.encode(data);
-      this.#sendData(Opcode.Text, payload, payload.length);
+      this.#sendData(Opcode.Text, payload, payload.length, true);
     } else if (data instanceof Blob) {
       const bytes = data.arrayBuffer().then((buffer) => new Uint8Array(buffer));
-      this.#sendData(Opcode.Binary, bytes, data.size);
+      this.#sendData(Opcode.Binary, bytes, data.size, true);
     } else if (ArrayBuffer.isView(data)) {
       const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      this.#sendData(Opcode.Binary, view, view.length);
+      this.#sendData(Opcode.Binary, view, view.length, false);
     } else {
       const view = new Uint8Array(data);
-      this.#sendData(Opcode.Binary, view, view.length);
+      this.#sendData(Opcode.Binary, view, view.length, false);
     }
   }
 
@@ -1158,11 +1598,32 @@ export class ServerWebSocket extends EventTarget {
 
   // ── Writing ──
 
-  #sendData(opcode: number, payload: Uint8Array | Promise<Uint8Array>, size: number): void {
+  /**
+   * Queues a data frame. With permessage-deflate, a message of `threshold`
+   * bytes or more is compressed first (in a copy unless `owned`, as zlib
+   * reads it later); the queue keeps its place, so messages leave in order.
+   */
+  #sendData(
+    opcode: number,
+    payload: Uint8Array | Promise<Uint8Array>,
+    size: number,
+    owned: boolean,
+  ): void {
     if (this.#readyState !== 1) return;
-    const bytes = payload instanceof Uint8Array
-      ? frameBytes(opcode, payload)
-      : payload.then((bytes) => frameBytes(opcode, bytes));
+    const deflate = this.#deflate;
+    let bytes: Uint8Array | Promise<Uint8Array>;
+    if (deflate !== null && size >= deflate.params.threshold) {
+      const data = payload instanceof Uint8Array && !owned ? payload.slice() : payload;
+      bytes = Promise.resolve(data)
+        .then((data) => deflate.compress(data))
+        .then((compressed) => frameBytes(opcode, compressed, RSV1));
+    } else {
+      bytes = payload instanceof Uint8Array
+        ? frameBytes(opcode, payload)
+        : payload.then((bytes) => frameBytes(opcode, bytes));
+    }
+    // A frame dropped from the queue (the connection failed) is never awaited.
+    if (bytes instanceof Promise) bytes.catch(() => {});
     this.#bufferedAmount += size;
     this.#queue.push({ kind: "frame", bytes, size });
     this.#flush();
@@ -1264,7 +1725,9 @@ export class ServerWebSocket extends EventTarget {
    * Reads until the connection ends. Frame headers and small frames are
    * parsed from the 16 KiB read buffer; a data frame's payload is taken as its
    * bytes arrive (unmasked, checked for UTF-8 when text, appended to the
-   * message), and a long one is read straight into the message's buffer.
+   * message, or fed to the inflater when compressed), and a long uncompressed
+   * one is read straight into the message's buffer. While zlib works through
+   * a compressed message, reading waits, so the client is held back by TCP.
    * After the client's close frame, or after a protocol error, bytes are read
    * and dropped: the client's FIN then ends the connection at once, even while
    * the server's close frame is still being written.
@@ -1283,7 +1746,14 @@ export class ServerWebSocket extends EventTarget {
           this.#frame = this.#message = null;
           continue;
         }
-        this.#received(n);
+        if (this.#direct) this.#guard(() => this.#acceptPayload(this.#message!.size, n));
+        else this.#end += n;
+        this.#guard(() => this.#processFrames());
+        while (this.#pause !== null && !this.#finished) {
+          await this.#pause;
+          this.#pause = null;
+          if (this.#failure === null) this.#guard(() => this.#processFrames());
+        }
       }
     } catch (error) {
       // A reset after the client's close frame ends a finished handshake.
@@ -1291,15 +1761,26 @@ export class ServerWebSocket extends EventTarget {
     }
   }
 
+  /** Runs `step`; a protocol error fails the connection with its code. */
+  #guard(step: () => void): void {
+    try {
+      step();
+    } catch (error) {
+      if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
+      else throw error;
+    }
+  }
+
   /**
-   * Where the next read goes: straight into the message when a long payload is
-   * due and nothing else is buffered, else the free end of the read buffer.
+   * Where the next read goes: straight into the message when a long
+   * uncompressed payload is due and nothing else is buffered, else the free
+   * end of the read buffer.
    */
   #readTarget(): Uint8Array {
     const frame = this.#frame, message = this.#message;
     this.#direct = false;
     if (this.#start === this.#end) this.#start = this.#end = 0;
-    if (frame !== null && message !== null && this.#start === this.#end) {
+    if (frame !== null && message !== null && !message.compressed && this.#start === this.#end) {
       const left = frame.header.length - frame.received;
       if (left >= DIRECT_READ_BYTES) {
         this.#reserve(Math.min(left, READ_BUFFER_BYTES));
@@ -1312,22 +1793,6 @@ export class ServerWebSocket extends EventTarget {
     return this.#buf.subarray(this.#end);
   }
 
-  /** Takes `n` bytes just read; fails the connection on a protocol error. */
-  #received(n: number): void {
-    try {
-      if (this.#direct) {
-        const message = this.#message!;
-        this.#acceptPayload(message.size, message.size + n);
-      } else {
-        this.#end += n;
-      }
-      this.#processFrames();
-    } catch (error) {
-      if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
-      else throw error;
-    }
-  }
-
   /** Moves the unread bytes to the front of the read buffer. */
   #compact(): void {
     this.#buf.copyWithin(0, this.#start, this.#end);
@@ -1335,28 +1800,47 @@ export class ServerWebSocket extends EventTarget {
     this.#start = 0;
   }
 
-  /** Handles what the read buffer holds: payload bytes of the current frame, then whole frames. */
+  /**
+   * Handles what the read buffer holds: payload bytes of the current frame,
+   * then whole frames. Stops early when zlib asks reading to wait.
+   */
   #processFrames(): void {
-    while (this.#closeReceived === null && this.#failure === null) {
+    while (this.#closeReceived === null && this.#failure === null && this.#pause === null) {
       const frame = this.#frame;
       if (frame !== null) {
         const take = Math.min(frame.header.length - frame.received, this.#end - this.#start);
         if (take === 0 && frame.received < frame.header.length) return;
-        this.#takePayload(this.#start, this.#start + take);
+        const from = this.#start;
         this.#start += take;
+        this.#takePayload(from, from + take);
         continue;
       }
       if (this.#start === this.#end) return;
-      const options = this.#parseOptions, slot = this.#frameSlot;
-      options.maxPayload = this.#config.maxMessageSize - (this.#message?.size ?? 0);
+      const options = this.#parseOptions, slot = this.#frameSlot, message = this.#message;
+      options.maxPayload =
+        (this.#deflate !== null ? this.#wireLimit : this.#config.maxMessageSize) -
+        (message?.wire ?? 0);
       const header = parseFrameHeader(this.#buf, this.#start, this.#end, options, slot.header);
       if (header === null) return;
       const payloadStart = this.#start + header.headerSize;
       const frameEnd = payloadStart + header.length;
       const isControl = (header.opcode & 0x08) !== 0;
+      if (header.rsv !== 0 && (isControl || header.opcode === Opcode.Continuation)) {
+        throw new WebSocketProtocolError(
+          isControl ? "RSV1 set on a control frame" : "RSV1 set on a continuation frame",
+        );
+      }
+      const compressed = header.rsv !== 0 || (message?.compressed ?? false);
+      if (!compressed && header.length > this.#config.maxMessageSize - (message?.size ?? 0)) {
+        throw new WebSocketProtocolError(
+          `A frame of ${header.length} bytes is over the limit`,
+          1009,
+        );
+      }
       const key = slot.key, buf = this.#buf, at = this.#start + header.maskAt;
       key[0] = buf[at], key[1] = buf[at + 1], key[2] = buf[at + 2], key[3] = buf[at + 3];
-      const whole = header.fin && this.#message === null && header.opcode !== Opcode.Continuation;
+      const whole = header.fin && message === null && header.opcode !== Opcode.Continuation &&
+        !compressed;
       if (isControl || (whole && frameEnd <= this.#end)) {
         // A whole frame in the buffer: read it in place, without a copy.
         if (frameEnd > this.#end) return; // a control frame fits the buffer once compacted
@@ -1372,6 +1856,16 @@ export class ServerWebSocket extends EventTarget {
       this.#frame = slot;
       this.#start = payloadStart;
     }
+  }
+
+  /**
+   * The most compressed bytes a message may have on the wire: its inflated
+   * limit, plus room for deflate's stored blocks (5 bytes per 64 KiB), so an
+   * incompressible message just under `maxMessageSize` still passes.
+   */
+  get #wireLimit(): number {
+    const max = this.#config.maxMessageSize;
+    return max + Math.ceil(max / 4096) + 64;
   }
 
   /** A control frame's meaning. */
@@ -1401,38 +1895,57 @@ export class ServerWebSocket extends EventTarget {
     if (message !== null) {
       throw new WebSocketProtocolError("A new message started before the last one ended");
     }
-    this.#message = { opcode: header.opcode, data: EMPTY, size: 0, fragments: 1, utf8: 0 };
+    this.#message = {
+      opcode: header.opcode,
+      data: EMPTY,
+      size: 0,
+      wire: 0,
+      fragments: 1,
+      utf8: 0,
+      compressed: header.rsv !== 0,
+    };
   }
 
-  /** Appends the current frame's payload bytes `#buf[from, to)` to the message. */
+  /** Takes the current frame's payload bytes `#buf[from, to)`. */
   #takePayload(from: number, to: number): void {
     const message = this.#message!;
+    if (message.compressed) return this.#takeCompressed(from, to);
     if (to > from) {
       this.#reserve(to - from);
       message.data.set(this.#buf.subarray(from, to), message.size);
     }
-    this.#acceptPayload(message.size, message.size + (to - from));
+    this.#acceptPayload(message.size, to - from);
   }
 
   /**
-   * Payload bytes of the current frame now lie at `message.data[from, to)`:
-   * unmasks them, checks text as it arrives (so bad UTF-8 fails the connection
-   * at once, not when the frame ends), and ends the frame and message when due.
+   * `n` payload bytes of the current frame now lie at `message.data` from
+   * `from`: unmasks them, checks text as it arrives (so bad UTF-8 fails the
+   * connection at once, not when the frame ends), and ends the frame and
+   * message when due.
    */
-  #acceptPayload(from: number, to: number): void {
+  #acceptPayload(from: number, n: number): void {
     const frame = this.#frame!, message = this.#message!;
-    applyMask(message.data, from, to, frame.key, frame.received);
-    if (message.opcode === Opcode.Text) {
-      message.utf8 = checkUtf8(message.data, from, to, message.utf8);
-      if (message.utf8 === UTF8_INVALID) {
-        throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
-      }
-    }
-    message.size = to;
-    frame.received += to - from;
+    applyMask(message.data, from, from + n, frame.key, frame.received);
+    this.#checkText(message, from, from + n);
+    message.size = from + n;
+    message.wire += n;
+    frame.received += n;
     if (frame.received < frame.header.length) return;
     this.#frame = null;
-    if (!frame.header.fin) return;
+    if (frame.header.fin) this.#endMessage(message);
+  }
+
+  /** Checks `message.data[from, to)` as the next piece of a text message's UTF-8. */
+  #checkText(message: IncomingMessage, from: number, to: number): void {
+    if (message.opcode !== Opcode.Text) return;
+    message.utf8 = checkUtf8(message.data, from, to, message.utf8);
+    if (message.utf8 === UTF8_INVALID) {
+      throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
+    }
+  }
+
+  /** The message is complete: dispatches it. */
+  #endMessage(message: IncomingMessage): void {
     this.#message = null;
     if (message.opcode === Opcode.Text && message.utf8 !== 0) {
       throw new WebSocketProtocolError("A text message ends inside a UTF-8 character", 1007);
@@ -1443,18 +1956,60 @@ export class ServerWebSocket extends EventTarget {
   }
 
   /**
+   * Compressed payload bytes `#buf[from, to)`: unmasked in place and handed
+   * to the inflater in a copy of their own (zlib holds its input until it has
+   * read it). At the frame that ends the message, the inflater is flushed and
+   * reading waits until the message is out.
+   */
+  #takeCompressed(from: number, to: number): void {
+    const frame = this.#frame!, message = this.#message!, deflate = this.#deflate!;
+    applyMask(this.#buf, from, to, frame.key, frame.received);
+    frame.received += to - from;
+    message.wire += to - from;
+    if (to > from) this.#pause = deflate.inflate(this.#buf.slice(from, to));
+    if (frame.received < frame.header.length) return;
+    this.#frame = null;
+    if (!frame.header.fin) return;
+    const drained = this.#pause ?? Promise.resolve();
+    this.#pause = drained.then(() => deflate.endMessage()).then(() => {
+      if (this.#failure !== null || this.#finished || this.#message !== message) return;
+      this.#guard(() => this.#endMessage(message));
+    });
+  }
+
+  /** A piece of a compressed message, inflated: counted against `maxMessageSize` as it comes. */
+  #inflated(bytes: Uint8Array): void {
+    const message = this.#message;
+    if (message === null || this.#failure !== null || this.#finished) return;
+    const max = this.#config.maxMessageSize;
+    if (message.size + bytes.length > max) {
+      this.#deflate!.abortInflate();
+      this.#fail(1009, `A compressed message inflates to more than ${max} bytes`);
+      return;
+    }
+    this.#reserve(bytes.length);
+    message.data.set(bytes, message.size);
+    const from = message.size;
+    message.size += bytes.length;
+    this.#guard(() => this.#checkText(message, from, message.size));
+    if (this.#failure !== null) this.#deflate!.abortInflate();
+  }
+
+  /**
    * Makes room for `n` more bytes in the message's buffer. It grows by
    * doubling, never past `maxMessageSize`, nor past the message's length once
-   * its last frame is known, so a finished message fills it exactly.
+   * its last frame is known (uncompressed), so a finished message fills it
+   * exactly.
    */
   #reserve(n: number): void {
-    const message = this.#message!, frame = this.#frame!;
+    const message = this.#message!, frame = this.#frame;
     const needed = message.size + n;
     if (needed <= message.data.length) return;
-    const limit = frame.header.fin
+    const exact = !message.compressed && frame !== null && frame.header.fin;
+    const limit = exact
       ? message.size + frame.header.length - frame.received
       : this.#config.maxMessageSize;
-    const first = frame.header.fin ? FIRST_BIG_BUFFER_BYTES : FIRST_FRAGMENTS_BUFFER_BYTES;
+    const first = exact ? FIRST_BIG_BUFFER_BYTES : FIRST_FRAGMENTS_BUFFER_BYTES;
     const grown = new Uint8Array(Math.min(limit, Math.max(needed, message.data.length * 2, first)));
     grown.set(message.data.subarray(0, message.size));
     message.data = grown;
@@ -1506,6 +2061,7 @@ export class ServerWebSocket extends EventTarget {
     // Data not yet started is dropped, so the close frame leaves at once.
     this.#queue = this.#queue.slice(0, this.#inFlight);
     this.#queuedPong = null;
+    this.#deflate?.abortInflate();
     this.#bufferedAmount = this.#queue.reduce(
       (n, item) => n + (item.kind === "frame" ? item.size : 0),
       0,
@@ -1540,6 +2096,7 @@ export class ServerWebSocket extends EventTarget {
     clearTimeout(this.#idleTimer);
     this.#queue.length = 0;
     this.#bufferedAmount = 0;
+    this.#deflate?.close();
     const conn = this.#conn;
     if (conn !== null) {
       conn.onShutdown = null;
@@ -1592,13 +2149,13 @@ export class ServerWebSocket extends EventTarget {
   }
 }
 
-// ─── 6. Helpers ─────────────────────────────────────────────────────────────
+// ─── 7. Helpers ─────────────────────────────────────────────────────────────
 
 /** An unmasked server frame with `payload`, in one buffer. */
-function frameBytes(opcode: number, payload: Uint8Array): Uint8Array {
+function frameBytes(opcode: number, payload: Uint8Array, rsv = 0): Uint8Array {
   const headerSize = frameHeaderSize(payload.length, false);
   const bytes = new Uint8Array(headerSize + payload.length);
-  writeFrameHeader(bytes, true, 0, opcode, payload.length, null);
+  writeFrameHeader(bytes, true, rsv, opcode, payload.length, null);
   bytes.set(payload, headerSize);
   return bytes;
 }

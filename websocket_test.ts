@@ -6,6 +6,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import zlib from "node:zlib";
 import WebSocket from "ws";
 import type { Server } from "./mod.ts";
 import {
@@ -275,7 +276,7 @@ class RawWebSocket {
     const frames: Frame[] = [];
     let rest = this.client.received.subarray(this.headEnd);
     for (;;) {
-      const decoded = decodeFrame(rest, { masked: false });
+      const decoded = decodeFrame(rest, { masked: false, allowedRsv: 4 });
       if (decoded === null) return frames;
       frames.push(decoded.frame);
       rest = rest.subarray(decoded.size);
@@ -1127,6 +1128,488 @@ describe("ServerWebSocket checks UTF-8 as the bytes arrive", () => {
   });
 });
 
+// ─── permessage-deflate (RFC 7692) ──────────────────────────────────────────
+
+/** Raw deflate of `data` with a sync flush, its `00 00 ff ff` tail removed: one message's payload. */
+function deflateMessage(data: Uint8Array | string): Uint8Array {
+  const out = zlib.deflateRawSync(typeof data === "string" ? bytes(data) : data, {
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  });
+  return new Uint8Array(out.subarray(0, out.length - 4));
+}
+
+/** Inflates one message's payload, as a client that keeps no context would. */
+function inflateMessage(payload: Uint8Array): Uint8Array {
+  const tail = new Uint8Array([0, 0, 0xff, 0xff]);
+  return new Uint8Array(
+    zlib.inflateRawSync(concat([payload, tail]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  );
+}
+
+/** A masked client frame with RSV1 set (a compressed message's first frame). */
+function compressedFrame(opcode: number, payload: Uint8Array, fin = true): Uint8Array {
+  return encodeFrame({ fin, rsv: 4, opcode, payload }, { mask: true });
+}
+
+/** The `Sec-WebSocket-Extensions` answer to `offer`, or undefined when none was given. */
+async function extensionAnswer(
+  offer: string | null,
+  compression: UpgradeWebSocketOptions["compression"],
+): Promise<{ answer: string | undefined; extensions: string }> {
+  let extensions = "unset";
+  const options = compression === undefined ? {} : { compression };
+  await using ctx = await startEcho(options, (socket) => extensions = socket.extensions);
+  const fields = offer === null ? [] : [`Sec-WebSocket-Extensions: ${offer}`];
+  const ws = await RawWebSocket.open(ctx.port, ...fields);
+  ws.destroy();
+  const [response] = parseResponses(latin1Bytes(ws.head));
+  return { answer: header(response, "sec-websocket-extensions"), extensions };
+}
+
+describe("permessage-deflate negotiation (RFC 7692 §5-§7)", () => {
+  const cases: [
+    string,
+    string | null,
+    UpgradeWebSocketOptions["compression"],
+    string | undefined,
+  ][] = [
+    ["off by default", "permessage-deflate", undefined, undefined],
+    ["no offer, no answer", null, true, undefined],
+    ["a plain offer", "permessage-deflate", true, "permessage-deflate"],
+    ["names in any case", "PerMessage-Deflate", true, "permessage-deflate"],
+    [
+      "client_max_window_bits without a value",
+      "permessage-deflate; client_max_window_bits",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "client_max_window_bits with a value",
+      "permessage-deflate; client_max_window_bits=10",
+      true,
+      "permessage-deflate; client_max_window_bits=10",
+    ],
+    [
+      "a quoted value",
+      'permessage-deflate; client_max_window_bits="10"',
+      true,
+      "permessage-deflate; client_max_window_bits=10",
+    ],
+    [
+      "server_max_window_bits granted",
+      "permessage-deflate; server_max_window_bits=10",
+      true,
+      "permessage-deflate; server_max_window_bits=10",
+    ],
+    [
+      "server_max_window_bits lowered to the server's own",
+      "permessage-deflate; server_max_window_bits=14",
+      { serverMaxWindowBits: 11 },
+      "permessage-deflate; server_max_window_bits=11",
+    ],
+    [
+      "server_no_context_takeover granted",
+      "permessage-deflate; server_no_context_takeover",
+      true,
+      "permessage-deflate; server_no_context_takeover",
+    ],
+    [
+      "client_no_context_takeover offered: the server may leave it out",
+      "permessage-deflate; client_no_context_takeover",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "the server asks for client_no_context_takeover and its own",
+      "permessage-deflate",
+      { clientNoContextTakeover: true, serverNoContextTakeover: true },
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    ],
+    [
+      "clientMaxWindowBits asked for when the client let the server choose",
+      "permessage-deflate; client_max_window_bits",
+      { clientMaxWindowBits: 10 },
+      "permessage-deflate; client_max_window_bits=10",
+    ],
+    [
+      "clientMaxWindowBits never sent when the client did not offer the parameter",
+      "permessage-deflate",
+      { clientMaxWindowBits: 10 },
+      "permessage-deflate",
+    ],
+    [
+      "another extension first",
+      "x-webkit-foo; bar=1, permessage-deflate",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "an unknown parameter declines that offer, the next is taken",
+      "permessage-deflate; foo=1, permessage-deflate; server_no_context_takeover",
+      true,
+      "permessage-deflate; server_no_context_takeover",
+    ],
+    ["an unknown parameter, no other offer", "permessage-deflate; foo", true, undefined],
+    [
+      "a repeated parameter declines the offer",
+      "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+      true,
+      undefined,
+    ],
+    [
+      "a value on server_no_context_takeover declines the offer",
+      "permessage-deflate; server_no_context_takeover=1",
+      true,
+      undefined,
+    ],
+    [
+      "server_max_window_bits without a value declines the offer",
+      "permessage-deflate; server_max_window_bits",
+      true,
+      undefined,
+    ],
+    ...["7", "16", "08", "1x"].map((value): [
+      string,
+      string,
+      true,
+      undefined,
+    ] => [
+      `window bits ${value} decline the offer`,
+      `permessage-deflate; client_max_window_bits=${value}`,
+      true,
+      undefined,
+    ]),
+    [
+      "server_max_window_bits=8 declined (zlib cannot), the next offer taken",
+      "permessage-deflate; server_max_window_bits=8, permessage-deflate",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "the first acceptable of several offers, in two header lines' worth",
+      "permessage-deflate; client_max_window_bits=9; server_max_window_bits=9, " +
+      "permessage-deflate",
+      true,
+      "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9",
+    ],
+  ];
+  for (const [what, offer, compression, expected] of cases) {
+    test(`${what}: ${expected ?? "no extension"}`, async () => {
+      const { answer, extensions } = await extensionAnswer(offer, compression);
+      assert.equal(answer, expected);
+      assert.equal(extensions, expected ?? "");
+    });
+  }
+
+  test("offers in two Sec-WebSocket-Extensions lines are read as one list", async () => {
+    await using ctx = await startEcho({ compression: true });
+    const ws = await RawWebSocket.open(
+      ctx.port,
+      "Sec-WebSocket-Extensions: permessage-deflate; foo",
+      "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover",
+    );
+    ws.destroy();
+    const [response] = parseResponses(latin1Bytes(ws.head));
+    assert.equal(
+      header(response, "sec-websocket-extensions"),
+      "permessage-deflate; server_no_context_takeover",
+    );
+  });
+
+  test("upgradeWebSocket() rejects compression settings out of range", async () => {
+    const errors: unknown[] = [];
+    const { server, port } = await startServer((request) => {
+      for (
+        const compression of [
+          { serverMaxWindowBits: 8 },
+          { clientMaxWindowBits: 16 },
+          { level: 10 },
+          { memLevel: 0 },
+          { threshold: -1 },
+        ]
+      ) {
+        try {
+          upgradeWebSocket(request, { compression });
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+      return new Response("checked");
+    });
+    try {
+      await rawExchange(port, [handshake()], { responses: 1 });
+      assert.equal(errors.length, 5);
+      for (const error of errors) assert.ok(error instanceof RangeError, String(error));
+      assert.match((errors[0] as Error).message, /compression.serverMaxWindowBits must be 9 to 15/);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+describe("permessage-deflate frames", () => {
+  const offer = "Sec-WebSocket-Extensions: permessage-deflate";
+
+  /** Opens a raw client that negotiated permessage-deflate with an echo server. */
+  async function withDeflate(
+    body: (ws: RawWebSocket, ctx: WsServer) => Promise<void>,
+    options: UpgradeWebSocketOptions = {},
+    fields: string[] = [offer],
+  ) {
+    await using ctx = await startEcho({ compression: { threshold: 0 }, ...options }, (socket) => {
+      socket.binaryType = "arraybuffer";
+    });
+    const ws = await RawWebSocket.open(ctx.port, ...fields);
+    try {
+      await body(ws, ctx);
+    } finally {
+      ws.destroy();
+    }
+  }
+
+  test("a compressed text message is inflated, and the echo is compressed with RSV1", async () => {
+    await withDeflate(
+      async (ws, { seen }) => {
+        const text = "Hello, compressed world! ".repeat(20);
+        await ws.send(compressedFrame(Opcode.Text, deflateMessage(text)));
+        const [echo] = await ws.waitFrames(1);
+        assert.deepEqual(seen.messages, [text]);
+        assert.equal(echo.rsv, 4, "RSV1 on the echo");
+        assert.ok(echo.payload.length < text.length / 4, `payload of ${echo.payload.length} bytes`);
+        assert.equal(decoder.decode(inflateMessage(echo.payload)), text);
+      },
+      {},
+      [offer + "; server_no_context_takeover"],
+    );
+  });
+
+  test("a compressed message in fragments: RSV1 on the first frame only", async () => {
+    await withDeflate(async (ws, { seen }) => {
+      const data = new Uint8Array(5000).map((_, i) => i % 7);
+      const payload = deflateMessage(data);
+      const third = Math.floor(payload.length / 3);
+      await ws.send(concat([
+        compressedFrame(Opcode.Binary, payload.subarray(0, third), false),
+        clientFrame(Opcode.Ping, "between"),
+        clientFrame(Opcode.Continuation, payload.subarray(third, 2 * third), false),
+        clientFrame(Opcode.Continuation, payload.subarray(2 * third), true),
+      ]));
+      const [pong, echo] = await ws.waitFrames(2);
+      assert.equal(pong.opcode, Opcode.Pong);
+      assert.equal(pong.rsv, 0, "control frames are never compressed");
+      assert.deepEqual(new Uint8Array(seen.messages[0] as ArrayBuffer), data);
+      assert.equal(echo.rsv, 4);
+    });
+  });
+
+  test("uncompressed messages still pass on a compressed connection", async () => {
+    await withDeflate(async (ws, { seen }) => {
+      await ws.send(clientFrame(Opcode.Text, "plain"));
+      await ws.send(compressedFrame(Opcode.Text, deflateMessage("packed")));
+      await ws.waitFrames(2);
+      assert.deepEqual(seen.messages, ["plain", "packed"]);
+    });
+  });
+
+  test("messages below the threshold are sent uncompressed", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(clientFrame(Opcode.Text, "short"));
+      await ws.send(clientFrame(Opcode.Text, "long enough ".repeat(10)));
+      const [short, long] = await ws.waitFrames(2);
+      assert.equal(short.rsv, 0);
+      assert.equal(decoder.decode(short.payload), "short");
+      assert.equal(long.rsv, 4);
+    }, { compression: { threshold: 100 } });
+  });
+
+  test("context takeover: the client's second message refers back to its first", async () => {
+    await withDeflate(async (ws, { seen }) => {
+      const deflater = zlib.createDeflateRaw();
+      const compress = (text: string) =>
+        new Promise<Uint8Array>((resolve) => {
+          const chunks: Uint8Array[] = [];
+          const collect = (chunk: Uint8Array) => chunks.push(chunk);
+          deflater.on("data", collect);
+          deflater.write(bytes(text));
+          deflater.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+            deflater.off("data", collect);
+            const out = concat(chunks);
+            resolve(out.subarray(0, out.length - 4));
+          });
+        });
+      const text = "the same sentence, said twice over. ".repeat(4);
+      const first = await compress(text);
+      const second = await compress(text);
+      deflater.close();
+      assert.ok(second.length < first.length / 2, "the second refers to the first");
+      await ws.send(compressedFrame(Opcode.Text, first));
+      await ws.send(compressedFrame(Opcode.Text, second));
+      await ws.waitFrames(2);
+      assert.deepEqual(seen.messages, [text, text]);
+    });
+  });
+
+  test("RSV1 on a continuation frame: close 1002", async () => {
+    await withDeflate(async (ws) => {
+      const payload = deflateMessage("abcdef");
+      await ws.send(compressedFrame(Opcode.Text, payload.subarray(0, 2), false));
+      await ws.send(compressedFrame(Opcode.Continuation, payload.subarray(2), true));
+      assert.equal((await ws.waitClose()).code, 1002);
+    });
+  });
+
+  test("RSV1 on a control frame: close 1002", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(compressedFrame(Opcode.Ping, new Uint8Array(0)));
+      assert.equal((await ws.waitClose()).code, 1002);
+    });
+  });
+
+  test("RSV2 and RSV3 stay errors: close 1002", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(encodeFrame({ fin: true, rsv: 2, opcode: Opcode.Text, payload: bytes("x") }, {
+        mask: true,
+      }));
+      assert.equal((await ws.waitClose()).code, 1002);
+    });
+  });
+
+  test("RSV1 when the client did not negotiate compression: close 1002", async () => {
+    await withDeflate(
+      async (ws) => {
+        await ws.send(compressedFrame(Opcode.Text, deflateMessage("x")));
+        assert.equal((await ws.waitClose()).code, 1002);
+      },
+      {},
+      [],
+    );
+  });
+
+  test("data that does not inflate: close 1007", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(compressedFrame(Opcode.Binary, new Uint8Array([0xff, 0xff, 0xff, 0xff])));
+      assert.equal((await ws.waitClose()).code, 1007);
+    });
+  });
+
+  test("compressed text that inflates to bad UTF-8: close 1007", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(
+        compressedFrame(Opcode.Text, deflateMessage(new Uint8Array([0x61, 0xc0, 0xaf]))),
+      );
+      assert.equal((await ws.waitClose()).code, 1007);
+    });
+  });
+
+  test("maxMessageSize limits the inflated size: exactly at it passes, one byte more is 1009", async () => {
+    const limit = 64 * 1024;
+    await withDeflate(async (ws, { seen }) => {
+      await ws.send(compressedFrame(Opcode.Binary, deflateMessage(new Uint8Array(limit))));
+      await ws.waitFrames(1);
+      assert.equal((seen.messages[0] as ArrayBuffer).byteLength, limit);
+    }, { maxMessageSize: limit });
+    await withDeflate(async (ws, { seen }) => {
+      await ws.send(compressedFrame(Opcode.Binary, deflateMessage(new Uint8Array(limit + 1))));
+      const close = await ws.waitClose();
+      assert.equal(close.code, 1009, close.reason);
+      assert.equal(seen.messages.length, 0);
+    }, { maxMessageSize: limit });
+  });
+
+  test("a 1 MiB message that inflates to 1 GiB closes with 1009, memory bounded", {
+    timeout: 60_000,
+  }, async () => {
+    // 1 MiB of zeros deflates to about 1 KiB; after the first, every further
+    // MiB gives the same bytes, so the bomb is built without deflating 1 GiB.
+    const deflater = zlib.createDeflateRaw({ level: 9 });
+    const chunks: Uint8Array[] = [];
+    deflater.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    const zeros = new Uint8Array(MiB);
+    const nextMiB = () =>
+      new Promise<Uint8Array>((resolve) => {
+        deflater.write(zeros);
+        deflater.flush(zlib.constants.Z_SYNC_FLUSH, () => resolve(concat(chunks.splice(0))));
+      });
+    const first = await nextMiB(), repeated = await nextMiB();
+    deflater.close();
+    const bomb = concat([first, ...Array.from({ length: 1023 }, () => repeated)]);
+    assert.ok(bomb.length < 1.1 * MiB, `${bomb.length} bytes`);
+    await withDeflate(async (ws, { seen }) => {
+      const before = rss();
+      await ws.send(compressedFrame(Opcode.Binary, bomb));
+      const close = await ws.waitClose(30_000);
+      assert.equal(close.code, 1009, close.reason);
+      assert.match(close.reason, /inflates to more than 16777216 bytes/);
+      assert.equal(seen.messages.length, 0);
+      // The 16 MiB limit, its buffer doubling from 8 MiB, and zlib's state.
+      assertGrowthBelow(before, 64 * MiB);
+    });
+  });
+});
+
+describe("permessage-deflate with the ws package", () => {
+  for (
+    const [what, perMessageDeflate, compression, expected] of [
+      ["context takeover", true, { threshold: 0 }, "permessage-deflate"],
+      [
+        "no context takeover on either side",
+        { serverNoContextTakeover: true, clientNoContextTakeover: true, threshold: 0 },
+        { threshold: 0, clientNoContextTakeover: true },
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+      ],
+    ] as const
+  ) {
+    test(`echoes text and binary, with ${what}`, async () => {
+      await using ctx = await startEcho(
+        { compression },
+        (socket) => socket.binaryType = "arraybuffer",
+      );
+      let answer: string | undefined;
+      const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`, undefined, (ws) => {
+        ws.on("upgrade", (response) => {
+          answer = response.headers["sec-websocket-extensions"] as string;
+        });
+      }, perMessageDeflate);
+      try {
+        assert.equal(answer, expected);
+        assert.equal(ctx.seen.sockets[0].extensions, expected);
+        const text = "ü and more text, repeated. ".repeat(2000);
+        const binary = new Uint8Array(200_000).map((_, i) => (i >> 4) & 0xff);
+        for (let round = 0; round < 3; round++) {
+          ws.send(text);
+          assert.equal(decoder.decode((await nextWsMessage(ws)).data), text);
+          ws.send(binary);
+          assert.deepEqual((await nextWsMessage(ws)).data, binary);
+          ws.send("short");
+          assert.equal(decoder.decode((await nextWsMessage(ws)).data), "short");
+        }
+      } finally {
+        ws.terminate();
+      }
+    });
+  }
+
+  test("bufferedAmount counts the uncompressed bytes until they are written", async () => {
+    let socket: ServerWebSocket | undefined;
+    await using ctx = await startEcho({ compression: true }, (s) => socket = s);
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`, undefined, () => {}, true);
+    try {
+      await until(() => socket?.readyState === 1, 2000, "the socket to open");
+      const received: string[] = [];
+      ws.on("message", (data) => received.push(String(data)));
+      const text = "x".repeat(100_000);
+      socket!.send(text);
+      socket!.send(text);
+      assert.equal(socket!.bufferedAmount, 200_000);
+      await until(() => received.length === 2, 5000, "both messages");
+      assert.deepEqual(received, [text, text]);
+      await until(() => socket!.bufferedAmount === 0, 2000, "bufferedAmount to drain");
+    } finally {
+      ws.terminate();
+    }
+  });
+});
+
 // ─── Liveness, backpressure and shutdown ────────────────────────────────────
 
 describe("ServerWebSocket liveness and flow", () => {
@@ -1227,9 +1710,10 @@ function openWs(
   url: string,
   protocols?: string[],
   setup: (ws: WebSocket) => void = () => {},
+  perMessageDeflate: WebSocket.ClientOptions["perMessageDeflate"] = true,
 ): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols);
+    const ws = new WebSocket(url, protocols, { perMessageDeflate });
     setup(ws);
     ws.once("open", () => resolve(ws));
     ws.once("error", reject);
