@@ -19,12 +19,14 @@
  *
  * The socket is an `EventTarget` with the browser `WebSocket`'s members:
  * `onopen`, `onmessage`, `onclose`, `onerror`, `send()`, `close()`,
- * `readyState`, `bufferedAmount`, `binaryType`, `protocol`. Client frames must
- * be masked; fragmented messages are joined; pings are answered; text is
- * checked to be UTF-8 (else close code 1007); messages above `maxMessageSize`
- * end the connection with 1009; other protocol errors with 1002. `send()`
- * queues, and `bufferedAmount` tells how much is still waiting for the client
- * to read.
+ * `readyState`, `bufferedAmount`, `binaryType`, `protocol`, `extensions`.
+ * Client frames must be masked; fragmented messages are joined into one
+ * buffer as they arrive; pings are answered; text is checked to be UTF-8 as
+ * its bytes arrive (else close code 1007); a message above `maxMessageSize`
+ * ends the connection with 1009, one in more than `maxFragments` frames with
+ * 1008; other protocol errors with 1002. `send()` queues, and
+ * `bufferedAmount` tells how much is still waiting for the client to read.
+ * permessage-deflate (RFC 7692) is there with the `compression` option.
  *
  * The frame codec ({@linkcode encodeFrame}, {@linkcode decodeFrame}) is
  * exported too, for clients and tests that speak the protocol directly.
