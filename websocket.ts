@@ -1354,6 +1354,9 @@ export class ServerWebSocket extends EventTarget {
   #deflate: PerMessageDeflate | null = null;
   /** What reading waits for before it goes on: zlib taking input, or a message inflating. */
   #pause: Promise<void> | null = null;
+  /** Compressed bytes gathered for the inflater; see {@linkcode ServerWebSocket.#batchCompressed}. */
+  #inflateBatch: Uint8Array = EMPTY;
+  #inflateBatchSize = 0;
   /** The message being received, from its first frame until its last. */
   #message: IncomingMessage | null = null;
   /** Whether the last read went straight into `#message.data`. */
@@ -1751,10 +1754,12 @@ export class ServerWebSocket extends EventTarget {
         if (this.#direct) this.#guard(() => this.#acceptPayload(this.#message!.size, n));
         else this.#end += n;
         this.#guard(() => this.#processFrames());
+        this.#flushCompressed();
         while (this.#pause !== null && !this.#finished) {
           await this.#pause;
           this.#pause = null;
           if (this.#failure === null) this.#guard(() => this.#processFrames());
+          this.#flushCompressed();
         }
       }
     } catch (error) {
@@ -1906,6 +1911,9 @@ export class ServerWebSocket extends EventTarget {
       utf8: 0,
       compressed: header.rsv !== 0,
     };
+    if (header.rsv !== 0 && this.#inflateBatch === EMPTY) {
+      this.#inflateBatch = new Uint8Array(READ_BUFFER_BYTES);
+    }
   }
 
   /** Takes the current frame's payload bytes `#buf[from, to)`. */
@@ -1968,15 +1976,40 @@ export class ServerWebSocket extends EventTarget {
     applyMask(this.#buf, from, to, frame.key, frame.received);
     frame.received += to - from;
     message.wire += to - from;
-    if (to > from) this.#pause = deflate.inflate(this.#buf.slice(from, to));
+    this.#batchCompressed(from, to);
     if (frame.received < frame.header.length) return;
     this.#frame = null;
     if (!frame.header.fin) return;
+    this.#flushCompressed();
     const drained = this.#pause ?? Promise.resolve();
     this.#pause = drained.then(() => deflate.endMessage()).then(() => {
       if (this.#failure !== null || this.#finished || this.#message !== message) return;
       this.#guard(() => this.#endMessage(message));
     });
+  }
+
+  /**
+   * Gathers compressed bytes `#buf[from, to)` for the inflater, so that many
+   * small fragments cost one zlib call per read, not one each.
+   */
+  #batchCompressed(from: number, to: number): void {
+    if (to === from) return;
+    if (this.#inflateBatchSize + (to - from) > this.#inflateBatch.length) this.#flushCompressed();
+    if (to - from > this.#inflateBatch.length) {
+      this.#pause = this.#deflate!.inflate(this.#buf.slice(from, to));
+      return;
+    }
+    this.#inflateBatch.set(this.#buf.subarray(from, to), this.#inflateBatchSize);
+    this.#inflateBatchSize += to - from;
+  }
+
+  /** Hands the gathered compressed bytes to the inflater, in a copy zlib may keep. */
+  #flushCompressed(): void {
+    const size = this.#inflateBatchSize;
+    if (size === 0 || this.#failure !== null) return;
+    this.#inflateBatchSize = 0;
+    const pause = this.#deflate!.inflate(this.#inflateBatch.slice(0, size));
+    if (pause !== null) this.#pause = pause;
   }
 
   /** A piece of a compressed message, inflated: counted against `maxMessageSize` as it comes. */
