@@ -1001,6 +1001,8 @@ class PerMessageDeflate {
   #onInflateError: (error: Error) => void;
   /** Promises the socket waits on (a drain, a flush) that an abort must release. */
   #waiting = new Set<() => void>();
+  /** The connection has ended: no context is made again. */
+  #closed = false;
 
   constructor(
     params: DeflateParams,
@@ -1020,6 +1022,7 @@ class PerMessageDeflate {
   }
 
   #compressNow(data: Uint8Array): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(new Error("The WebSocket connection has ended"));
     const { serverWindowBits, level, memLevel } = this.params;
     const deflater = this.#deflater ??= createDeflateRaw({
       windowBits: serverWindowBits,
@@ -1052,6 +1055,7 @@ class PerMessageDeflate {
    * Returns a promise to wait for when zlib's input queue is full, else null.
    */
   inflate(bytes: Uint8Array): Promise<void> | null {
+    if (this.#closed) return null;
     const inflater = this.#inflater ??= this.#createInflater();
     if (inflater.write(bytes)) return null;
     return this.#waitFor((done) => inflater.once("drain", done));
@@ -1062,6 +1066,7 @@ class PerMessageDeflate {
    * output has been passed on (or the inflater was aborted).
    */
   endMessage(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     const inflater = this.#inflater ??= this.#createInflater();
     inflater.write(new Uint8Array(DEFLATE_TAIL));
     return this.#waitFor((done) =>
@@ -1081,6 +1086,7 @@ class PerMessageDeflate {
 
   /** Frees both contexts. */
   close(): void {
+    this.#closed = true;
     this.abortInflate();
     this.#closeDeflater();
   }
@@ -1982,10 +1988,11 @@ export class ServerWebSocket extends EventTarget {
     if (!frame.header.fin) return;
     this.#flushCompressed();
     const drained = this.#pause ?? Promise.resolve();
-    this.#pause = drained.then(() => deflate.endMessage()).then(() => {
-      if (this.#failure !== null || this.#finished || this.#message !== message) return;
-      this.#guard(() => this.#endMessage(message));
-    });
+    this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage() : undefined)
+      .then(() => {
+        if (this.#failure !== null || this.#finished || this.#message !== message) return;
+        this.#guard(() => this.#endMessage(message));
+      });
   }
 
   /**

@@ -1030,7 +1030,9 @@ describe("ServerWebSocket keeps each message bounded", () => {
     await expectFailure([frames(5)], 1008, { maxFragments: 4 });
   });
 
-  test("a 1 MiB message in 16,384 fragments of 64 bytes arrives whole", async () => {
+  test("a 1 MiB message in 16,384 fragments of 64 bytes arrives whole", {
+    timeout: 30_000, // Bun stops a test after 5 s unless told
+  }, async () => {
     const message = new Uint8Array(MiB).map((_, i) => (i * 7) & 0xff);
     const frames: Uint8Array[] = [];
     for (let at = 0; at < message.length; at += 64) {
@@ -1649,8 +1651,10 @@ describe("ServerWebSocket liveness and flow", () => {
     }, { idleTimeout: 0.15 });
   });
 
-  test("send() queues behind a slow reader: bufferedAmount rises, then drains to 0", async () => {
-    const MiB = 1024 * 1024, count = 24;
+  test("send() queues behind a slow reader: bufferedAmount rises, then drains to 0", {
+    timeout: 30_000, // Bun stops a test after 5 s unless told
+  }, async () => {
+    const count = 24;
     await withRaw(async (ws, { seen }) => {
       const socket = seen.sockets[0];
       let received = 0;
