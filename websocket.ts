@@ -818,7 +818,8 @@ interface DeflateParams {
   response: string;
 }
 
-const DEFLATE_TAIL = [0x00, 0x00, 0xff, 0xff];
+/** What a sync flush ends with, removed from each message's end by the sender (RFC 7692 §7.2.1). */
+const DEFLATE_TAIL_BYTES = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 
 /** Validates the `compression` option; returns the settings with defaults, or null when off. */
 function compressionSettings(
@@ -1062,13 +1063,13 @@ class PerMessageDeflate {
   }
 
   /**
-   * Ends a message: feeds the `00 00 ff ff` tail and resolves once all its
-   * output has been passed on (or the inflater was aborted).
+   * Ends a message whose bytes, the `00 00 ff ff` tail included, have been
+   * fed: resolves once all its output has been passed on (or the inflater was
+   * aborted).
    */
   endMessage(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     const inflater = this.#inflater ??= this.#createInflater();
-    inflater.write(new Uint8Array(DEFLATE_TAIL));
     return this.#waitFor((done) =>
       inflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
         if (this.params.clientNoContextTakeover) this.#closeInflater();
@@ -1982,10 +1983,11 @@ export class ServerWebSocket extends EventTarget {
     applyMask(this.#buf, from, to, frame.key, frame.received);
     frame.received += to - from;
     message.wire += to - from;
-    this.#batchCompressed(from, to);
+    this.#batchCompressed(this.#buf, from, to);
     if (frame.received < frame.header.length) return;
     this.#frame = null;
     if (!frame.header.fin) return;
+    this.#batchCompressed(DEFLATE_TAIL_BYTES, 0, 4); // RFC 7692 §7.2.2: the tail the sender removed
     this.#flushCompressed();
     const drained = this.#pause ?? Promise.resolve();
     this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage() : undefined)
@@ -1996,17 +1998,13 @@ export class ServerWebSocket extends EventTarget {
   }
 
   /**
-   * Gathers compressed bytes `#buf[from, to)` for the inflater, so that many
+   * Gathers compressed bytes `bytes[from, to)` (at most 16 KiB) for the inflater, so that many
    * small fragments cost one zlib call per read, not one each.
    */
-  #batchCompressed(from: number, to: number): void {
+  #batchCompressed(bytes: Uint8Array, from: number, to: number): void {
     if (to === from) return;
     if (this.#inflateBatchSize + (to - from) > this.#inflateBatch.length) this.#flushCompressed();
-    if (to - from > this.#inflateBatch.length) {
-      this.#pause = this.#deflate!.inflate(this.#buf.slice(from, to));
-      return;
-    }
-    this.#inflateBatch.set(this.#buf.subarray(from, to), this.#inflateBatchSize);
+    this.#inflateBatch.set(bytes.subarray(from, to), this.#inflateBatchSize);
     this.#inflateBatchSize += to - from;
   }
 

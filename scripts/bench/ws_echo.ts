@@ -1,7 +1,8 @@
 /**
  * WebSocket echo bench: messages per second and bytes on the wire for brick's WebSocket on Deno
- * with permessage-deflate off and on, against the `ws` package on Node with `perMessageDeflate`
- * on, plus what compression costs each idle connection in server memory.
+ * with permessage-deflate off and on (and on Node, from the npm build when `npm/` holds one),
+ * against the `ws` package on Node with `perMessageDeflate` on, plus what compression costs each
+ * idle connection in server memory.
  *
  * ```sh
  * deno run -A scripts/bench/ws_echo.ts [--seconds 5] [--connections 16] [--idle 200]
@@ -61,6 +62,8 @@ export interface WsEchoRow {
 interface ServerSpec {
   label: string;
   command: () => Promise<string[]>;
+  /** A file the server needs; the row is left out when it is missing (the npm build). */
+  needs?: string;
 }
 
 const SERVERS: ServerSpec[] = [
@@ -71,6 +74,11 @@ const SERVERS: ServerSpec[] = [
   {
     label: "brick on Deno, compression on",
     command: () => Promise.resolve(brickCommand(true)),
+  },
+  {
+    label: "brick on Node, compression on",
+    command: () => Promise.resolve(["node", "--input-type=module", "-e", brickNodeSource()]),
+    needs: join(REPO, "npm", "websocket.js"),
   },
   {
     label: "ws on Node, perMessageDeflate on",
@@ -88,6 +96,25 @@ function brickCommand(compression: boolean): string[] {
     "--serve",
     compression ? "on" : "off",
   ];
+}
+
+/** brick's echo on Node, from the npm build (`deno task build:npm`), compression on. */
+function brickNodeSource(): string {
+  const mod = join(REPO, "npm", "mod.js"), websocket = join(REPO, "npm", "websocket.js");
+  return `
+    import { serve } from ${JSON.stringify(mod)};
+    import { upgradeWebSocket } from ${JSON.stringify(websocket)};
+    serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      onListen: ({ port }) => console.log(JSON.stringify({ port })),
+    }, (request) => {
+      const { socket, response } = upgradeWebSocket(request, { compression: true });
+      socket.binaryType = "arraybuffer";
+      socket.onmessage = (event) => socket.send(event.data);
+      return response;
+    });
+  `;
 }
 
 /** A `ws` echo server with perMessageDeflate on (its defaults, threshold 1024 as brick's). */
@@ -258,6 +285,7 @@ export async function benchWsEcho(options: WsEchoOptions = {}): Promise<WsEchoRo
   const { seconds = 5, connections = 16, idle = 200 } = options;
   const rows: WsEchoRow[] = [];
   for (const spec of SERVERS) {
+    if (spec.needs !== undefined && !existsSync(spec.needs)) continue;
     const running = await start(spec);
     try {
       const echo = await measureEcho(running.port, connections, seconds);
