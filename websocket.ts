@@ -19,12 +19,14 @@
  *
  * The socket is an `EventTarget` with the browser `WebSocket`'s members:
  * `onopen`, `onmessage`, `onclose`, `onerror`, `send()`, `close()`,
- * `readyState`, `bufferedAmount`, `binaryType`, `protocol`. Client frames must
- * be masked; fragmented messages are joined; pings are answered; text is
- * checked to be UTF-8 (else close code 1007); messages above `maxMessageSize`
- * end the connection with 1009; other protocol errors with 1002. `send()`
- * queues, and `bufferedAmount` tells how much is still waiting for the client
- * to read.
+ * `readyState`, `bufferedAmount`, `binaryType`, `protocol`, `extensions`.
+ * Client frames must be masked; fragmented messages are joined into one
+ * buffer as they arrive; pings are answered; text is checked to be UTF-8 as
+ * its bytes arrive (else close code 1007); a message above `maxMessageSize`
+ * ends the connection with 1009, one in more than `maxFragments` frames with
+ * 1008; other protocol errors with 1002. `send()` queues, and
+ * `bufferedAmount` tells how much is still waiting for the client to read.
+ * permessage-deflate (RFC 7692) is there with the `compression` option.
  *
  * The frame codec ({@linkcode encodeFrame}, {@linkcode decodeFrame}) is
  * exported too, for clients and tests that speak the protocol directly.
@@ -33,6 +35,13 @@
  */
 
 import { createHash } from "node:crypto";
+import {
+  constants as zlibConstants,
+  createDeflateRaw,
+  createInflateRaw,
+  type DeflateRaw,
+  type InflateRaw,
+} from "node:zlib";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -61,6 +70,29 @@ export interface UpgradeWebSocketOptions {
    * @default {16_777_216}
    */
   maxMessageSize?: number;
+  /**
+   * The most frames one message may arrive in. A message in more closes the
+   * connection with code 1008 (policy violation). Fragments are joined into
+   * one buffer as they arrive, so memory stays within `maxMessageSize`
+   * whatever their number and size; this limit bounds the work a client can
+   * cause with endless tiny (or empty) fragments. The default lets a 4 MiB
+   * message arrive in 64-byte fragments.
+   *
+   * @default {65_536}
+   */
+  maxFragments?: number;
+  /**
+   * permessage-deflate (RFC 7692): `true` to accept a client's offer with the
+   * defaults, an object to tune it (see {@linkcode CompressionOptions} for
+   * each setting and the memory it costs), `false` for none. It is used only
+   * when the client offers it, as browsers do; `socket.extensions` tells.
+   * `maxMessageSize` then limits the inflated size, checked while inflating.
+   * Off by default: with context takeover, each connection that has sent or
+   * received a compressed message keeps about 300 KiB of zlib state.
+   *
+   * @default {false}
+   */
+  compression?: boolean | CompressionOptions;
 }
 
 /** What {@linkcode upgradeWebSocket} returns: the socket, and the response to return from the handler. */
@@ -78,6 +110,8 @@ const ERROR_RESPONSE: unique symbol = Symbol.for("brick.errorResponse");
 
 /** The largest message accepted by default: 16 MiB. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+/** The most fragments a message may have by default. */
+export const DEFAULT_MAX_FRAGMENTS = 65_536;
 
 /**
  * Upgrades `request` to a WebSocket. Checks the handshake (a `GET` with
@@ -126,12 +160,18 @@ export function upgradeWebSocket(
   if (!(maxMessageSize > 0)) {
     throw new RangeError(`maxMessageSize must be a positive number, got ${maxMessageSize}`);
   }
+  const maxFragments = options.maxFragments ?? DEFAULT_MAX_FRAGMENTS;
+  if (!(maxFragments >= 1)) {
+    throw new RangeError(`maxFragments must be 1 or more, got ${maxFragments}`);
+  }
   const idleTimeout = options.idleTimeout ?? 30;
   if (!(idleTimeout >= 0)) {
     throw new RangeError(`idleTimeout must be 0 or more seconds, got ${idleTimeout}`);
   }
+  const compression = compressionSettings(options.compression);
   const key = checkHandshake(request);
   const protocol = selectProtocol(request.headers.get("sec-websocket-protocol"), options.protocol);
+  const deflate = negotiateDeflate(request.headers.get("sec-websocket-extensions"), compression);
 
   const headers = new Headers({
     "upgrade": "websocket",
@@ -139,6 +179,7 @@ export function upgradeWebSocket(
     "sec-websocket-accept": acceptKey(key),
   });
   if (protocol) headers.set("sec-websocket-protocol", protocol);
+  if (deflate !== null) headers.set("sec-websocket-extensions", deflate.response);
   // Response refuses 101 in its constructor; brick writes the status line
   // itself, and user code sees 101 as with Deno.upgradeWebSocket.
   const response = new Response(null, { status: 200, headers });
@@ -151,6 +192,8 @@ export function upgradeWebSocket(
     protocol,
     idleTimeoutMs: idleTimeout * 1000,
     maxMessageSize,
+    maxFragments,
+    deflate,
   });
   let handedOver: Promise<UpgradedConnection>;
   try {
@@ -404,11 +447,18 @@ function writeFrameHeader(
 
 /**
  * XORs bytes[start, end) with the 4-byte `key`, in place; masking and
- * unmasking are the same. Long runs go four bytes at a time, from the first
+ * unmasking are the same. `keyOffset` is how many payload bytes came before
+ * `start`, for a payload unmasked in pieces. Long runs go four bytes at a time, from the first
  * 4-byte-aligned offset, with the key rotated to match.
  */
-function applyMask(bytes: Uint8Array, start: number, end: number, key: Uint8Array): void {
-  let i = start, j = 0;
+function applyMask(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  key: Uint8Array,
+  keyOffset = 0,
+): void {
+  let i = start, j = keyOffset & 3;
   if (end - start >= 64) {
     for (; ((bytes.byteOffset + i) & 3) !== 0; i++, j = (j + 1) & 3) bytes[i] ^= key[j];
     const rotated = new Uint8Array(4);
@@ -457,6 +507,14 @@ export interface DecodeFrameOptions {
    * @default {Infinity}
    */
   maxPayload?: number;
+  /**
+   * The reserved bits a negotiated extension gives meaning to, as in
+   * {@linkcode Frame.rsv}: 4 for RSV1, which permessage-deflate uses. Other
+   * reserved bits set throw with code 1002.
+   *
+   * @default {0}
+   */
+  allowedRsv?: number;
 }
 
 /** A frame header, parsed. */
@@ -474,13 +532,15 @@ interface FrameHeader {
  * Parses the header at bytes[start, end) and checks what a single frame can
  * break: reserved bits, unknown opcodes, control frames that are fragmented or
  * longer than 125 bytes, a 64-bit length with its top bit set, the masking
- * rule and `maxPayload`. Returns null while the header is incomplete.
+ * rule and `maxPayload`. Returns null while the header is incomplete, else
+ * `out` filled in (a socket passes the same object for every frame).
  */
 function parseFrameHeader(
   bytes: Uint8Array,
   start: number,
   end: number,
-  options: DecodeFrameOptions,
+  options: ParseOptions,
+  out: FrameHeader = { fin: false, rsv: 0, opcode: 0, maskAt: -1, headerSize: 0, length: 0 },
 ): FrameHeader | null {
   if (end - start < 2) return null;
   const b0 = bytes[start], b1 = bytes[start + 1];
@@ -490,7 +550,7 @@ function parseFrameHeader(
   const masked = (b1 & 0x80) !== 0;
   let length = b1 & 0x7f;
   let headerSize = 2;
-  if (rsv !== 0) {
+  if ((rsv & ~(options.allowedRsv ?? 0)) !== 0) {
     throw new WebSocketProtocolError(`Reserved bits set (${rsv}) without a negotiated extension`);
   }
   const isControl = (opcode & 0x08) !== 0;
@@ -527,8 +587,12 @@ function parseFrameHeader(
   const maskAt = masked ? headerSize : -1;
   if (masked) headerSize += 4;
   if (end - start < headerSize) return null;
-  return { fin, rsv, opcode, maskAt, headerSize, length };
+  out.fin = fin, out.rsv = rsv, out.opcode = opcode, out.maskAt = maskAt;
+  out.headerSize = headerSize, out.length = length;
+  return out;
 }
+
+type ParseOptions = DecodeFrameOptions;
 
 /**
  * Parses the frame at the start of `bytes` and unmasks its payload (into a
@@ -582,6 +646,41 @@ export function isValidCloseCode(code: number): boolean {
 const encoder = new TextEncoder();
 /** One-shot strict UTF-8 decoding. Keeps a leading BOM: the text arrives as sent. */
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** Decodes text already checked by {@linkcode checkUtf8}. */
+const looseDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/** {@linkcode checkUtf8}'s answer for bytes that can never be UTF-8. */
+const UTF8_INVALID = -1;
+
+/**
+ * Checks `bytes[start, end)` as the next piece of a UTF-8 text, so that a
+ * bad byte is caught the moment it arrives. `state` is what the previous
+ * piece returned (0 to begin): 0 at a character boundary, otherwise the bytes
+ * still due (bits 16+) and the range the next byte must fall in (bits 8-15
+ * and 0-7). Returns the state after the piece, or `UTF8_INVALID`. The ranges
+ * are RFC 3629's: no overlong forms, no surrogates, nothing past U+10FFFF.
+ */
+function checkUtf8(bytes: Uint8Array, start: number, end: number, state: number): number {
+  let due = state >>> 16, low = (state >>> 8) & 0xff, high = state & 0xff;
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i];
+    if (due === 0) {
+      if (byte < 0x80) continue;
+      if (byte < 0xc2 || byte > 0xf4) return UTF8_INVALID;
+      if (byte < 0xe0) {
+        due = 1, low = 0x80, high = 0xbf;
+      } else if (byte < 0xf0) {
+        due = 2, low = byte === 0xe0 ? 0xa0 : 0x80, high = byte === 0xed ? 0x9f : 0xbf;
+      } else {
+        due = 3, low = byte === 0xf0 ? 0x90 : 0x80, high = byte === 0xf4 ? 0x8f : 0xbf;
+      }
+    } else {
+      if (byte < low || byte > high) return UTF8_INVALID;
+      due--, low = 0x80, high = 0xbf;
+    }
+  }
+  return due === 0 ? 0 : (due << 16) | (low << 8) | high;
+}
 
 /**
  * The payload of a close frame: the code as two bytes, then the UTF-8 reason.
@@ -636,7 +735,407 @@ function fitReason(reason: string): string {
   return cut + "...";
 }
 
-// ─── 4. Events ──────────────────────────────────────────────────────────────
+// ─── 4. permessage-deflate (RFC 7692) ───────────────────────────────────────
+
+/**
+ * permessage-deflate settings for {@linkcode UpgradeWebSocketOptions.compression}.
+ *
+ * Memory: a connection holds no zlib state until its first compressed
+ * message. From then on, with context takeover (the default), it keeps a
+ * deflate context of about `2^(serverMaxWindowBits + 2) + 2^(memLevel + 9)`
+ * bytes (256 KiB with the defaults) and an inflate context of about
+ * `2^clientMaxWindowBits + 7 KiB` (39 KiB), so compression suits servers with
+ * fewer, busier connections. Smaller windows and `memLevel` trade ratio for
+ * memory; `serverNoContextTakeover` and `clientNoContextTakeover` free each
+ * context after every message instead of keeping it.
+ */
+export interface CompressionOptions {
+  /**
+   * Start every message the server sends with an empty deflate window, and
+   * free the deflate context after each message (less memory, worse ratio).
+   * Also granted when the client asks for it.
+   *
+   * @default {false}
+   */
+  serverNoContextTakeover?: boolean;
+  /**
+   * Ask the client to start every message with an empty window, so the
+   * server frees its inflate context after each message.
+   *
+   * @default {false}
+   */
+  clientNoContextTakeover?: boolean;
+  /**
+   * The largest deflate window the server uses, as a power of two, 9–15. An
+   * offer asking for less is granted down to 9 and declined below (zlib cannot
+   * make raw deflate with a 256-byte window).
+   *
+   * @default {15}
+   */
+  serverMaxWindowBits?: number;
+  /**
+   * The largest window the client may use, 8–15, asked for when the client's
+   * offer lets the server choose (`client_max_window_bits`).
+   *
+   * @default {15}
+   */
+  clientMaxWindowBits?: number;
+  /**
+   * Messages the server sends below this many bytes go uncompressed:
+   * compressing them costs more time than it saves bytes.
+   *
+   * @default {1024}
+   */
+  threshold?: number;
+  /**
+   * The zlib compression level, 0 (none) to 9 (smallest, slowest).
+   *
+   * @default {6}
+   */
+  level?: number;
+  /**
+   * zlib's memory level for deflate, 1–9: less memory, worse ratio.
+   *
+   * @default {8}
+   */
+  memLevel?: number;
+}
+
+/** What the handshake agreed on for permessage-deflate. */
+interface DeflateParams {
+  /** The server resets its deflate context after each message. */
+  serverNoContextTakeover: boolean;
+  /** The client resets its context after each message, so the server's inflater can too. */
+  clientNoContextTakeover: boolean;
+  /** The server's deflate window. */
+  serverWindowBits: number;
+  /** The inflate window: the client's largest, at least 9 (zlib's smallest raw window). */
+  clientWindowBits: number;
+  threshold: number;
+  level: number;
+  memLevel: number;
+  /** The `Sec-WebSocket-Extensions` value of the 101 response. */
+  response: string;
+}
+
+/** What a sync flush ends with, removed from each message's end by the sender (RFC 7692 §7.2.1). */
+const DEFLATE_TAIL_BYTES = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
+
+/** Validates the `compression` option; returns the settings with defaults, or null when off. */
+function compressionSettings(
+  option: boolean | CompressionOptions | undefined,
+): Required<CompressionOptions> | null {
+  if (option === undefined || option === false) return null;
+  const given = option === true ? {} : option;
+  const settings: Required<CompressionOptions> = {
+    serverNoContextTakeover: given.serverNoContextTakeover ?? false,
+    clientNoContextTakeover: given.clientNoContextTakeover ?? false,
+    serverMaxWindowBits: given.serverMaxWindowBits ?? 15,
+    clientMaxWindowBits: given.clientMaxWindowBits ?? 15,
+    threshold: given.threshold ?? 1024,
+    level: given.level ?? 6,
+    memLevel: given.memLevel ?? 8,
+  };
+  const ranges: [keyof CompressionOptions, number, number][] = [
+    ["serverMaxWindowBits", 9, 15],
+    ["clientMaxWindowBits", 8, 15],
+    ["level", 0, 9],
+    ["memLevel", 1, 9],
+    ["threshold", 0, Infinity],
+  ];
+  for (const [name, low, high] of ranges) {
+    const value = settings[name] as number;
+    if (!(value >= low && value <= high) || (high !== Infinity && !Number.isInteger(value))) {
+      throw new RangeError(`compression.${name} must be ${low} to ${high}, got ${value}`);
+    }
+  }
+  return settings;
+}
+
+/**
+ * Picks the first permessage-deflate offer in `header` that the server can
+ * accept (RFC 7692 §5, §7.1): an offer with an unknown or repeated parameter,
+ * or a value that is not allowed, is declined and the next one considered.
+ * Returns null when no offer is acceptable; the connection then runs
+ * without compression.
+ */
+function negotiateDeflate(
+  header: string | null,
+  settings: Required<CompressionOptions> | null,
+): DeflateParams | null {
+  if (header === null || settings === null) return null;
+  for (const offer of parseExtensionList(header)) {
+    if (offer === null || offer.name !== "permessage-deflate") continue;
+    const accepted = acceptDeflateOffer(offer.params, settings);
+    if (accepted !== null) return accepted;
+  }
+  return null;
+}
+
+/** A window size parameter's value: 8–15 in plain digits, or null. */
+function windowBits(value: string): number | null {
+  return /^(?:8|9|1[0-5])$/.test(value) ? Number(value) : null;
+}
+
+/** The response to one offer's parameters, or null to decline it. */
+function acceptDeflateOffer(
+  params: Map<string, string | true>,
+  settings: Required<CompressionOptions>,
+): DeflateParams | null {
+  let serverWindow = settings.serverMaxWindowBits;
+  let clientWindow = 15;
+  let clientWindowAnswer: number | null = null;
+  for (const [name, value] of params) {
+    switch (name) {
+      case "server_no_context_takeover":
+      case "client_no_context_takeover":
+        if (value !== true) return null;
+        break;
+      case "server_max_window_bits": {
+        const bits = value === true ? null : windowBits(value);
+        if (bits === null) return null;
+        serverWindow = Math.min(serverWindow, bits);
+        if (serverWindow < 9) return null; // zlib has no raw deflate with a 256-byte window
+        break;
+      }
+      case "client_max_window_bits": {
+        const bits = value === true ? 15 : windowBits(value);
+        if (bits === null) return null;
+        clientWindow = Math.min(bits, settings.clientMaxWindowBits);
+        clientWindowAnswer = clientWindow;
+        break;
+      }
+      default:
+        return null; // an unknown parameter: decline this offer
+    }
+  }
+  const serverNoContextTakeover = settings.serverNoContextTakeover ||
+    params.has("server_no_context_takeover");
+  const clientNoContextTakeover = settings.clientNoContextTakeover;
+  const answer = ["permessage-deflate"];
+  if (serverNoContextTakeover) answer.push("server_no_context_takeover");
+  if (clientNoContextTakeover) answer.push("client_no_context_takeover");
+  if (params.has("server_max_window_bits")) answer.push(`server_max_window_bits=${serverWindow}`);
+  if (
+    clientWindowAnswer !== null &&
+    (clientWindowAnswer < 15 || params.get("client_max_window_bits") !== true)
+  ) {
+    answer.push(`client_max_window_bits=${clientWindowAnswer}`);
+  }
+  return {
+    serverNoContextTakeover,
+    clientNoContextTakeover,
+    serverWindowBits: serverWindow,
+    clientWindowBits: Math.max(9, clientWindow),
+    threshold: settings.threshold,
+    level: settings.level,
+    memLevel: settings.memLevel,
+    response: answer.join("; "),
+  };
+}
+
+/**
+ * Splits a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1) into offers, each
+ * a name with its parameters; a parameter's value may be a quoted string. An
+ * offer that is malformed or repeats a parameter is null, so the caller
+ * declines it and goes on with the next.
+ */
+function parseExtensionList(
+  header: string,
+): ({ name: string; params: Map<string, string | true> } | null)[] {
+  const offers: ({ name: string; params: Map<string, string | true> } | null)[] = [];
+  for (const item of splitOutsideQuotes(header, ",")) {
+    if (item.trim() === "") continue;
+    const [name, ...rest] = splitOutsideQuotes(item, ";").map((part) => part.trim());
+    const params = new Map<string, string | true>();
+    let valid = TOKEN.test(name);
+    for (const param of rest) {
+      const match =
+        /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"((?:[^"\\]|\\.)*)"))?$/
+          .exec(param);
+      if (match === null || params.has(match[1].toLowerCase())) {
+        valid = false;
+        break;
+      }
+      const quoted = match[3]?.replace(/\\(.)/g, "$1");
+      params.set(match[1].toLowerCase(), match[2] ?? quoted ?? true);
+    }
+    offers.push(valid ? { name: name.toLowerCase(), params } : null);
+  }
+  return offers;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `text` split at each `separator` that is not inside a quoted string. */
+function splitOutsideQuotes(text: string, separator: string): string[] {
+  const parts: string[] = [];
+  let quoted = false, start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (quoted && char === "\\") i++;
+    else if (char === '"') quoted = !quoted;
+    else if (!quoted && char === separator) {
+      parts.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(text.slice(start));
+  return parts;
+}
+
+/**
+ * A connection's permessage-deflate state: one deflate and one inflate
+ * context from `node:zlib` (raw deflate, the same on Deno, Node and Bun),
+ * each made on first use. Compression runs one message at a time, in order.
+ * Inflated bytes go to `onInflated` as zlib produces them, so the socket can
+ * stop a message the moment it grows past its limit.
+ */
+class PerMessageDeflate {
+  readonly params: DeflateParams;
+  #deflater: DeflateRaw | null = null;
+  #inflater: InflateRaw | null = null;
+  #deflating: Promise<unknown> = Promise.resolve();
+  /** Called with each piece of inflated output. */
+  #onInflated: (bytes: Uint8Array) => void;
+  /** Called once if the inflater fails (corrupt data). */
+  #onInflateError: (error: Error) => void;
+  /** Promises the socket waits on (a drain, a flush) that an abort must release. */
+  #waiting = new Set<() => void>();
+  /** The connection has ended: no context is made again. */
+  #closed = false;
+
+  constructor(
+    params: DeflateParams,
+    onInflated: (bytes: Uint8Array) => void,
+    onInflateError: (error: Error) => void,
+  ) {
+    this.params = params;
+    this.#onInflated = onInflated;
+    this.#onInflateError = onInflateError;
+  }
+
+  /** Compresses one message; resolves with the payload, its `00 00 ff ff` tail removed. */
+  compress(data: Uint8Array): Promise<Uint8Array> {
+    const run = this.#deflating.then(() => this.#compressNow(data));
+    this.#deflating = run.catch(() => {});
+    return run;
+  }
+
+  #compressNow(data: Uint8Array): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(new Error("The WebSocket connection has ended"));
+    const { serverWindowBits, level, memLevel } = this.params;
+    const deflater = this.#deflater ??= createDeflateRaw({
+      windowBits: serverWindowBits,
+      level,
+      memLevel,
+    }).on("error", () => {}); // each compression listens for its own errors
+    return new Promise((resolve, reject) => {
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      const collect = (chunk: Uint8Array) => {
+        chunks.push(chunk);
+        size += chunk.length;
+      };
+      deflater.on("data", collect);
+      deflater.once("error", reject);
+      deflater.write(data);
+      deflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+        deflater.off("data", collect);
+        deflater.off("error", reject);
+        let out = joinBytes(chunks, size);
+        if (endsWithTail(out)) out = out.subarray(0, out.length - 4);
+        if (this.params.serverNoContextTakeover) this.#closeDeflater();
+        resolve(out);
+      });
+    });
+  }
+
+  /**
+   * Feeds compressed payload bytes (owned by the call) to the inflater.
+   * Returns a promise to wait for when zlib's input queue is full, else null.
+   */
+  inflate(bytes: Uint8Array): Promise<void> | null {
+    if (this.#closed) return null;
+    const inflater = this.#inflater ??= this.#createInflater();
+    if (inflater.write(bytes)) return null;
+    return this.#waitFor((done) => inflater.once("drain", done));
+  }
+
+  /**
+   * Ends a message whose bytes, the `00 00 ff ff` tail included, have been
+   * fed: resolves once all its output has been passed on (or the inflater was
+   * aborted).
+   */
+  endMessage(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const inflater = this.#inflater ??= this.#createInflater();
+    return this.#waitFor((done) =>
+      inflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+        if (this.params.clientNoContextTakeover) this.#closeInflater();
+        done();
+      })
+    );
+  }
+
+  /** Stops inflating at once (a message over its limit, or a failed connection). */
+  abortInflate(): void {
+    this.#closeInflater();
+    for (const release of this.#waiting) release();
+    this.#waiting.clear();
+  }
+
+  /** Frees both contexts. */
+  close(): void {
+    this.#closed = true;
+    this.abortInflate();
+    this.#closeDeflater();
+  }
+
+  #createInflater(): InflateRaw {
+    const inflater = createInflateRaw({ windowBits: this.params.clientWindowBits });
+    inflater.on("data", (chunk: Uint8Array) => {
+      if (this.#inflater === inflater) this.#onInflated(chunk);
+    });
+    inflater.on("error", (error: Error) => {
+      if (this.#inflater !== inflater) return;
+      this.abortInflate();
+      this.#onInflateError(error);
+    });
+    return inflater;
+  }
+
+  #waitFor(start: (done: () => void) => void): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#waiting.delete(done);
+        resolve();
+      };
+      this.#waiting.add(done);
+      start(done);
+    });
+  }
+
+  #closeInflater(): void {
+    const inflater = this.#inflater;
+    this.#inflater = null;
+    inflater?.close();
+  }
+
+  #closeDeflater(): void {
+    const deflater = this.#deflater;
+    this.#deflater = null;
+    deflater?.close();
+  }
+}
+
+function endsWithTail(bytes: Uint8Array): boolean {
+  const n = bytes.length;
+  return n >= 4 && bytes[n - 4] === 0 && bytes[n - 3] === 0 && bytes[n - 2] === 0xff &&
+    bytes[n - 1] === 0xff;
+}
+
+// ─── 5. Events ──────────────────────────────────────────────────────────────
 // Deno and Bun have CloseEvent and ErrorEvent; Node 20 has neither, so small
 // stand-ins with the same members take their place there.
 
@@ -680,7 +1179,7 @@ const ErrorEventClass: new (type: string, init?: ErrorEventInit2) => ErrorEvent 
       }
     } as unknown as typeof ErrorEvent;
 
-// ─── 5. The socket ──────────────────────────────────────────────────────────
+// ─── 6. The socket ──────────────────────────────────────────────────────────
 
 /** The connection brick hands over after the 101 (see mod.ts, "Upgrades"). */
 interface UpgradedConnection {
@@ -702,14 +1201,52 @@ interface SocketConfig {
   protocol: string;
   idleTimeoutMs: number;
   maxMessageSize: number;
+  maxFragments: number;
+  deflate: DeflateParams | null;
 }
 
 /** How long the server waits for the client's close frame after sending its own. */
 const CLOSE_TIMEOUT_MS = 5000;
 /** The read buffer; frames larger than this are read into their own buffer. */
 const READ_BUFFER_BYTES = 16 * 1024;
-/** A big frame's buffer starts at this size and doubles as bytes arrive, up to the frame's. */
+/** A long message's buffer starts at this size and doubles as bytes arrive, up to the message's. */
 const FIRST_BIG_BUFFER_BYTES = 64 * 1024;
+/** A fragmented message's buffer starts at this size (its length is not known in advance). */
+const FIRST_FRAGMENTS_BUFFER_BYTES = 1024;
+/** A payload at least this long, with nothing else buffered, is read straight into its message. */
+const DIRECT_READ_BYTES = 4096;
+const EMPTY = new Uint8Array(0);
+/** The RSV1 bit in {@linkcode Frame.rsv}: permessage-deflate's "compressed" flag. */
+const RSV1 = 4;
+
+/** A data frame whose payload is arriving. */
+interface IncomingFrame {
+  header: FrameHeader;
+  /** The frame's mask key, copied out of the read buffer. */
+  key: Uint8Array;
+  /** Payload bytes received so far. */
+  received: number;
+}
+
+/**
+ * A message being received. Its frames' payloads are joined into one buffer
+ * as they arrive, so a frame costs nothing beyond its bytes: an empty
+ * continuation frame costs no memory at all.
+ */
+interface IncomingMessage {
+  opcode: number;
+  /** The payload so far is `data[0, size)`. */
+  data: Uint8Array;
+  size: number;
+  /** Payload bytes received on the wire (compressed bytes for a compressed message). */
+  wire: number;
+  /** Frames received, the first included. */
+  fragments: number;
+  /** Whether the first frame had RSV1 set: the payload is deflated (RFC 7692). */
+  compressed: boolean;
+  /** For text, the UTF-8 check's state between pieces (see {@linkcode checkUtf8}). */
+  utf8: number;
+}
 
 /** What the socket sends: frame bytes, a Blob's frame being read, or the order to close TCP. */
 type Outgoing =
@@ -784,8 +1321,8 @@ export class ServerWebSocket extends EventTarget {
   readonly url: string;
   /** The selected subprotocol, or "" when none was. */
   readonly protocol: string;
-  /** The negotiated extensions: always "", as brick negotiates none. */
-  readonly extensions = "";
+  /** The negotiated extensions: the `Sec-WebSocket-Extensions` answer (permessage-deflate), or "". */
+  readonly extensions: string;
 
   #readyState: 0 | 1 | 2 | 3 = 0;
   #binaryType: BinaryType = "blob";
@@ -804,16 +1341,34 @@ export class ServerWebSocket extends EventTarget {
   /** The close requested while the socket was still connecting. */
   #pendingClose: { code?: number; reason: string } | null = null;
 
-  // Reading.
+  /** The pong queued and not yet written, which a newer ping's pong replaces. */
+  #queuedPong: Outgoing | null = null;
+
+  // Reading: frames are parsed from `#buf[#start, #end)`.
   #buf = new Uint8Array(READ_BUFFER_BYTES);
-  /** A frame too big for `#buf`, being read into a buffer of its own. */
-  #big: { header: FrameHeader; key: Uint8Array; payload: Uint8Array; filled: number } | null = null;
   #start = 0;
   #end = 0;
+  /** The data frame whose payload is arriving: `#frameSlot`, or null between frames. */
+  #frame: IncomingFrame | null = null;
+  /** The one frame record a socket needs, reused for every frame so none allocates. */
+  #frameSlot: IncomingFrame = {
+    header: { fin: false, rsv: 0, opcode: 0, maskAt: -1, headerSize: 0, length: 0 },
+    key: new Uint8Array(4),
+    received: 0,
+  };
+  #parseOptions: ParseOptions = { masked: true, maxPayload: Infinity, allowedRsv: 0 };
+  /** permessage-deflate, when negotiated. */
+  #deflate: PerMessageDeflate | null = null;
+  /** What reading waits for before it goes on: zlib taking input, or a message inflating. */
+  #pause: Promise<void> | null = null;
+  /** Compressed bytes gathered for the inflater; see {@linkcode ServerWebSocket.#batchCompressed}. */
+  #inflateBatch: Uint8Array = EMPTY;
+  #inflateBatchSize = 0;
+  /** The message being received, from its first frame until its last. */
+  #message: IncomingMessage | null = null;
+  /** Whether the last read went straight into `#message.data`. */
+  #direct = false;
   #closeReceived: { code: number; reason: string } | null = null;
-  /** The message being received across fragments. */
-  #message: { opcode: number; parts: Uint8Array[]; text: string[]; size: number } | null = null;
-  #streamDecoder: TextDecoder | null = null;
 
   // Ending.
   #failure: { code: number; reason: string } | null = null;
@@ -839,7 +1394,16 @@ export class ServerWebSocket extends EventTarget {
     super();
     this.url = config.url;
     this.protocol = config.protocol;
+    this.extensions = config.deflate?.response ?? "";
     this.#config = config;
+    if (config.deflate !== null) {
+      this.#deflate = new PerMessageDeflate(
+        config.deflate,
+        (bytes) => this.#inflated(bytes),
+        (error) => this.#fail(1007, `A compressed message does not inflate: ${error.message}`),
+      );
+      this.#parseOptions.allowedRsv = RSV1;
+    }
     this.#origin = originOf(config.url);
   }
 
@@ -943,16 +1507,16 @@ export class ServerWebSocket extends EventTarget {
     }
     if (typeof data === "string") {
       const payload = encoder.encode(data);
-      this.#sendData(Opcode.Text, payload, payload.length);
+      this.#sendData(Opcode.Text, payload, payload.length, true);
     } else if (data instanceof Blob) {
       const bytes = data.arrayBuffer().then((buffer) => new Uint8Array(buffer));
-      this.#sendData(Opcode.Binary, bytes, data.size);
+      this.#sendData(Opcode.Binary, bytes, data.size, true);
     } else if (ArrayBuffer.isView(data)) {
       const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      this.#sendData(Opcode.Binary, view, view.length);
+      this.#sendData(Opcode.Binary, view, view.length, false);
     } else {
       const view = new Uint8Array(data);
-      this.#sendData(Opcode.Binary, view, view.length);
+      this.#sendData(Opcode.Binary, view, view.length, false);
     }
   }
 
@@ -1046,11 +1610,32 @@ export class ServerWebSocket extends EventTarget {
 
   // ── Writing ──
 
-  #sendData(opcode: number, payload: Uint8Array | Promise<Uint8Array>, size: number): void {
+  /**
+   * Queues a data frame. With permessage-deflate, a message of `threshold`
+   * bytes or more is compressed first (in a copy unless `owned`, as zlib
+   * reads it later); the queue keeps its place, so messages leave in order.
+   */
+  #sendData(
+    opcode: number,
+    payload: Uint8Array | Promise<Uint8Array>,
+    size: number,
+    owned: boolean,
+  ): void {
     if (this.#readyState !== 1) return;
-    const bytes = payload instanceof Uint8Array
-      ? frameBytes(opcode, payload)
-      : payload.then((bytes) => frameBytes(opcode, bytes));
+    const deflate = this.#deflate;
+    let bytes: Uint8Array | Promise<Uint8Array>;
+    if (deflate !== null && size >= deflate.params.threshold) {
+      const data = payload instanceof Uint8Array && !owned ? payload.slice() : payload;
+      bytes = Promise.resolve(data)
+        .then((data) => deflate.compress(data))
+        .then((compressed) => frameBytes(opcode, compressed, RSV1));
+    } else {
+      bytes = payload instanceof Uint8Array
+        ? frameBytes(opcode, payload)
+        : payload.then((bytes) => frameBytes(opcode, bytes));
+    }
+    // A frame dropped from the queue (the connection failed) is never awaited.
+    if (bytes instanceof Promise) bytes.catch(() => {});
     this.#bufferedAmount += size;
     this.#queue.push({ kind: "frame", bytes, size });
     this.#flush();
@@ -1058,6 +1643,25 @@ export class ServerWebSocket extends EventTarget {
 
   #sendControl(opcode: number, payload: Uint8Array): void {
     this.#queue.push({ kind: "frame", bytes: frameBytes(opcode, payload), size: 0 });
+    this.#flush();
+  }
+
+  /**
+   * Answers a ping. A pong still waiting in the queue takes the newer ping's
+   * payload instead of queueing another (RFC 6455 §5.5.3 allows answering only
+   * the latest ping), so a client that pings without reading cannot grow the
+   * queue.
+   */
+  #sendPong(payload: Uint8Array): void {
+    if (this.#closeSent) return;
+    const queued = this.#queuedPong;
+    if (queued !== null && queued.kind === "frame") {
+      queued.bytes = frameBytes(Opcode.Pong, payload);
+      return;
+    }
+    const pong: Outgoing = { kind: "frame", bytes: frameBytes(Opcode.Pong, payload), size: 0 };
+    this.#queuedPong = pong;
+    this.#queue.push(pong);
     this.#flush();
   }
 
@@ -1121,47 +1725,86 @@ export class ServerWebSocket extends EventTarget {
       total += item.bytes.length;
       batch.push(item as ReadyFrame);
     }
+    if (this.#queuedPong !== null && batch.includes(this.#queuedPong as ReadyFrame)) {
+      this.#queuedPong = null; // being written: a later ping queues its own pong
+    }
     return batch;
   }
 
   // ── Reading ──
 
   /**
-   * Reads until the connection ends. Frames that fit the 16 KiB read buffer
-   * are parsed from it; a bigger one is read straight into a buffer of its
-   * own size, which then becomes the message without another copy. After the
-   * client's close frame, or after a protocol error, bytes are read and
-   * dropped: the client's FIN then ends the connection at once, even while the
-   * server's close frame is still being written.
+   * Reads until the connection ends. Frame headers and small frames are
+   * parsed from the 16 KiB read buffer; a data frame's payload is taken as its
+   * bytes arrive (unmasked, checked for UTF-8 when text, appended to the
+   * message, or fed to the inflater when compressed), and a long uncompressed
+   * one is read straight into the message's buffer. While zlib works through
+   * a compressed message, reading waits, so the client is held back by TCP.
+   * After the client's close frame, or after a protocol error, bytes are read
+   * and dropped: the client's FIN then ends the connection at once, even while
+   * the server's close frame is still being written.
    */
   async #readLoop(): Promise<void> {
     const conn = this.#conn!;
     try {
       while (!this.#finished) {
-        const big = this.#big;
-        if (big === null && this.#end === this.#buf.length) this.#compact();
-        if (big !== null && big.filled === big.payload.length) growPayload(big);
-        const target = big === null
-          ? this.#buf.subarray(this.#end)
-          : big.payload.subarray(big.filled);
-        const n = await conn.read(target);
+        const n = await conn.read(this.#readTarget());
         if (this.#finished) return;
         if (n === null) return this.#abort(null);
         this.#lastReceivedAt = Date.now();
         this.#pingSent = false;
         if (this.#closeReceived !== null || this.#failure !== null) {
           this.#start = this.#end = 0; // the conversation is over: drop
-          this.#big = null;
+          this.#frame = this.#message = null;
           continue;
         }
-        if (big === null) this.#end += n;
-        else big.filled += n;
-        this.#processFrames();
+        if (this.#direct) this.#guard(() => this.#acceptPayload(this.#message!.size, n));
+        else this.#end += n;
+        this.#guard(() => this.#processFrames());
+        this.#flushCompressed();
+        while (this.#pause !== null && !this.#finished) {
+          await this.#pause;
+          this.#pause = null;
+          if (this.#failure === null) this.#guard(() => this.#processFrames());
+          this.#flushCompressed();
+        }
       }
     } catch (error) {
       // A reset after the client's close frame ends a finished handshake.
       if (!this.#finished) this.#abort(this.#closeReceived !== null ? null : error);
     }
+  }
+
+  /** Runs `step`; a protocol error fails the connection with its code. */
+  #guard(step: () => void): void {
+    try {
+      step();
+    } catch (error) {
+      if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
+      else throw error;
+    }
+  }
+
+  /**
+   * Where the next read goes: straight into the message when a long
+   * uncompressed payload is due and nothing else is buffered, else the free
+   * end of the read buffer.
+   */
+  #readTarget(): Uint8Array {
+    const frame = this.#frame, message = this.#message;
+    this.#direct = false;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (frame !== null && message !== null && !message.compressed && this.#start === this.#end) {
+      const left = frame.header.length - frame.received;
+      if (left >= DIRECT_READ_BYTES) {
+        this.#reserve(Math.min(left, READ_BUFFER_BYTES));
+        this.#direct = true;
+        const end = Math.min(message.data.length, message.size + left);
+        return message.data.subarray(message.size, end);
+      }
+    }
+    if (this.#end === this.#buf.length) this.#compact();
+    return this.#buf.subarray(this.#end);
   }
 
   /** Moves the unread bytes to the front of the read buffer. */
@@ -1171,102 +1814,249 @@ export class ServerWebSocket extends EventTarget {
     this.#start = 0;
   }
 
-  #decodeOptions(): DecodeFrameOptions {
-    const taken = this.#message?.size ?? 0;
-    return { masked: true, maxPayload: this.#config.maxMessageSize - taken };
-  }
-
-  /** Handles every complete frame received; fails the connection on a protocol error. */
+  /**
+   * Handles what the read buffer holds: payload bytes of the current frame,
+   * then whole frames. Stops early when zlib asks reading to wait.
+   */
   #processFrames(): void {
-    try {
-      const big = this.#big;
-      if (big !== null) {
-        if (big.filled < big.header.length) return;
-        this.#big = null;
-        applyMask(big.payload, 0, big.payload.length, big.key);
-        this.#handleFrame(big.header, big.payload, true);
+    while (this.#closeReceived === null && this.#failure === null && this.#pause === null) {
+      const frame = this.#frame;
+      if (frame !== null) {
+        const take = Math.min(frame.header.length - frame.received, this.#end - this.#start);
+        if (take === 0 && frame.received < frame.header.length) return;
+        const from = this.#start;
+        this.#start += take;
+        this.#takePayload(from, from + take);
+        continue;
       }
-      while (this.#closeReceived === null && this.#failure === null) {
-        if (this.#start === this.#end) {
-          this.#start = this.#end = 0;
-          return;
-        }
-        const header = parseFrameHeader(this.#buf, this.#start, this.#end, this.#decodeOptions());
-        if (header === null) return;
-        const payloadStart = this.#start + header.headerSize;
-        const frameEnd = payloadStart + header.length;
-        const key = this.#buf.slice(this.#start + header.maskAt, this.#start + header.maskAt + 4);
-        if (header.headerSize + header.length > this.#buf.length) {
-          // Too big for the read buffer: give the payload a buffer of its own,
-          // grown as bytes arrive, so a header alone cannot claim 16 MiB.
-          const have = this.#buf.subarray(payloadStart, Math.min(frameEnd, this.#end));
-          const payload = new Uint8Array(Math.min(header.length, FIRST_BIG_BUFFER_BYTES));
-          payload.set(have);
-          this.#start = this.#end = 0;
-          this.#big = { header, key, payload, filled: have.length };
-          return this.#processFrames();
-        }
-        if (frameEnd > this.#end) return;
+      if (this.#start === this.#end) return;
+      const options = this.#parseOptions, slot = this.#frameSlot, message = this.#message;
+      options.maxPayload =
+        (this.#deflate !== null ? this.#wireLimit : this.#config.maxMessageSize) -
+        (message?.wire ?? 0);
+      const header = parseFrameHeader(this.#buf, this.#start, this.#end, options, slot.header);
+      if (header === null) return;
+      const payloadStart = this.#start + header.headerSize;
+      const frameEnd = payloadStart + header.length;
+      const isControl = (header.opcode & 0x08) !== 0;
+      if (header.rsv !== 0 && (isControl || header.opcode === Opcode.Continuation)) {
+        throw new WebSocketProtocolError(
+          isControl ? "RSV1 set on a control frame" : "RSV1 set on a continuation frame",
+        );
+      }
+      const compressed = header.rsv !== 0 || (message?.compressed ?? false);
+      if (!compressed && header.length > this.#config.maxMessageSize - (message?.size ?? 0)) {
+        throw new WebSocketProtocolError(
+          `A frame of ${header.length} bytes is over the limit`,
+          1009,
+        );
+      }
+      const key = slot.key, buf = this.#buf, at = this.#start + header.maskAt;
+      key[0] = buf[at], key[1] = buf[at + 1], key[2] = buf[at + 2], key[3] = buf[at + 3];
+      const whole = header.fin && message === null && header.opcode !== Opcode.Continuation &&
+        !compressed;
+      if (isControl || (whole && frameEnd <= this.#end)) {
+        // A whole frame in the buffer: read it in place, without a copy.
+        if (frameEnd > this.#end) return; // a control frame fits the buffer once compacted
         applyMask(this.#buf, payloadStart, frameEnd, key);
         this.#start = frameEnd;
-        this.#handleFrame(header, this.#buf.subarray(payloadStart, frameEnd), false);
+        const payload = this.#buf.subarray(payloadStart, frameEnd);
+        if (isControl) this.#handleControl(header.opcode, payload);
+        else this.#deliver(header.opcode, payload);
+        continue;
       }
-    } catch (error) {
-      if (error instanceof WebSocketProtocolError) this.#fail(error.code, error.message);
-      else throw error;
+      this.#startFrame(header);
+      slot.received = 0;
+      this.#frame = slot;
+      this.#start = payloadStart;
     }
   }
 
   /**
-   * One frame's meaning. An `owned` payload is the frame's own buffer and may
-   * be kept; otherwise it lies in the read buffer, valid only during the call.
+   * The most compressed bytes a message may have on the wire: its inflated
+   * limit, plus room for deflate's stored blocks (5 bytes per 64 KiB), so an
+   * incompressible message just under `maxMessageSize` still passes.
    */
-  #handleFrame(header: FrameHeader, payload: Uint8Array, owned: boolean): void {
-    switch (header.opcode) {
-      case Opcode.Ping:
-        if (!this.#closeSent) this.#sendControl(Opcode.Pong, payload);
-        return;
-      case Opcode.Pong:
-        return;
-      case Opcode.Close:
-        return this.#receiveClose(decodeClosePayload(payload));
-      case Opcode.Continuation:
-        if (this.#message === null) {
-          throw new WebSocketProtocolError("A continuation frame without a message to continue");
-        }
-        return this.#addFragment(header.fin, payload, owned);
-      default:
-        if (this.#message !== null) {
-          throw new WebSocketProtocolError("A new message started before the last one ended");
-        }
-        if (header.fin) return this.#deliver(header.opcode, payload, owned);
-        this.#message = { opcode: header.opcode, parts: [], text: [], size: 0 };
-        return this.#addFragment(false, payload, owned);
-    }
+  get #wireLimit(): number {
+    const max = this.#config.maxMessageSize;
+    return max + Math.ceil(max / 4096) + 64;
   }
 
-  #addFragment(fin: boolean, payload: Uint8Array, owned: boolean): void {
-    const message = this.#message!;
-    message.size += payload.length;
-    if (message.opcode === Opcode.Text) {
-      this.#streamDecoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-      try {
-        message.text.push(this.#streamDecoder.decode(payload, { stream: !fin }));
-      } catch {
-        this.#streamDecoder = null;
-        throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
+  /** A control frame's meaning. */
+  #handleControl(opcode: number, payload: Uint8Array): void {
+    if (opcode === Opcode.Ping) this.#sendPong(payload);
+    else if (opcode === Opcode.Close) this.#receiveClose(decodeClosePayload(payload));
+  }
+
+  /**
+   * A data frame begins: it starts a message or continues the one in
+   * progress. A message may have at most `maxFragments` frames.
+   */
+  #startFrame(header: FrameHeader): void {
+    const message = this.#message;
+    if (header.opcode === Opcode.Continuation) {
+      if (message === null) {
+        throw new WebSocketProtocolError("A continuation frame without a message to continue");
       }
-    } else {
-      message.parts.push(owned ? payload : payload.slice());
+      if (++message.fragments > this.#config.maxFragments) {
+        throw new WebSocketProtocolError(
+          `A message in more than ${this.#config.maxFragments} fragments`,
+          1008,
+        );
+      }
+      return;
     }
-    if (!fin) return;
-    this.#message = null;
-    if (message.opcode === Opcode.Text) this.#dispatchMessage(message.text.join(""));
-    else this.#dispatchMessage(this.#binaryData(joinBytes(message.parts, message.size)));
+    if (message !== null) {
+      throw new WebSocketProtocolError("A new message started before the last one ended");
+    }
+    this.#message = {
+      opcode: header.opcode,
+      data: EMPTY,
+      size: 0,
+      wire: 0,
+      fragments: 1,
+      utf8: 0,
+      compressed: header.rsv !== 0,
+    };
+    if (header.rsv !== 0 && this.#inflateBatch === EMPTY) {
+      this.#inflateBatch = new Uint8Array(READ_BUFFER_BYTES);
+    }
   }
 
-  /** A message in one frame. */
-  #deliver(opcode: number, payload: Uint8Array, owned: boolean): void {
+  /** Takes the current frame's payload bytes `#buf[from, to)`. */
+  #takePayload(from: number, to: number): void {
+    const message = this.#message!;
+    if (message.compressed) return this.#takeCompressed(from, to);
+    if (to > from) {
+      this.#reserve(to - from);
+      message.data.set(this.#buf.subarray(from, to), message.size);
+    }
+    this.#acceptPayload(message.size, to - from);
+  }
+
+  /**
+   * `n` payload bytes of the current frame now lie at `message.data` from
+   * `from`: unmasks them, checks text as it arrives (so bad UTF-8 fails the
+   * connection at once, not when the frame ends), and ends the frame and
+   * message when due.
+   */
+  #acceptPayload(from: number, n: number): void {
+    const frame = this.#frame!, message = this.#message!;
+    applyMask(message.data, from, from + n, frame.key, frame.received);
+    this.#checkText(message, from, from + n);
+    message.size = from + n;
+    message.wire += n;
+    frame.received += n;
+    if (frame.received < frame.header.length) return;
+    this.#frame = null;
+    if (frame.header.fin) this.#endMessage(message);
+  }
+
+  /** Checks `message.data[from, to)` as the next piece of a text message's UTF-8. */
+  #checkText(message: IncomingMessage, from: number, to: number): void {
+    if (message.opcode !== Opcode.Text) return;
+    message.utf8 = checkUtf8(message.data, from, to, message.utf8);
+    if (message.utf8 === UTF8_INVALID) {
+      throw new WebSocketProtocolError("A text message is not valid UTF-8", 1007);
+    }
+  }
+
+  /** The message is complete: dispatches it. */
+  #endMessage(message: IncomingMessage): void {
+    this.#message = null;
+    if (message.opcode === Opcode.Text && message.utf8 !== 0) {
+      throw new WebSocketProtocolError("A text message ends inside a UTF-8 character", 1007);
+    }
+    const data = message.data.subarray(0, message.size);
+    if (message.opcode === Opcode.Text) this.#dispatchMessage(looseDecoder.decode(data));
+    else this.#dispatchMessage(this.#binaryData(data));
+  }
+
+  /**
+   * Compressed payload bytes `#buf[from, to)`: unmasked in place and handed
+   * to the inflater in a copy of their own (zlib holds its input until it has
+   * read it). At the frame that ends the message, the inflater is flushed and
+   * reading waits until the message is out.
+   */
+  #takeCompressed(from: number, to: number): void {
+    const frame = this.#frame!, message = this.#message!, deflate = this.#deflate!;
+    applyMask(this.#buf, from, to, frame.key, frame.received);
+    frame.received += to - from;
+    message.wire += to - from;
+    this.#batchCompressed(this.#buf, from, to);
+    if (frame.received < frame.header.length) return;
+    this.#frame = null;
+    if (!frame.header.fin) return;
+    this.#batchCompressed(DEFLATE_TAIL_BYTES, 0, 4); // RFC 7692 §7.2.2: the tail the sender removed
+    this.#flushCompressed();
+    const drained = this.#pause ?? Promise.resolve();
+    this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage() : undefined)
+      .then(() => {
+        if (this.#failure !== null || this.#finished || this.#message !== message) return;
+        this.#guard(() => this.#endMessage(message));
+      });
+  }
+
+  /**
+   * Gathers compressed bytes `bytes[from, to)` (at most 16 KiB) for the inflater, so that many
+   * small fragments cost one zlib call per read, not one each.
+   */
+  #batchCompressed(bytes: Uint8Array, from: number, to: number): void {
+    if (to === from) return;
+    if (this.#inflateBatchSize + (to - from) > this.#inflateBatch.length) this.#flushCompressed();
+    this.#inflateBatch.set(bytes.subarray(from, to), this.#inflateBatchSize);
+    this.#inflateBatchSize += to - from;
+  }
+
+  /** Hands the gathered compressed bytes to the inflater, in a copy zlib may keep. */
+  #flushCompressed(): void {
+    const size = this.#inflateBatchSize;
+    if (size === 0 || this.#failure !== null) return;
+    this.#inflateBatchSize = 0;
+    const pause = this.#deflate!.inflate(this.#inflateBatch.slice(0, size));
+    if (pause !== null) this.#pause = pause;
+  }
+
+  /** A piece of a compressed message, inflated: counted against `maxMessageSize` as it comes. */
+  #inflated(bytes: Uint8Array): void {
+    const message = this.#message;
+    if (message === null || this.#failure !== null || this.#finished) return;
+    const max = this.#config.maxMessageSize;
+    if (message.size + bytes.length > max) {
+      this.#deflate!.abortInflate();
+      this.#fail(1009, `A compressed message inflates to more than ${max} bytes`);
+      return;
+    }
+    this.#reserve(bytes.length);
+    message.data.set(bytes, message.size);
+    const from = message.size;
+    message.size += bytes.length;
+    this.#guard(() => this.#checkText(message, from, message.size));
+    if (this.#failure !== null) this.#deflate!.abortInflate();
+  }
+
+  /**
+   * Makes room for `n` more bytes in the message's buffer. It grows by
+   * doubling, never past `maxMessageSize`, nor past the message's length once
+   * its last frame is known (uncompressed), so a finished message fills it
+   * exactly.
+   */
+  #reserve(n: number): void {
+    const message = this.#message!, frame = this.#frame;
+    const needed = message.size + n;
+    if (needed <= message.data.length) return;
+    const exact = !message.compressed && frame !== null && frame.header.fin;
+    const limit = exact
+      ? message.size + frame.header.length - frame.received
+      : this.#config.maxMessageSize;
+    const first = exact ? FIRST_BIG_BUFFER_BYTES : FIRST_FRAGMENTS_BUFFER_BYTES;
+    const grown = new Uint8Array(Math.min(limit, Math.max(needed, message.data.length * 2, first)));
+    grown.set(message.data.subarray(0, message.size));
+    message.data = grown;
+  }
+
+  /** A message in one frame, read in place: `payload` is valid only during the call. */
+  #deliver(opcode: number, payload: Uint8Array): void {
     if (opcode === Opcode.Text) {
       let text: string;
       try {
@@ -1276,7 +2066,7 @@ export class ServerWebSocket extends EventTarget {
       }
       this.#dispatchMessage(text);
     } else {
-      this.#dispatchMessage(this.#binaryData(owned ? payload : payload.slice()));
+      this.#dispatchMessage(this.#binaryData(payload.slice()));
     }
   }
 
@@ -1310,6 +2100,8 @@ export class ServerWebSocket extends EventTarget {
     this.#readyState = 2;
     // Data not yet started is dropped, so the close frame leaves at once.
     this.#queue = this.#queue.slice(0, this.#inFlight);
+    this.#queuedPong = null;
+    this.#deflate?.abortInflate();
     this.#bufferedAmount = this.#queue.reduce(
       (n, item) => n + (item.kind === "frame" ? item.size : 0),
       0,
@@ -1344,6 +2136,7 @@ export class ServerWebSocket extends EventTarget {
     clearTimeout(this.#idleTimer);
     this.#queue.length = 0;
     this.#bufferedAmount = 0;
+    this.#deflate?.close();
     const conn = this.#conn;
     if (conn !== null) {
       conn.onShutdown = null;
@@ -1396,20 +2189,13 @@ export class ServerWebSocket extends EventTarget {
   }
 }
 
-// ─── 6. Helpers ─────────────────────────────────────────────────────────────
-
-/** Doubles a big frame's buffer, but never past the frame's length, so the last size is exact. */
-function growPayload(big: { header: FrameHeader; payload: Uint8Array; filled: number }): void {
-  const grown = new Uint8Array(Math.min(big.header.length, big.payload.length * 2));
-  grown.set(big.payload.subarray(0, big.filled));
-  big.payload = grown;
-}
+// ─── 7. Helpers ─────────────────────────────────────────────────────────────
 
 /** An unmasked server frame with `payload`, in one buffer. */
-function frameBytes(opcode: number, payload: Uint8Array): Uint8Array {
+function frameBytes(opcode: number, payload: Uint8Array, rsv = 0): Uint8Array {
   const headerSize = frameHeaderSize(payload.length, false);
   const bytes = new Uint8Array(headerSize + payload.length);
-  writeFrameHeader(bytes, true, 0, opcode, payload.length, null);
+  writeFrameHeader(bytes, true, rsv, opcode, payload.length, null);
   bytes.set(payload, headerSize);
   return bytes;
 }

@@ -6,6 +6,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import zlib from "node:zlib";
 import WebSocket from "ws";
 import type { Server } from "./mod.ts";
 import {
@@ -275,7 +276,7 @@ class RawWebSocket {
     const frames: Frame[] = [];
     let rest = this.client.received.subarray(this.headEnd);
     for (;;) {
-      const decoded = decodeFrame(rest, { masked: false });
+      const decoded = decodeFrame(rest, { masked: false, allowedRsv: 4 });
       if (decoded === null) return frames;
       frames.push(decoded.frame);
       rest = rest.subarray(decoded.size);
@@ -930,6 +931,692 @@ describe("ServerWebSocket fails the connection on protocol errors", () => {
   });
 });
 
+// ─── Bounded messages: fragments, memory and UTF-8 as it arrives ─────────────
+
+const MiB = 1024 * 1024;
+
+/** `count` empty, masked, non-final continuation frames (6 bytes each), back to back. */
+function emptyContinuations(count: number): Uint8Array {
+  const frames = new Uint8Array(count * 6);
+  for (let i = 0; i < frames.length; i += 6) {
+    frames[i + 1] = 0x80; // masked, no payload; the key stays 00 00 00 00
+  }
+  return frames;
+}
+
+/**
+ * Sends the start of a text message, then `count` empty continuation frames
+ * in writes of 1 MiB; stops early if the server closes. Returns how many left.
+ */
+async function sendEmptyFragments(ws: RawWebSocket, count: number): Promise<number> {
+  await ws.send(clientFrame(Opcode.Text, "x", false));
+  const perBatch = Math.floor(MiB / 6);
+  const batch = emptyContinuations(perBatch);
+  // Bun never acknowledges a write after the peer closed: stop at the close.
+  const closed = ws.client.waitFor(() => ws.client.closed, "the close", 120_000).catch(() => {});
+  let sent = 0;
+  while (sent < count && !ws.client.closed) {
+    const n = Math.min(perBatch, count - sent);
+    try {
+      await Promise.race([ws.send(n === perBatch ? batch : batch.subarray(0, n * 6)), closed]);
+    } catch {
+      break; // the server closed the connection
+    }
+    sent += n;
+  }
+  return sent;
+}
+
+/** The process's resident memory, or null where the runtime does not say. */
+function rss(): number | null {
+  try {
+    return process.memoryUsage().rss;
+  } catch {
+    return null;
+  }
+}
+
+/** Asserts that RSS grew less than `limit` bytes since `before`. */
+function assertGrowthBelow(before: number | null, limit: number): void {
+  const after = rss();
+  if (before === null || after === null) return;
+  const growth = after - before;
+  assert.ok(growth < limit, `RSS grew ${(growth / MiB).toFixed(1)} MiB`);
+}
+
+describe("ServerWebSocket keeps each message bounded", () => {
+  test("3 million empty continuation frames: closed with 1008 at maxFragments", {
+    timeout: 60_000,
+  }, async () => {
+    await withRaw(async (ws, { seen }) => {
+      const before = rss();
+      await sendEmptyFragments(ws, 3_000_000);
+      const close = await ws.waitClose(20_000);
+      assert.equal(close.code, 1008, close.reason);
+      assert.match(close.reason, /more than 65536 fragments/);
+      const [event] = await seen.closed();
+      assert.equal(event.code, 1008);
+      assertGrowthBelow(before, 16 * MiB);
+    });
+  });
+
+  test("3 million empty continuation frames with no fragment limit: memory stays bounded", {
+    timeout: 120_000,
+  }, async () => {
+    await withRaw(async (ws, { seen }) => {
+      const before = rss();
+      const sent = await sendEmptyFragments(ws, 3_000_000);
+      assert.equal(sent, 3_000_000);
+      await ws.send(clientFrame(Opcode.Continuation, "y", true));
+      const [echo] = await ws.waitFrames(1, 60_000);
+      assert.equal(decoder.decode(echo.payload), "xy");
+      assert.deepEqual(seen.messages, ["xy"]);
+      assertGrowthBelow(before, 16 * MiB);
+    }, { maxFragments: Infinity });
+  });
+
+  test("maxFragments: a message in one frame more than the limit closes with 1008", async () => {
+    const frames = (count: number) =>
+      concat([
+        clientFrame(Opcode.Binary, "a", false),
+        ...Array.from({ length: count - 2 }, () => clientFrame(Opcode.Continuation, "b", false)),
+        clientFrame(Opcode.Continuation, "c", true),
+      ]);
+    await withRaw(async (ws) => {
+      await ws.send(frames(4));
+      const [echo] = await ws.waitFrames(1);
+      assert.equal(decoder.decode(echo.payload), "abbc");
+    }, { maxFragments: 4 });
+    await expectFailure([frames(5)], 1008, { maxFragments: 4 });
+  });
+
+  test("a 1 MiB message in 16,384 fragments of 64 bytes arrives whole", {
+    timeout: 30_000, // Bun stops a test after 5 s unless told
+  }, async () => {
+    const message = new Uint8Array(MiB).map((_, i) => (i * 7) & 0xff);
+    const frames: Uint8Array[] = [];
+    for (let at = 0; at < message.length; at += 64) {
+      const opcode = at === 0 ? Opcode.Binary : Opcode.Continuation;
+      frames.push(clientFrame(opcode, message.subarray(at, at + 64), at + 64 === message.length));
+    }
+    await withRaw(async (ws) => {
+      await ws.send(concat(frames));
+      const [echo] = await ws.waitFrames(1, 10_000);
+      assert.equal(echo.payload.length, message.length);
+      assert.deepEqual(echo.payload, message);
+    });
+  });
+
+  test("upgradeWebSocket() rejects a maxFragments below 1", async () => {
+    let thrown: unknown;
+    const { server, port } = await startServer((request) => {
+      try {
+        upgradeWebSocket(request, { maxFragments: 0 });
+      } catch (error) {
+        thrown = error;
+      }
+      return new Response("checked");
+    });
+    try {
+      await rawExchange(port, [handshake()], { responses: 1 });
+      assert.ok(thrown instanceof RangeError, String(thrown));
+      assert.match(thrown.message, /maxFragments must be 1 or more, got 0/);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+describe("ServerWebSocket checks UTF-8 as the bytes arrive", () => {
+  /**
+   * Sends a text frame made of `pieces` in separate writes 100 ms apart, as
+   * Autobahn's cases 6.4.3 and 6.4.4 do (a second apart there), and expects
+   * the close 1007 right after piece `bad`, before the rest was sent.
+   */
+  async function failsAfterPiece(pieces: Uint8Array[], bad: number, fin = true) {
+    await withRaw(async (ws) => {
+      const payload = concat(pieces);
+      const frame = clientFrame(Opcode.Text, payload, fin);
+      const headerSize = frame.length - payload.length;
+      let at = headerSize;
+      await ws.send(frame.subarray(0, headerSize));
+      for (let i = 0; i <= bad; i++) {
+        await delay(100);
+        await ws.send(frame.subarray(at, at + pieces[i].length));
+        at += pieces[i].length;
+      }
+      const close = await ws.waitClose(2000);
+      assert.equal(close.code, 1007, close.reason);
+    });
+  }
+
+  const valid = bytes("κόσμε");
+
+  test("a bad code point in the middle piece of a frame (Autobahn 6.4.3)", async () => {
+    const bad = new Uint8Array([0xf4, 0x90, 0x80, 0x80]); // past U+10FFFF
+    await failsAfterPiece([valid, bad, bytes("edited")], 1);
+  });
+
+  test("the first two bytes of a bad code point (Autobahn 6.4.4)", async () => {
+    const rest = concat([new Uint8Array([0x80, 0x80]), bytes("edited")]);
+    await failsAfterPiece([valid, new Uint8Array([0xf4, 0x90]), rest], 1);
+  });
+
+  test("a bad byte early in a 1 MiB frame, read straight into its message", async () => {
+    const start = new Uint8Array(64 * 1024).fill(0x61);
+    await failsAfterPiece([start, new Uint8Array([0xc0, 0xaf]), new Uint8Array(MiB)], 1);
+  });
+
+  test("a bad byte in the middle of an unfinished fragment", async () => {
+    await failsAfterPiece([valid, new Uint8Array([0xed, 0xa0, 0x80]), valid], 1, false);
+  });
+
+  test("valid text split inside characters, across reads and fragments, arrives whole", async () => {
+    const text = "a€𝄞κόσμε".repeat(3000);
+    const payload = bytes(text);
+    await withRaw(async (ws, { seen }) => {
+      const first = clientFrame(Opcode.Text, payload.subarray(0, 7001), false);
+      const last = clientFrame(Opcode.Continuation, payload.subarray(7001), true);
+      const wire = concat([first, last]);
+      let at = 0;
+      for (const cut of [3, 9, 5001, 7012, 7016, 7019, 20001, wire.length]) {
+        await ws.send(wire.subarray(at, cut));
+        at = cut;
+        await delay(20);
+      }
+      await ws.waitFrames(1);
+      assert.deepEqual(seen.messages, [text]);
+    });
+  });
+});
+
+// ─── permessage-deflate (RFC 7692) ──────────────────────────────────────────
+
+/** Raw deflate of `data` with a sync flush, its `00 00 ff ff` tail removed: one message's payload. */
+function deflateMessage(data: Uint8Array | string): Uint8Array {
+  const out = zlib.deflateRawSync(typeof data === "string" ? bytes(data) : data, {
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  });
+  return new Uint8Array(out.subarray(0, out.length - 4));
+}
+
+/** Inflates one message's payload, as a client that keeps no context would. */
+function inflateMessage(payload: Uint8Array): Uint8Array {
+  const tail = new Uint8Array([0, 0, 0xff, 0xff]);
+  return new Uint8Array(
+    zlib.inflateRawSync(concat([payload, tail]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  );
+}
+
+/** A masked client frame with RSV1 set (a compressed message's first frame). */
+function compressedFrame(opcode: number, payload: Uint8Array, fin = true): Uint8Array {
+  return encodeFrame({ fin, rsv: 4, opcode, payload }, { mask: true });
+}
+
+/** The `Sec-WebSocket-Extensions` answer to `offer`, or undefined when none was given. */
+async function extensionAnswer(
+  offer: string | null,
+  compression: UpgradeWebSocketOptions["compression"],
+): Promise<{ answer: string | undefined; extensions: string }> {
+  let extensions = "unset";
+  const options = compression === undefined ? {} : { compression };
+  await using ctx = await startEcho(options, (socket) => extensions = socket.extensions);
+  const fields = offer === null ? [] : [`Sec-WebSocket-Extensions: ${offer}`];
+  const ws = await RawWebSocket.open(ctx.port, ...fields);
+  ws.destroy();
+  const [response] = parseResponses(latin1Bytes(ws.head));
+  return { answer: header(response, "sec-websocket-extensions"), extensions };
+}
+
+describe("permessage-deflate negotiation (RFC 7692 §5-§7)", () => {
+  const cases: [
+    string,
+    string | null,
+    UpgradeWebSocketOptions["compression"],
+    string | undefined,
+  ][] = [
+    ["off by default", "permessage-deflate", undefined, undefined],
+    ["no offer, no answer", null, true, undefined],
+    ["a plain offer", "permessage-deflate", true, "permessage-deflate"],
+    ["names in any case", "PerMessage-Deflate", true, "permessage-deflate"],
+    [
+      "client_max_window_bits without a value",
+      "permessage-deflate; client_max_window_bits",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "client_max_window_bits with a value",
+      "permessage-deflate; client_max_window_bits=10",
+      true,
+      "permessage-deflate; client_max_window_bits=10",
+    ],
+    [
+      "a quoted value",
+      'permessage-deflate; client_max_window_bits="10"',
+      true,
+      "permessage-deflate; client_max_window_bits=10",
+    ],
+    [
+      "server_max_window_bits granted",
+      "permessage-deflate; server_max_window_bits=10",
+      true,
+      "permessage-deflate; server_max_window_bits=10",
+    ],
+    [
+      "server_max_window_bits lowered to the server's own",
+      "permessage-deflate; server_max_window_bits=14",
+      { serverMaxWindowBits: 11 },
+      "permessage-deflate; server_max_window_bits=11",
+    ],
+    [
+      "server_no_context_takeover granted",
+      "permessage-deflate; server_no_context_takeover",
+      true,
+      "permessage-deflate; server_no_context_takeover",
+    ],
+    [
+      "client_no_context_takeover offered: the server may leave it out",
+      "permessage-deflate; client_no_context_takeover",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "the server asks for client_no_context_takeover and its own",
+      "permessage-deflate",
+      { clientNoContextTakeover: true, serverNoContextTakeover: true },
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    ],
+    [
+      "clientMaxWindowBits asked for when the client let the server choose",
+      "permessage-deflate; client_max_window_bits",
+      { clientMaxWindowBits: 10 },
+      "permessage-deflate; client_max_window_bits=10",
+    ],
+    [
+      "clientMaxWindowBits never sent when the client did not offer the parameter",
+      "permessage-deflate",
+      { clientMaxWindowBits: 10 },
+      "permessage-deflate",
+    ],
+    [
+      "another extension first",
+      "x-webkit-foo; bar=1, permessage-deflate",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "an unknown parameter declines that offer, the next is taken",
+      "permessage-deflate; foo=1, permessage-deflate; server_no_context_takeover",
+      true,
+      "permessage-deflate; server_no_context_takeover",
+    ],
+    ["an unknown parameter, no other offer", "permessage-deflate; foo", true, undefined],
+    [
+      "a repeated parameter declines the offer",
+      "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+      true,
+      undefined,
+    ],
+    [
+      "a value on server_no_context_takeover declines the offer",
+      "permessage-deflate; server_no_context_takeover=1",
+      true,
+      undefined,
+    ],
+    [
+      "server_max_window_bits without a value declines the offer",
+      "permessage-deflate; server_max_window_bits",
+      true,
+      undefined,
+    ],
+    ...["7", "16", "08", "1x"].map((value): [
+      string,
+      string,
+      true,
+      undefined,
+    ] => [
+      `window bits ${value} decline the offer`,
+      `permessage-deflate; client_max_window_bits=${value}`,
+      true,
+      undefined,
+    ]),
+    [
+      "server_max_window_bits=8 declined (zlib cannot), the next offer taken",
+      "permessage-deflate; server_max_window_bits=8, permessage-deflate",
+      true,
+      "permessage-deflate",
+    ],
+    [
+      "the first acceptable of several offers, in two header lines' worth",
+      "permessage-deflate; client_max_window_bits=9; server_max_window_bits=9, " +
+      "permessage-deflate",
+      true,
+      "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9",
+    ],
+  ];
+  for (const [what, offer, compression, expected] of cases) {
+    test(`${what}: ${expected ?? "no extension"}`, async () => {
+      const { answer, extensions } = await extensionAnswer(offer, compression);
+      assert.equal(answer, expected);
+      assert.equal(extensions, expected ?? "");
+    });
+  }
+
+  test("offers in two Sec-WebSocket-Extensions lines are read as one list", async () => {
+    await using ctx = await startEcho({ compression: true });
+    const ws = await RawWebSocket.open(
+      ctx.port,
+      "Sec-WebSocket-Extensions: permessage-deflate; foo",
+      "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover",
+    );
+    ws.destroy();
+    const [response] = parseResponses(latin1Bytes(ws.head));
+    assert.equal(
+      header(response, "sec-websocket-extensions"),
+      "permessage-deflate; server_no_context_takeover",
+    );
+  });
+
+  test("upgradeWebSocket() rejects compression settings out of range", async () => {
+    const errors: unknown[] = [];
+    const { server, port } = await startServer((request) => {
+      for (
+        const compression of [
+          { serverMaxWindowBits: 8 },
+          { clientMaxWindowBits: 16 },
+          { level: 10 },
+          { memLevel: 0 },
+          { threshold: -1 },
+        ]
+      ) {
+        try {
+          upgradeWebSocket(request, { compression });
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+      return new Response("checked");
+    });
+    try {
+      await rawExchange(port, [handshake()], { responses: 1 });
+      assert.equal(errors.length, 5);
+      for (const error of errors) assert.ok(error instanceof RangeError, String(error));
+      assert.match((errors[0] as Error).message, /compression.serverMaxWindowBits must be 9 to 15/);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+describe("permessage-deflate frames", () => {
+  const offer = "Sec-WebSocket-Extensions: permessage-deflate";
+
+  /** Opens a raw client that negotiated permessage-deflate with an echo server. */
+  async function withDeflate(
+    body: (ws: RawWebSocket, ctx: WsServer) => Promise<void>,
+    options: UpgradeWebSocketOptions = {},
+    fields: string[] = [offer],
+  ) {
+    await using ctx = await startEcho({ compression: { threshold: 0 }, ...options }, (socket) => {
+      socket.binaryType = "arraybuffer";
+    });
+    const ws = await RawWebSocket.open(ctx.port, ...fields);
+    try {
+      await body(ws, ctx);
+    } finally {
+      ws.destroy();
+    }
+  }
+
+  test("a compressed text message is inflated, and the echo is compressed with RSV1", async () => {
+    await withDeflate(
+      async (ws, { seen }) => {
+        const text = "Hello, compressed world! ".repeat(20);
+        await ws.send(compressedFrame(Opcode.Text, deflateMessage(text)));
+        const [echo] = await ws.waitFrames(1);
+        assert.deepEqual(seen.messages, [text]);
+        assert.equal(echo.rsv, 4, "RSV1 on the echo");
+        assert.ok(echo.payload.length < text.length / 4, `payload of ${echo.payload.length} bytes`);
+        assert.equal(decoder.decode(inflateMessage(echo.payload)), text);
+      },
+      {},
+      [offer + "; server_no_context_takeover"],
+    );
+  });
+
+  test("a compressed message in fragments: RSV1 on the first frame only", async () => {
+    await withDeflate(async (ws, { seen }) => {
+      const data = new Uint8Array(5000).map((_, i) => i % 7);
+      const payload = deflateMessage(data);
+      const third = Math.floor(payload.length / 3);
+      await ws.send(concat([
+        compressedFrame(Opcode.Binary, payload.subarray(0, third), false),
+        clientFrame(Opcode.Ping, "between"),
+        clientFrame(Opcode.Continuation, payload.subarray(third, 2 * third), false),
+        clientFrame(Opcode.Continuation, payload.subarray(2 * third), true),
+      ]));
+      const [pong, echo] = await ws.waitFrames(2);
+      assert.equal(pong.opcode, Opcode.Pong);
+      assert.equal(pong.rsv, 0, "control frames are never compressed");
+      assert.deepEqual(new Uint8Array(seen.messages[0] as ArrayBuffer), data);
+      assert.equal(echo.rsv, 4);
+    });
+  });
+
+  test("uncompressed messages still pass on a compressed connection", async () => {
+    await withDeflate(async (ws, { seen }) => {
+      await ws.send(clientFrame(Opcode.Text, "plain"));
+      await ws.send(compressedFrame(Opcode.Text, deflateMessage("packed")));
+      await ws.waitFrames(2);
+      assert.deepEqual(seen.messages, ["plain", "packed"]);
+    });
+  });
+
+  test("messages below the threshold are sent uncompressed", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(clientFrame(Opcode.Text, "short"));
+      await ws.send(clientFrame(Opcode.Text, "long enough ".repeat(10)));
+      const [short, long] = await ws.waitFrames(2);
+      assert.equal(short.rsv, 0);
+      assert.equal(decoder.decode(short.payload), "short");
+      assert.equal(long.rsv, 4);
+    }, { compression: { threshold: 100 } });
+  });
+
+  test("context takeover: the client's second message refers back to its first", async () => {
+    await withDeflate(async (ws, { seen }) => {
+      const deflater = zlib.createDeflateRaw();
+      const compress = (text: string) =>
+        new Promise<Uint8Array>((resolve) => {
+          const chunks: Uint8Array[] = [];
+          const collect = (chunk: Uint8Array) => chunks.push(chunk);
+          deflater.on("data", collect);
+          deflater.write(bytes(text));
+          deflater.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+            deflater.off("data", collect);
+            const out = concat(chunks);
+            resolve(out.subarray(0, out.length - 4));
+          });
+        });
+      const text = "the same sentence, said twice over. ".repeat(4);
+      const first = await compress(text);
+      const second = await compress(text);
+      deflater.close();
+      assert.ok(second.length < first.length / 2, "the second refers to the first");
+      await ws.send(compressedFrame(Opcode.Text, first));
+      await ws.send(compressedFrame(Opcode.Text, second));
+      await ws.waitFrames(2);
+      assert.deepEqual(seen.messages, [text, text]);
+    });
+  });
+
+  test("RSV1 on a continuation frame: close 1002", async () => {
+    await withDeflate(async (ws) => {
+      const payload = deflateMessage("abcdef");
+      await ws.send(compressedFrame(Opcode.Text, payload.subarray(0, 2), false));
+      await ws.send(compressedFrame(Opcode.Continuation, payload.subarray(2), true));
+      assert.equal((await ws.waitClose()).code, 1002);
+    });
+  });
+
+  test("RSV1 on a control frame: close 1002", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(compressedFrame(Opcode.Ping, new Uint8Array(0)));
+      assert.equal((await ws.waitClose()).code, 1002);
+    });
+  });
+
+  test("RSV2 and RSV3 stay errors: close 1002", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(encodeFrame({ fin: true, rsv: 2, opcode: Opcode.Text, payload: bytes("x") }, {
+        mask: true,
+      }));
+      assert.equal((await ws.waitClose()).code, 1002);
+    });
+  });
+
+  test("RSV1 when the client did not negotiate compression: close 1002", async () => {
+    await withDeflate(
+      async (ws) => {
+        await ws.send(compressedFrame(Opcode.Text, deflateMessage("x")));
+        assert.equal((await ws.waitClose()).code, 1002);
+      },
+      {},
+      [],
+    );
+  });
+
+  test("data that does not inflate: close 1007", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(compressedFrame(Opcode.Binary, new Uint8Array([0xff, 0xff, 0xff, 0xff])));
+      assert.equal((await ws.waitClose()).code, 1007);
+    });
+  });
+
+  test("compressed text that inflates to bad UTF-8: close 1007", async () => {
+    await withDeflate(async (ws) => {
+      await ws.send(
+        compressedFrame(Opcode.Text, deflateMessage(new Uint8Array([0x61, 0xc0, 0xaf]))),
+      );
+      assert.equal((await ws.waitClose()).code, 1007);
+    });
+  });
+
+  test("maxMessageSize limits the inflated size: exactly at it passes, one byte more is 1009", async () => {
+    const limit = 64 * 1024;
+    await withDeflate(async (ws, { seen }) => {
+      await ws.send(compressedFrame(Opcode.Binary, deflateMessage(new Uint8Array(limit))));
+      await ws.waitFrames(1);
+      assert.equal((seen.messages[0] as ArrayBuffer).byteLength, limit);
+    }, { maxMessageSize: limit });
+    await withDeflate(async (ws, { seen }) => {
+      await ws.send(compressedFrame(Opcode.Binary, deflateMessage(new Uint8Array(limit + 1))));
+      const close = await ws.waitClose();
+      assert.equal(close.code, 1009, close.reason);
+      assert.equal(seen.messages.length, 0);
+    }, { maxMessageSize: limit });
+  });
+
+  test("a 1 MiB message that inflates to 1 GiB closes with 1009, memory bounded", {
+    timeout: 60_000,
+  }, async () => {
+    // 1 MiB of zeros deflates to about 1 KiB; after the first, every further
+    // MiB gives the same bytes, so the bomb is built without deflating 1 GiB.
+    const deflater = zlib.createDeflateRaw({ level: 9 });
+    const chunks: Uint8Array[] = [];
+    deflater.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    const zeros = new Uint8Array(MiB);
+    const nextMiB = () =>
+      new Promise<Uint8Array>((resolve) => {
+        deflater.write(zeros);
+        deflater.flush(zlib.constants.Z_SYNC_FLUSH, () => resolve(concat(chunks.splice(0))));
+      });
+    const first = await nextMiB(), repeated = await nextMiB();
+    deflater.close();
+    const bomb = concat([first, ...Array.from({ length: 1023 }, () => repeated)]);
+    assert.ok(bomb.length < 1.1 * MiB, `${bomb.length} bytes`);
+    await withDeflate(async (ws, { seen }) => {
+      const before = rss();
+      await ws.send(compressedFrame(Opcode.Binary, bomb));
+      const close = await ws.waitClose(30_000);
+      assert.equal(close.code, 1009, close.reason);
+      assert.match(close.reason, /inflates to more than 16777216 bytes/);
+      assert.equal(seen.messages.length, 0);
+      // The 16 MiB limit, its buffer doubling from 8 MiB, and zlib's state.
+      assertGrowthBelow(before, 64 * MiB);
+    });
+  });
+});
+
+describe("permessage-deflate with the ws package", () => {
+  for (
+    const [what, perMessageDeflate, compression, expected] of [
+      ["context takeover", true, { threshold: 0 }, "permessage-deflate"],
+      [
+        "no context takeover on either side",
+        { serverNoContextTakeover: true, clientNoContextTakeover: true, threshold: 0 },
+        { threshold: 0, clientNoContextTakeover: true },
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+      ],
+    ] as const
+  ) {
+    test(`echoes text and binary, with ${what}`, async () => {
+      await using ctx = await startEcho(
+        { compression },
+        (socket) => socket.binaryType = "arraybuffer",
+      );
+      let answer: string | undefined;
+      const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`, undefined, (ws) => {
+        ws.on("upgrade", (response) => {
+          answer = response.headers["sec-websocket-extensions"] as string;
+        });
+      }, perMessageDeflate);
+      try {
+        if (onBun) {
+          // Bun's stand-in for ws makes its own offer and fires no upgrade event.
+          assert.match(ctx.seen.sockets[0].extensions, /^permessage-deflate/);
+        } else {
+          assert.equal(answer, expected);
+          assert.equal(ctx.seen.sockets[0].extensions, expected);
+        }
+        const text = "ü and more text, repeated. ".repeat(2000);
+        const binary = new Uint8Array(200_000).map((_, i) => (i >> 4) & 0xff);
+        for (let round = 0; round < 3; round++) {
+          ws.send(text);
+          assert.equal(decoder.decode((await nextWsMessage(ws)).data), text);
+          ws.send(binary);
+          assert.deepEqual((await nextWsMessage(ws)).data, binary);
+          ws.send("short");
+          assert.equal(decoder.decode((await nextWsMessage(ws)).data), "short");
+        }
+      } finally {
+        ws.terminate();
+      }
+    });
+  }
+
+  test("bufferedAmount counts the uncompressed bytes until they are written", async () => {
+    let socket: ServerWebSocket | undefined;
+    await using ctx = await startEcho({ compression: true }, (s) => socket = s);
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`, undefined, () => {}, true);
+    try {
+      await until(() => socket?.readyState === 1, 2000, "the socket to open");
+      const received: string[] = [];
+      ws.on("message", (data) => received.push(String(data)));
+      const text = "x".repeat(100_000);
+      socket!.send(text);
+      socket!.send(text);
+      assert.equal(socket!.bufferedAmount, 200_000);
+      await until(() => received.length === 2, 5000, "both messages");
+      assert.deepEqual(received, [text, text]);
+      await until(() => socket!.bufferedAmount === 0, 2000, "bufferedAmount to drain");
+    } finally {
+      ws.terminate();
+    }
+  });
+});
+
 // ─── Liveness, backpressure and shutdown ────────────────────────────────────
 
 describe("ServerWebSocket liveness and flow", () => {
@@ -964,8 +1651,10 @@ describe("ServerWebSocket liveness and flow", () => {
     }, { idleTimeout: 0.15 });
   });
 
-  test("send() queues behind a slow reader: bufferedAmount rises, then drains to 0", async () => {
-    const MiB = 1024 * 1024, count = 24;
+  test("send() queues behind a slow reader: bufferedAmount rises, then drains to 0", {
+    timeout: 30_000, // Bun stops a test after 5 s unless told
+  }, async () => {
+    const count = 24;
     await withRaw(async (ws, { seen }) => {
       const socket = seen.sockets[0];
       let received = 0;
@@ -1030,9 +1719,10 @@ function openWs(
   url: string,
   protocols?: string[],
   setup: (ws: WebSocket) => void = () => {},
+  perMessageDeflate: WebSocket.ClientOptions["perMessageDeflate"] = true,
 ): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols);
+    const ws = new WebSocket(url, protocols, { perMessageDeflate });
     setup(ws);
     ws.once("open", () => resolve(ws));
     ws.once("error", reject);
@@ -1231,9 +1921,67 @@ const PAGE_HEAD = `<!doctype html>
 </script>
 `;
 
+/** A page that echoes through a compressed socket and shows what the browser negotiated. */
+const DEFLATE_PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>deflate</title></head><body>
+<p id="result">waiting</p>
+<script>
+  const ws = new WebSocket("ws://" + location.host + "/ws");
+  const big = "Chromium compresses this line. ".repeat(4000);
+  const sent = ["short héllo", big, big];
+  const got = [];
+  ws.onopen = () => sent.forEach((message) => ws.send(message));
+  ws.onmessage = (event) => {
+    got.push(event.data);
+    if (got.length < sent.length) return;
+    const same = got.every((message, i) => message === sent[i]);
+    document.getElementById("result").textContent =
+      "extensions: " + ws.extensions + "; echoes " + (same ? "match" : "differ");
+    ws.close(1000, "page done");
+  };
+  ws.onerror = () => document.getElementById("result").textContent = "error";
+</script>
+`;
+
 describe("ServerWebSocket with headless Chromium", () => {
+  test("a page negotiates permessage-deflate and echoes compressed messages", {
+    skip: chromiumPath() === null && "Chromium is not installed",
+    timeout: 60_000, // Bun stops a test after 5 s unless told
+  }, async () => {
+    const socketClosed = deferred<CloseEvent>();
+    const { server, port } = await startServer((request) => {
+      if (new URL(request.url).pathname === "/ws") {
+        const { socket, response } = upgradeWebSocket(request, { compression: true });
+        socket.onmessage = (event) => socket.send(event.data);
+        socket.onclose = (event) => socketClosed.resolve(event);
+        return response;
+      }
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(bytes(DEFLATE_PAGE));
+          await within(socketClosed.promise, 20_000, "the page's socket to close").catch(() => {});
+          controller.enqueue(bytes("</body></html>\n"));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/html; charset=utf-8" } });
+    });
+    try {
+      const dom = await dumpDom(`http://127.0.0.1:${port}/`, { timeoutMs: 30_000 });
+      assert.match(
+        dom,
+        /<p id="result">extensions: permessage-deflate[^<]*; echoes match<\/p>/,
+      );
+      const event = await within(socketClosed.promise, 1000, "the server's close event");
+      assert.deepEqual([event.code, event.wasClean], [1000, true]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
   test("a page's WebSocket sends, gets the echo and closes cleanly", {
     skip: chromiumPath() === null && "Chromium is not installed",
+    timeout: 60_000, // Bun stops a test after 5 s unless told
   }, async () => {
     const socketClosed = deferred<CloseEvent>();
     const { server, port } = await startServer((request) => {
@@ -1360,6 +2108,7 @@ describe("examples/chat.ts", () => {
 
   test("in Chromium, the page joins, shows others' messages as text, and passes its CSP", {
     skip: chromiumPath() === null && "Chromium is not installed",
+    timeout: 60_000, // Bun stops a test after 5 s unless told
   }, async () => {
     const room = createChat();
     const shown = deferred();
