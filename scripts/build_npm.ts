@@ -1,8 +1,9 @@
 /**
  * Builds the npm package `brickhttp` into `npm/` from the same source that
  * Deno runs: ESM JavaScript and `.d.ts` files for every entry point in
- * deno.json `exports` and for `main.ts` (the `brick` command), a
- * `package.json` whose `exports` mirror deno.json's, README.md and LICENSE.
+ * deno.json `exports` and for `main.ts` with its modules in `cli/` (the
+ * `brick` command), a `package.json` whose `exports` mirror deno.json's,
+ * README.md and LICENSE.
  *
  * ```sh
  * deno task build:npm
@@ -45,27 +46,44 @@ import { fileURLToPath } from "node:url";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(ROOT, "npm");
 
-/** The package's entry points, from deno.json `exports`, and the CLI. */
+/** The package's entry points, from deno.json `exports`, and the CLI: main.ts and cli/. */
 function packageSources(config: DenoJson): string[] {
   const entries = Object.values(config.exports).map((path) => path.replace(/^\.\//, ""));
-  return [...new Set([...entries, "main.ts"])];
+  const cli = inFolder(CLI).filter((file) => !isTestFile(file));
+  return [...new Set([...entries, "main.ts", ...cli])];
+}
+
+/** The folder of the CLI's modules, beside main.ts. */
+const CLI = "cli";
+
+/** Whether a source file is a test or a test helper: `*_test.ts` or `_test*.ts`. */
+function isTestFile(path: string): boolean {
+  const file = path.slice(path.lastIndexOf("/") + 1);
+  return file.endsWith("_test.ts") || (file.startsWith("_test") && file.endsWith(".ts"));
+}
+
+/** The `.ts` files of a folder below the project, as `folder/file.ts`, sorted. */
+function inFolder(folder: string): string[] {
+  return existsSync(join(ROOT, folder))
+    ? readdirSync(join(ROOT, folder)).filter((file) => file.endsWith(".ts")).sort()
+      .map((file) => `${folder}/${file}`)
+    : [];
 }
 
 /**
  * Test sources, emitted as JavaScript only for `node --test`: every top-level
- * `*_test.ts` and `_test*.ts`, the examples the tests import, and the
- * hardening tests' helpers and target server (`scripts/hardening/`).
+ * `*_test.ts` and `_test*.ts` and those of cli/, the examples the tests
+ * import, and the hardening tests' helpers and target server
+ * (`scripts/hardening/`).
  */
 function testSources(): string[] {
-  const topLevel = readdirSync(ROOT).filter((file) =>
-    file.endsWith("_test.ts") || (file.startsWith("_test") && file.endsWith(".ts"))
-  );
-  const inFolder = (folder: string) =>
-    existsSync(join(ROOT, folder))
-      ? readdirSync(join(ROOT, folder)).filter((file) => file.endsWith(".ts")).sort()
-        .map((file) => `${folder}/${file}`)
-      : [];
-  return [...topLevel.sort(), ...inFolder("examples"), ...inFolder("scripts/hardening")];
+  const topLevel = readdirSync(ROOT).filter(isTestFile);
+  return [
+    ...topLevel.sort(),
+    ...inFolder(CLI).filter(isTestFile),
+    ...inFolder("examples"),
+    ...inFolder("scripts/hardening"),
+  ];
 }
 
 /** Fixtures the tests read at run time, copied as they are. */

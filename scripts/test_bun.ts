@@ -18,7 +18,10 @@ const BUN = "bun@1.3.14";
 const NPM_DIR = fileURLToPath(new URL("../npm/", import.meta.url));
 
 if (import.meta.main) {
-  const suites = readdirSync(NPM_DIR).filter((file) => file.endsWith("_test.js")).sort();
+  const suites = ["", "cli/"].flatMap((folder) =>
+    readdirSync(join(NPM_DIR, folder)).filter((file) => file.endsWith("_test.js")).sort()
+      .map((file) => folder + file)
+  );
   if (suites.length === 0) {
     console.error("No test suites in npm/: run `deno task build:npm` first");
     Deno.exit(1);

@@ -1,0 +1,168 @@
+/**
+ * The access log: one line per request in Common Log Format
+ * (`127.0.0.1 - - [21/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 13`),
+ * written once the response is finished, and the raw request heads that
+ * `--verbose` prints.
+ *
+ * @module
+ */
+
+import type { Addr, Handler, ServeInfo } from "../mod.ts";
+
+/** One finished request, as the access log sees it. */
+export interface AccessLogEntry {
+  /** The client's IP address, or `unix` for a client on a Unix socket. */
+  remoteAddr: string;
+  /** When the request arrived. */
+  date: Date;
+  /** The request line as received, for example `GET /path?query HTTP/1.1`. */
+  requestLine: string;
+  /** The response status code. */
+  status: number;
+  /** The response body size in bytes, or `undefined` when unknown. */
+  bytes: number | undefined;
+}
+
+/**
+ * Formats an access log line in Common Log Format, with the date in the
+ * local time zone: `127.0.0.1 - - [21/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 13`.
+ *
+ * @param entry The request to describe.
+ * @returns The log line, without a newline.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatAccessLog } from "./access_log.ts";
+ * const line = formatAccessLog({
+ *   remoteAddr: "127.0.0.1",
+ *   date: new Date(),
+ *   requestLine: "GET / HTTP/1.1",
+ *   status: 200,
+ *   bytes: 13,
+ * });
+ * console.assert(line.endsWith('"GET / HTTP/1.1" 200 13'));
+ * ```
+ */
+export function formatAccessLog(entry: AccessLogEntry): string {
+  const requestLine = escapeForLog(entry.requestLine.replace(/["\\]/g, "\\$&"));
+  const bytes = entry.bytes === undefined ? "-" : String(entry.bytes);
+  const date = formatClfDate(entry.date);
+  return `${entry.remoteAddr} - - [${date}] "${requestLine}" ${entry.status} ${bytes}`;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/**
+ * Formats a date as Common Log Format does, in the local time zone:
+ * `21/Nov/2026:10:00:00 +0000`.
+ *
+ * @param date The date to format.
+ * @returns The formatted date.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatClfDate } from "./access_log.ts";
+ * console.log(formatClfDate(new Date()));
+ * ```
+ */
+export function formatClfDate(date: Date): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  const offset = -date.getTimezoneOffset();
+  const sign = offset < 0 ? "-" : "+";
+  const zone = `${sign}${two(Math.floor(Math.abs(offset) / 60))}${two(Math.abs(offset) % 60)}`;
+  return `${two(date.getDate())}/${MONTHS[date.getMonth()]}/${date.getFullYear()}:` +
+    `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())} ${zone}`;
+}
+
+/**
+ * Makes control characters visible (`\x1b`), so a client cannot move the
+ * cursor or recolour the terminal of the person reading the log.
+ * Tabs and line breaks are kept.
+ */
+function escapeForLog(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g, (c) => {
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+  });
+}
+
+/** Decodes bytes one to one as latin1, the way an HTTP head is defined. */
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return text;
+}
+
+/**
+ * Writes one access log line per request, once its response is fully written
+ * or the client has gone away. The request line is taken from the raw request
+ * head, which `serve()` hands to {@linkcode AccessLog.recordHead} with the same
+ * `info` object that the handler receives; without it, the line is rebuilt
+ * from the method and the URL's path and query.
+ */
+export class AccessLog {
+  #requestLines = new WeakMap<ServeInfo, string>();
+
+  /** @param log Receives one formatted line per request. */
+  constructor(readonly log: (line: string) => void) {}
+
+  /** Remembers the request line exactly as received, as Common Log Format wants it. */
+  recordHead(head: Uint8Array, info: ServeInfo): void {
+    let lf = head.indexOf(10);
+    if (lf === -1) return;
+    if (head[lf - 1] === 13) lf--;
+    this.#requestLines.set(info, latin1(head.subarray(0, lf)));
+  }
+
+  /** Wraps a handler so each of its requests is logged. */
+  wrap(handler: Handler): Handler {
+    return async (request: Request, info: ServeInfo) => {
+      const date = new Date();
+      const requestLine = this.#requestLines.get(info) ??
+        `${request.method} ${requestTarget(request.url)} HTTP/1.1`;
+      const response = await handler(request, info);
+      const length = response.headers.get("content-length");
+      const entry: AccessLogEntry = {
+        remoteAddr: clientAddress(info.remoteAddr as Addr),
+        date,
+        requestLine,
+        status: response.status,
+        bytes: length !== null && /^\d+$/.test(length) ? Number(length) : undefined,
+      };
+      const write = () => {
+        try {
+          this.log(formatAccessLog(entry));
+        } catch {
+          // A closed stdout must not take the server down.
+        }
+      };
+      info.completed.then(write, write);
+      return response;
+    };
+  }
+}
+
+/** The client's address for the log: its IP address, or `unix` on a Unix socket. */
+function clientAddress(addr: Addr): string {
+  return addr.transport === "unix" ? "unix" : addr.hostname;
+}
+
+/** The path and query of an absolute request URL. */
+function requestTarget(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  return start === -1 ? "/" : url.slice(start);
+}
+
+/**
+ * Prints a raw request head byte for byte, decoded as latin1, with control
+ * characters made visible. Its closing empty line shows as a blank line.
+ */
+export function printRequestHead(head: Uint8Array): void {
+  try {
+    console.log(escapeForLog(latin1(head)).replace(/\n$/, ""));
+  } catch {
+    // A closed stdout must not take the server down.
+  }
+}
