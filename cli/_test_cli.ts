@@ -155,8 +155,17 @@ export interface ExitStatus {
   signal: string | null;
 }
 
+/** Where and how {@linkcode spawnChild} starts a child. */
+export interface SpawnOptions {
+  /** The working directory; this process's when not given. */
+  cwd?: string;
+  /** Start it as the leader of a new process group, which {@linkcode killGroup} signals. */
+  detached?: boolean;
+}
+
 /** A child process with piped output, whichever runtime started it. */
 export interface Child {
+  pid: number;
   stdout: AsyncIterable<Uint8Array>;
   stderr: AsyncIterable<Uint8Array>;
   status: Promise<ExitStatus>;
@@ -169,24 +178,34 @@ export interface Child {
  * every permission (which the permission tests must not have), and reports a
  * child that handled SIGTERM and exited as if the signal had killed it.
  */
-export function spawnChild(command: string, args: string[], env: Record<string, string>): Child {
+export function spawnChild(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  options: SpawnOptions = {},
+): Child {
+  const { cwd, detached = false } = options;
   if (deno) {
     const child = new deno.Command(command, {
       args,
       env,
+      cwd,
+      detached,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
     return {
+      pid: child.pid,
       stdout: child.stdout,
       stderr: child.stderr,
       status: child.status.then(({ code, signal }) => ({ code: signal ? null : code, signal })),
       kill: (signal) => child.kill(signal),
     };
   }
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env, cwd, detached });
   return {
+    pid: child.pid!,
     stdout: child.stdout!,
     stderr: child.stderr!,
     status: new Promise((resolve, reject) => {
@@ -524,9 +543,36 @@ export function isRunning(pid: number): boolean {
   }
 }
 
-/** An app whose /slow path answers after half a second, to have a request in flight. */
+/**
+ * Sends a signal to every process of the group that `pid` leads, as a
+ * terminal does on Ctrl+C; nothing when the group is gone.
+ */
+export function killGroup(pid: number, signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void {
+  try {
+    if (deno) deno.kill(-pid, signal);
+    else process.kill(-pid, signal);
+  } catch {
+    // No process is left in the group.
+  }
+}
+
+/** Whether any process of the group that `pid` leads is still running. */
+export function isGroupRunning(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}
+
+/**
+ * An app whose /slow path answers after half a second, to have a request in
+ * flight; it prints `slow request started` once that request has reached it.
+ */
 export const SLOW_APP = "export default async (request) => {\n" +
   '  if (new URL(request.url).pathname === "/slow") {\n' +
+  '    console.log("slow request started");\n' +
   "    await new Promise((resolve) => setTimeout(resolve, 500));\n" +
   "  }\n" +
   '  return new Response("done\\n");\n' +

@@ -175,15 +175,15 @@ export async function runServer(setup: ServerSetup): Promise<number> {
       console.error(`Shutdown failed: ${error instanceof Error ? error.message : error}`);
     });
   };
-  let shuttingDown = false;
-  const removeStopListeners = role ? role.onStop(shutDown) : onShutdownSignal(() => {
-    if (shuttingDown) {
+  const removeStopListeners = role ? role.onStop(shutDown) : onShutdownSignal({
+    shutDown() {
+      console.error("Shutting down");
+      shutDown();
+    },
+    force() {
       console.error("Forcing exit");
       process.exit(130);
-    }
-    shuttingDown = true;
-    console.error("Shutting down");
-    shutDown();
+    },
   });
   try {
     await server.finished;

@@ -463,31 +463,35 @@ export async function superviseWorkers(
     }
   };
   const supervisor = new Supervisor(flags.workers, port, await workerStarter(args), log);
-  let signals = 0;
+  let stopping = false;
+  let forced = false;
   let forceTimer: ReturnType<typeof setTimeout> | undefined;
   let stopWaiting!: () => void;
   const waitedEnough = new Promise<void>((resolve) => stopWaiting = resolve);
-  const removeSignalListeners = onShutdownSignal(() => {
-    signals++;
-    if (signals === 1) {
+  const removeSignalListeners = onShutdownSignal({
+    shutDown() {
+      stopping = true;
       log("Shutting down");
       supervisor.stop();
-    } else if (signals === 2) {
+    },
+    force() {
+      if (forced) return;
+      forced = true;
       log("Forcing exit");
       supervisor.kill();
       // Killed processes exit at once: wait for that, briefly, so that none is left unreaped.
       forceTimer = setTimeout(stopWaiting, FORCED_EXIT_MS);
-    }
+    },
   });
   try {
     const failed = await Promise.race([supervisor.start(), waitedEnough.then(() => undefined)]);
-    if (signals === 0 && failed !== undefined) return failed;
-    if (signals === 0) {
+    if (!stopping && failed !== undefined) return failed;
+    if (!stopping) {
       const workers = { count: flags.workers, pids: supervisor.pids };
       printBanner(flags.host, port, target, { tls: flags.cert !== undefined, workers });
     }
     const code = await Promise.race([supervisor.done, waitedEnough.then(() => 130)]);
-    return signals > 1 ? 130 : code;
+    return forced ? 130 : code;
   } finally {
     clearTimeout(forceTimer);
     removeSignalListeners();

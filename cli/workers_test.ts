@@ -7,6 +7,7 @@ import net from "node:net";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
+import { ECHO_WINDOW_MS } from "./signals.ts";
 import {
   APP_EXAMPLE,
   APPS,
@@ -236,7 +237,7 @@ test("brick CLI with --workers finishes requests in flight on SIGTERM, exits 0, 
     try {
       const tags = await findWorkers(() => getOnce(port), bothWorkers);
       const slow = getOnce(port, "/slow");
-      await delay(150);
+      await brick.stdout.waitFor(/^slow request started$/m);
       brick.kill("SIGTERM");
       const response = await slow;
       assert.equal(response.body, "done\n", "the request in flight is answered");
@@ -274,7 +275,7 @@ test("brick CLI with --workers stops gracefully once on Ctrl+C, which signals th
       const pids = bannerPids(stdout.text);
       assert.equal(pids.length, 2, stdout.text);
       const slow = getOnce(Number(port), "/slow");
-      await delay(150);
+      await stdout.waitFor(/^slow request started$/m);
       process.kill(-child.pid!, "SIGINT");
       assert.equal((await slow).body, "done\n", "the worker finishes the request in flight");
       const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT);
@@ -304,9 +305,11 @@ test("brick CLI with --workers exits 130 at once on a second signal and leaves n
     try {
       const tags = await findWorkers(() => getOnce(port), bothWorkers);
       const stuck = getOnce(port, "/slow").catch(() => "closed");
-      await delay(150);
+      await brick.stdout.waitFor(/^slow request started$/m);
       brick.kill("SIGTERM");
       await brick.stderr.waitFor(/^Shutting down$/m);
+      // A signal sooner than this after the first would be taken for its echo.
+      await delay(ECHO_WINDOW_MS + 300);
       const started = Date.now();
       brick.kill("SIGINT");
       const status = await brick.exit();
