@@ -1,5 +1,5 @@
 /**
- * The access log: one line per request in Common Log Format
+ * The access log: one line per response in Common Log Format
  * (`127.0.0.1 - - [21/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 13`),
  * written once the response is finished, and the raw request heads that
  * `--verbose` prints.
@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Addr, Handler, ServeInfo } from "../mod.ts";
+import type { Addr, ResponseLogEntry } from "../mod.ts";
 
 /** One finished request, as the access log sees it. */
 export interface AccessLogEntry {
@@ -19,7 +19,7 @@ export interface AccessLogEntry {
   requestLine: string;
   /** The response status code. */
   status: number;
-  /** The response body size in bytes, or `undefined` when unknown. */
+  /** The bytes of body sent, or `undefined` for none (written `-`). */
   bytes: number | undefined;
 }
 
@@ -96,63 +96,40 @@ function latin1(bytes: Uint8Array): string {
 }
 
 /**
- * Writes one access log line per request, once its response is fully written
- * or the client has gone away. The request line is taken from the raw request
- * head, which `serve()` hands to {@linkcode AccessLog.recordHead} with the same
- * `info` object that the handler receives; without it, the line is rebuilt
- * from the method and the URL's path and query.
+ * Makes the server's `onResponse` callback that writes the access log: one
+ * line per response the server sends, its own (400, 408, 413, 503…) and the
+ * handler's, once it is written or the client has gone away, with the bytes
+ * of body actually sent (`-` for none). Each line is one call of `log`.
+ *
+ * @param log Receives one formatted line per response.
+ * @returns The callback for `serve({ onResponse })`.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "../mod.ts";
+ * import { accessLogger } from "./access_log.ts";
+ * serve({ handler: () => new Response("Hi"), onResponse: accessLogger(console.log) });
+ * ```
  */
-export class AccessLog {
-  #requestLines = new WeakMap<ServeInfo, string>();
-
-  /** @param log Receives one formatted line per request. */
-  constructor(readonly log: (line: string) => void) {}
-
-  /** Remembers the request line exactly as received, as Common Log Format wants it. */
-  recordHead(head: Uint8Array, info: ServeInfo): void {
-    let lf = head.indexOf(10);
-    if (lf === -1) return;
-    if (head[lf - 1] === 13) lf--;
-    this.#requestLines.set(info, latin1(head.subarray(0, lf)));
-  }
-
-  /** Wraps a handler so each of its requests is logged. */
-  wrap(handler: Handler): Handler {
-    return async (request: Request, info: ServeInfo) => {
-      const date = new Date();
-      const requestLine = this.#requestLines.get(info) ??
-        `${request.method} ${requestTarget(request.url)} HTTP/1.1`;
-      const response = await handler(request, info);
-      const length = response.headers.get("content-length");
-      const entry: AccessLogEntry = {
-        remoteAddr: clientAddress(info.remoteAddr as Addr),
-        date,
-        requestLine,
-        status: response.status,
-        bytes: length !== null && /^\d+$/.test(length) ? Number(length) : undefined,
-      };
-      const write = () => {
-        try {
-          this.log(formatAccessLog(entry));
-        } catch {
-          // A closed stdout must not take the server down.
-        }
-      };
-      info.completed.then(write, write);
-      return response;
-    };
-  }
+export function accessLogger(log: (line: string) => void): (entry: ResponseLogEntry) => void {
+  return (entry) => {
+    try {
+      log(formatAccessLog({
+        remoteAddr: clientAddress(entry.remoteAddr),
+        date: new Date(entry.startTime),
+        requestLine: entry.requestLine === "" ? "-" : entry.requestLine,
+        status: entry.status,
+        bytes: entry.bodyBytes === 0 ? undefined : entry.bodyBytes,
+      }));
+    } catch {
+      // A closed stdout must not take the server down.
+    }
+  };
 }
 
 /** The client's address for the log: its IP address, or `unix` on a Unix socket. */
 function clientAddress(addr: Addr): string {
   return addr.transport === "unix" ? "unix" : addr.hostname;
-}
-
-/** The path and query of an absolute request URL. */
-function requestTarget(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  return start === -1 ? "/" : url.slice(start);
 }
 
 /**

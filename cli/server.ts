@@ -13,12 +13,13 @@ import process from "node:process";
 import {
   type Addr,
   type Handler,
+  type ResponseLogEntry,
   serve,
   type ServeInfo,
   type Server,
   type UnixAddr,
 } from "../mod.ts";
-import { AccessLog, printRequestHead } from "./access_log.ts";
+import { accessLogger, printRequestHead } from "./access_log.ts";
 import type { Target } from "./app.ts";
 import { printBanner } from "./banner.ts";
 import { CliError, describeListenError, listenExitCode } from "./errors.ts";
@@ -83,6 +84,7 @@ function readPemFile(name: string, flag: string, what: string): string {
 interface ServerCallbacks {
   handler: Handler;
   onRequestHead?: (head: Uint8Array, info: ServeInfo) => void;
+  onResponse?: (entry: ResponseLogEntry) => void;
   onListen: (addr: Addr) => void;
 }
 
@@ -93,11 +95,12 @@ export function listenWith(
   role: WorkerRole | undefined,
   callbacks: ServerCallbacks,
 ): Server<Addr> {
-  const { handler, onRequestHead, onListen } = callbacks;
+  const { handler, onRequestHead, onResponse, onListen } = callbacks;
   if (flags.unix !== undefined) {
     // The handler reads info.remoteAddr only through clientAddress(), which knows both kinds.
     const unixHandler = handler as unknown as Handler<UnixAddr>;
-    return serve({ path: resolve(flags.unix), handler: unixHandler, onRequestHead, onListen });
+    const path = resolve(flags.unix);
+    return serve({ path, handler: unixHandler, onRequestHead, onResponse, onListen });
   }
   return serve({
     port: role?.port ?? flags.port,
@@ -108,6 +111,7 @@ export function listenWith(
     reusePort: role !== undefined && (deno !== undefined || bun),
     handler,
     onRequestHead,
+    onResponse,
     onListen,
   });
 }
@@ -139,13 +143,6 @@ export async function runServer(setup: ServerSetup): Promise<number> {
   const { flags, args, target, tls, role } = setup;
   let { handler } = setup;
   if (flags.debugWorker) handler = withWorkerHeader(handler, role);
-  const heads: ((head: Uint8Array, info: ServeInfo) => void)[] = [];
-  if (flags.verbose) heads.push(printRequestHead);
-  if (!flags.quiet) {
-    const accessLog = new AccessLog((line) => console.log(line));
-    handler = accessLog.wrap(handler);
-    heads.push((head, info) => accessLog.recordHead(head, info));
-  }
 
   // Deno binds inside serve() and throws there when it cannot; Node and Bun
   // bind in the background and reject `server.finished` before onListen.
@@ -154,9 +151,8 @@ export async function runServer(setup: ServerSetup): Promise<number> {
   try {
     server = listenWith(flags, tls, role, {
       handler,
-      onRequestHead: heads.length === 0 ? undefined : (head, info) => {
-        for (const onHead of heads) onHead(head, info);
-      },
+      onRequestHead: flags.verbose ? printRequestHead : undefined,
+      onResponse: flags.quiet ? undefined : accessLogger((line) => console.log(line)),
       onListen: (addr) => {
         listening = true;
         if (role) role.listening();
