@@ -25,7 +25,17 @@ export const MAIN = fileURLToPath(new URL(`../main${extname(import.meta.url)}`, 
 export const VERSION = readVersion();
 
 /** How the usage line names the command on this runtime. */
-export const COMMAND = deno ? "deno run --allow-net --allow-read main.ts" : "brick";
+export const COMMAND = deno ? `${denoRun()} --allow-net --allow-read main.ts` : "brick";
+
+/**
+ * How hints spell `deno run`: the Deno running the tests comes from npm
+ * (`npx -y deno@2.9.6`), and brick names the command that started it.
+ */
+export function denoRun(): string {
+  return deno && deno.execPath().includes("/node_modules/deno/")
+    ? `npx -y deno@${deno.version.deno} run`
+    : "deno run";
+}
 
 /** The usage line, as printed under a flag error. */
 export const USAGE = `Usage: ${COMMAND} [options] [<app module> | <folder>]`;

@@ -18,14 +18,29 @@ const deno: typeof Deno | undefined = (globalThis as { Deno?: typeof Deno }).Den
 export const READ_FILES = ["--allow-net", "--allow-read"];
 
 /**
- * How this runtime starts brick, for the usage line and for hints. On Deno it
- * names the permissions and flags given, such as `["--allow-net"]`. On Node
- * and Bun it is the npm package's `brick` command, through `npx` when npx
- * started it.
+ * How this runtime starts brick, for the usage line and for hints: the
+ * command that was actually used, as far as brick can tell. On Deno it names
+ * the permissions and flags given, such as `["--allow-net"]`, after
+ * `deno run`, or after `npx -y deno@<version> run` when this Deno is the npm
+ * package's binary, as `npx -y deno@…` installs it. On Node and Bun it is the
+ * npm package's `brick` command, through `npx --no --` when npx started it:
+ * `--no` keeps npx from fetching the registry's unrelated `brick` package
+ * where brickhttp is not installed, and after `--` the flags are brick's.
  */
 export function brickCommand(denoFlags: string[]): string {
-  if (deno) return ["deno run", ...denoFlags, "main.ts"].join(" ");
-  return process.env.npm_command === "exec" ? "npx brick" : "brick";
+  if (deno) return [denoRun(), ...denoFlags, "main.ts"].join(" ");
+  return process.env.npm_command === "exec" ? "npx --no -- brick" : "brick";
+}
+
+/** `npx -y deno@<version> run` when this Deno came from npm, else `deno run`. */
+function denoRun(): string {
+  try {
+    const path = deno!.execPath().replaceAll("\\", "/");
+    if (path.includes("/node_modules/deno/")) return `npx -y deno@${deno!.version.deno} run`;
+  } catch {
+    // Not allowed to know: the usual command.
+  }
+  return "deno run";
 }
 
 /** Quotes an argument for a POSIX shell when it needs it. */

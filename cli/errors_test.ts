@@ -9,6 +9,7 @@ import { test } from "node:test";
 import {
   curl,
   deno,
+  denoRun,
   NO_CURL,
   NO_OPENSSL,
   READ,
@@ -49,7 +50,7 @@ test("brick CLI exits 1 with the command to run when --allow-net is missing", {
     stderr,
     "Cannot listen on 127.0.0.1:0: network access is not allowed\n" +
       "Run it with network access instead: " +
-      "deno run --allow-net main.ts --host 127.0.0.1 --port 0\n",
+      `${denoRun()} --allow-net main.ts --host 127.0.0.1 --port 0\n`,
   );
 });
 
@@ -64,7 +65,7 @@ test("brick CLI exits 2 with the command to run when --allow-read is missing", {
       stderr,
       `Cannot read "${app}": file access is not allowed\n` +
         "Run it with read access instead: " +
-        `deno run --allow-net --allow-read main.ts ${app} --host 127.0.0.1 --port 0\n`,
+        `${denoRun()} --allow-net --allow-read main.ts ${app} --host 127.0.0.1 --port 0\n`,
     );
   });
 });
@@ -125,7 +126,7 @@ test("brick CLI exits 2 with the command to run when --cert comes without --allo
     assert.equal(
       stderr,
       `Cannot read "${pki.certFile}": file access is not allowed\n` +
-        `Run it with read access instead: deno run --allow-net --allow-read main.ts ${
+        `Run it with read access instead: ${denoRun()} --allow-net --allow-read main.ts ${
           args.join(" ")
         }\n`,
     );
@@ -165,7 +166,7 @@ test("brick CLI exits 1 with the command to run when --unix lacks Deno's permiss
     assert.equal(
       stderr,
       `Cannot listen on ${socket}: a Unix socket needs network, read and write access\n` +
-        `Run it with them instead: deno run --allow-net --allow-read --allow-write main.ts ` +
+        `Run it with them instead: ${denoRun()} --allow-net --allow-read --allow-write main.ts ` +
         `--unix ${socket}\n`,
     );
     assert.equal(existsSync(socket), false);

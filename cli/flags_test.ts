@@ -77,7 +77,7 @@ test("brick CLI prints the usage line and aligned options for --help", async () 
   const columns = options.map((line) => line.search(/(?<=\S {2,})\S/));
   assert.equal(new Set(columns).size, 1, `descriptions start in one column:\n${text}`);
   assert.match(text, /^Examples:$/m);
-  assert.ok(text.includes(`  ${COMMAND} ./public --port 8080 --host 127.0.0.1 --cors\n`), text);
+  assert.ok(text.includes(`  ${COMMAND} ./public -p 8080 -H 127.0.0.1 --cors\n`), text);
   assert.doesNotMatch(text, /debug-worker/, "the debugging flag stays out of the help");
   const wide = text.split("\n").filter((line) => line.length > 100);
   assert.deepEqual(wide, [], "every line fits 100 columns");

@@ -15,6 +15,7 @@ import {
   connect,
   delay,
   deno,
+  denoRun,
   type ExitStatus,
   httpsGet,
   isRunning,
@@ -399,6 +400,6 @@ test("brick CLI exits 2 with the command to run when Deno lacks what --workers n
     "Cannot start 2 workers: Deno needs --unstable-net, as the workers share the port with " +
       "SO_REUSEPORT, and read access to main.ts, which each worker thread loads\n" +
       "Run it with them instead: " +
-      `deno run --allow-net --allow-read --unstable-net main.ts ${args.join(" ")}\n`,
+      `${denoRun()} --allow-net --allow-read --unstable-net main.ts ${args.join(" ")}\n`,
   );
 });

@@ -265,7 +265,7 @@ async function checkCliViaNpx(project: string, version: string): Promise<void> {
   const status = await finish(bad);
   check(status.code === 2, `npx brick --nope exited with ${status.code}, expected 2`);
   check(
-    bad.stderr.text.includes('Unknown flag "--nope"\nUsage: npx brick [options]'),
+    bad.stderr.text.includes('Unknown flag "--nope"\nUsage: npx --no -- brick [options]'),
     `npx brick --nope printed ${JSON.stringify(bad.stderr.text)}`,
   );
 
