@@ -449,6 +449,8 @@ test("brick CLI answers curl's range request and a conditional request with the 
 
 test("brick CLI serves a page that headless Chromium renders with its CSS, script and image", {
   skip: NO_TESTDATA || (chromiumPath() === null ? "Chromium is not installed" : false),
+  // Chromium alone can take longer to start than Bun's default 5 s on a loaded machine.
+  timeout: 60_000,
 }, async () => {
   const { brick, url } = await startBrick([SITE], { permissions: READ });
   try {
