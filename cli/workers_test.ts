@@ -346,6 +346,8 @@ test("brick CLI with --workers exits 2 once when the app has no fetch handler", 
 
 test("brick CLI with --workers gives up with exit 1 when a worker keeps crashing at start", {
   skip: NO_TESTDATA,
+  // Five starts and 1.5 s of back-off: more than Bun's default 5 s on a loaded machine.
+  timeout: 60_000,
 }, async () => {
   const brick = spawnBrick(
     [join(APPS, "crash_soon.mjs"), "--workers", "2", "--host", "127.0.0.1", "--port", "0"],
