@@ -85,6 +85,28 @@ export type Handler<A extends Addr = NetAddr> = (
   info: ServeInfo<A>,
 ) => Response | Promise<Response>;
 
+/** One response the server sent, as {@linkcode ServeOptions.onResponse} receives it. */
+export interface ResponseLogEntry {
+  /** The request line as received, such as `GET /a?b=1 HTTP/1.1`; empty when none arrived whole. */
+  requestLine: string;
+  /** The request method: the request line's first word, or empty. */
+  method: string;
+  /** The request target: the request line's second word, or empty. */
+  target: string;
+  /** The status code sent. */
+  status: number;
+  /** The bytes of body written to the connection: `0` for none. */
+  bodyBytes: number;
+  /** The client's address. */
+  remoteAddr: Addr;
+  /** When the request began to arrive, in milliseconds since the epoch. */
+  startTime: number;
+  /** Milliseconds from `startTime` until the response was written or cut off. */
+  duration: number;
+  /** Why the response did not reach the client whole, when it did not. */
+  error?: unknown;
+}
+
 /** Options for {@linkcode serve}. Names and defaults follow `Deno.serve` and Go's net/http. */
 export interface ServeOptions {
   /**
@@ -141,6 +163,23 @@ export interface ServeOptions {
    * the call: copy them to keep them.
    */
   onRequestHead?: (head: Uint8Array, info: ServeInfo) => void;
+  /**
+   * Called once for every response the server sends, once it is written or
+   * the client has gone away: the handler's, and those the server makes
+   * itself (400, 408, 413, 414, 431, 501, 503, 505, the 500 of a handler
+   * that threw, the 101 of an upgrade). What an nginx or Apache access log
+   * writes a line for. When not set, it costs nothing per request.
+   *
+   * @example Usage
+   * ```ts ignore
+   * import { serve } from "@brick/http";
+   * serve({
+   *   handler: () => new Response("Hi"),
+   *   onResponse: (r) => console.log(`${r.method} ${r.target} ${r.status} ${r.bodyBytes}`),
+   * });
+   * ```
+   */
+  onResponse?: (entry: ResponseLogEntry) => void;
   /**
    * Milliseconds a client may take to send a complete request head, counted
    * from its first byte (or from the connection's start). When it runs out the
@@ -1365,7 +1404,9 @@ class Connection {
         clearTimeout(giveUp);
         this.close();
       };
-      this.conn.write(errorResponseBytes(408, "Request Timeout")).then(done, done);
+      const sent = this.conn.write(errorResponseBytes(408, "Request Timeout"));
+      sent.then(done, done);
+      logServerAnswer(this, sent, 408, "Request Timeout");
       this.current?.abort(new HttpError(408, "The request took too long to arrive"));
       return;
     }
@@ -2146,6 +2187,8 @@ class RequestState {
   failure: unknown = undefined;
   /** Set when the handler asked to take the connection over (see {@linkcode UPGRADE}). */
   upgrade: PendingUpgrade | null = null;
+  /** What `onResponse` will get, filled in as the response is written; null without it. */
+  log: ResponseLogEntry | null = null;
 
   #url: string | null = null;
 
@@ -2975,6 +3018,7 @@ function bufferTextResponse(
   const headAt = bodyAt - plan.head.length;
   putHead(out, headAt, plan.head);
   const size = plan.head.length + (sendsBody ? written : 0);
+  if (state.log !== null) state.log.bodyBytes = sendsBody ? written : 0;
   if (headAt !== c.outLength) out.copyWithin(c.outLength, headAt, headAt + size);
   c.outLength += size;
   c.unflushed.push(state);
@@ -2994,6 +3038,7 @@ async function writeBytesResponse(
   const plan = planResponse(c, state, response, facts, NO_BODY, bytes.length, keepAlive);
   bufferHead(c, state, plan.head);
   if (!sendsBody || bytes.length === 0) return plan.keepAlive;
+  if (state.log !== null) state.log.bodyBytes = bytes.length;
   if (bytes.length <= MAX_COALESCED_BODY) {
     c.reserveOut(bytes.length).set(bytes, c.outLength);
     c.outLength += bytes.length;
@@ -3093,6 +3138,7 @@ async function writeStream(
     return false;
   } finally {
     c.streamReader = null;
+    if (c.current?.log) c.current.log.bodyBytes = sent;
   }
   if (length !== null && sent !== length) {
     reportError(
@@ -3251,6 +3297,7 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
   if (options.onRequestHead) {
     options.onRequestHead(c.buf.subarray(headStart, headEnd), info as ServeInfo);
   }
+  if (options.onResponse) logWhenFinished(c, state, headStart);
   c.start = headEnd;
   if (!body.done) c.useFullBuffer();
   c.current = state;
@@ -3265,6 +3312,7 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     if (c.outLength > 0) await c.flush(); // earlier answers must not wait for this one
     response = await response;
   }
+  if (state.log !== null) state.log.status = response.status;
   if (c.state === "closed") {
     state.finish(new ClientGoneError());
     return false;
@@ -3318,6 +3366,7 @@ async function switchProtocols(
       }
     });
     c.responding = true;
+    if (state.log !== null) state.log.status = 101;
     bufferHead(c, state, head + "\r\n");
     await c.flush();
   } catch (error) {
@@ -3513,9 +3562,75 @@ async function answerProtocolError(c: Connection, error: unknown): Promise<void>
   if (c.responding) return;
   try {
     c.responding = true;
-    await c.write(errorResponseBytes(error.status, error.message, error.withBody));
+    const sent = c.write(errorResponseBytes(error.status, error.message, error.withBody));
+    logServerAnswer(c, sent, error.status, error.withBody ? error.message : null);
+    await sent;
     await lingeringClose(c);
   } catch { /* the client is gone */ }
+}
+
+/**
+ * Makes `state`'s entry for `onResponse` and hands it over once the response
+ * is written or cut off. The request line is copied now: the buffer is reused.
+ */
+function logWhenFinished(c: Connection, state: RequestState, headStart: number): void {
+  const log = newLogEntry(c, requestLineAt(c.buf, headStart, c.start + c.buffered));
+  state.log = log;
+  const report = (error?: unknown) => state.log === log && reportResponse(c, log, error);
+  state.completed.then(() => report(), report);
+}
+
+/** Reports a response the server made itself (`message` is its body, without the newline). */
+function logServerAnswer(
+  c: Connection,
+  sent: Promise<unknown>,
+  status: number,
+  message: string | null,
+) {
+  if (!c.server.options.onResponse) return;
+  const line = c.current?.log?.requestLine ?? requestLineAt(c.buf, c.start, c.start + c.buffered);
+  // This answer replaces the handler's response, which is not sent then.
+  if (c.current !== null) c.current.log = null;
+  const log = newLogEntry(c, line);
+  log.status = status;
+  log.bodyBytes = message === null ? 0 : encoder.encode(message).length + 1;
+  sent.then(() => reportResponse(c, log), (error) => reportResponse(c, log, error));
+}
+
+function newLogEntry(c: Connection, requestLine: string): ResponseLogEntry {
+  const [method = "", target = ""] = requestLine === "" ? [] : requestLine.split(" ");
+  const startTime = c.requestStartedAt || Date.now();
+  const remoteAddr = c.remoteAddr;
+  return {
+    requestLine,
+    method,
+    target,
+    status: 0,
+    bodyBytes: 0,
+    remoteAddr,
+    startTime,
+    duration: 0,
+  };
+}
+
+function reportResponse(c: Connection, log: ResponseLogEntry, error?: unknown): void {
+  log.duration = Date.now() - log.startTime;
+  if (error !== undefined) log.error = error;
+  try {
+    c.server.options.onResponse!(log);
+  } catch (failure) {
+    reportError(failure, "onResponse failed");
+  }
+}
+
+/** The request line that starts at `start`, as latin1, or "" when no whole line is there. */
+function requestLineAt(buf: Uint8Array, start: number, end: number): string {
+  let lf = buf.indexOf(LF, start);
+  if (lf === -1 || lf >= end) return "";
+  if (lf > start && buf[lf - 1] === CR) lf--;
+  let line = "";
+  for (let i = start; i < lf; i++) line += String.fromCharCode(buf[i]);
+  return line;
 }
 
 /**
@@ -3549,12 +3664,10 @@ async function refuseConnection(c: Connection): Promise<void> {
   c.state = "active";
   c.responding = true;
   try {
-    await c.write(errorResponseBytes(
-      503,
-      "The server is at its connection limit; retry shortly",
-      true,
-      "retry-after: 1\r\n",
-    ));
+    const message = "The server is at its connection limit; retry shortly";
+    const sent = c.write(errorResponseBytes(503, message, true, "retry-after: 1\r\n"));
+    logServerAnswer(c, sent, 503, message);
+    await sent;
     await lingeringClose(c);
   } catch {
     /* the client is gone */
@@ -3587,6 +3700,7 @@ type ResolvedOptions =
       | "signal"
       | "onListen"
       | "onRequestHead"
+      | "onResponse"
       | "port"
       | "hostname"
       | "cert"
@@ -3595,11 +3709,8 @@ type ResolvedOptions =
       | "http2"
     >
   >
-  & {
-    onRequestHead?: ServeOptions["onRequestHead"];
-    listen: ListenSpec;
-    http2: Required<Http2Switches>;
-  };
+  & Pick<ServeOptions, "onRequestHead" | "onResponse">
+  & { listen: ListenSpec; http2: Required<Http2Switches> };
 
 class ServerImpl implements Server<Addr> {
   readonly connections = new Set<Connection>();
@@ -3928,6 +4039,7 @@ function resolveArguments(
     listen: resolveListenSpec(given),
     onError: given.onError ?? defaultOnError,
     onRequestHead: given.onRequestHead,
+    onResponse: given.onResponse,
     readHeaderTimeout: given.readHeaderTimeout ?? DEFAULTS.readHeaderTimeout,
     readTimeout: given.readTimeout ?? DEFAULTS.readTimeout,
     writeTimeout: given.writeTimeout ?? DEFAULTS.writeTimeout,

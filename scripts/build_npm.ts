@@ -1,8 +1,9 @@
 /**
  * Builds the npm package `brickhttp` into `npm/` from the same source that
  * Deno runs: ESM JavaScript and `.d.ts` files for every entry point in
- * deno.json `exports` and for `main.ts` (the `brick` command), a
- * `package.json` whose `exports` mirror deno.json's, README.md and LICENSE.
+ * deno.json `exports` and for `main.ts` with its modules in `cli/` (the
+ * `brick` command), a `package.json` whose `exports` mirror deno.json's,
+ * README.md and LICENSE.
  *
  * ```sh
  * deno task build:npm
@@ -46,41 +47,54 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(ROOT, "npm");
 
 /**
- * The package's modules: the entry points from deno.json `exports`, the CLI,
- * and the internal modules they import (`./_upstream.ts`, `./cli/…`).
+ * The package's modules: the entry points from deno.json `exports`, the CLI
+ * (main.ts and cli/), and the internal modules they import (`./_upstream.ts`,
+ * `./http2.ts`, …).
  */
 function packageSources(config: DenoJson): string[] {
   const entries = Object.values(config.exports).map((path) => path.replace(/^\.\//, ""));
-  const found = new Set([...entries, "main.ts"]);
+  const cli = inFolder(CLI).filter((file) => !isTestFile(file));
+  const found = new Set([...entries, "main.ts", ...cli]);
   for (const file of found) {
     const text = readFileSync(join(ROOT, file), "utf8");
     for (
       const [, specifier] of text.matchAll(/^(?:import|export)[^"']*["'](\.\.?\/[^"']+\.ts)["']/gm)
     ) {
       const imported = relative(ROOT, resolve(ROOT, file, "..", specifier));
-      if (!/(^|\/)_test|_test\.ts$/.test(imported)) found.add(imported);
+      if (!isTestFile(imported)) found.add(imported);
     }
   }
   return [...found];
 }
 
+/** The folder of the CLI's modules, beside main.ts. */
+const CLI = "cli";
+
+/** Whether a source file is a test or a test helper: `*_test.ts` or `_test*.ts`. */
+function isTestFile(path: string): boolean {
+  const file = path.slice(path.lastIndexOf("/") + 1);
+  return file.endsWith("_test.ts") || (file.startsWith("_test") && file.endsWith(".ts"));
+}
+
+/** The `.ts` files of a folder below the project, as `folder/file.ts`, sorted. */
+function inFolder(folder: string): string[] {
+  return existsSync(join(ROOT, folder))
+    ? readdirSync(join(ROOT, folder)).filter((file) => file.endsWith(".ts")).sort()
+      .map((file) => `${folder}/${file}`)
+    : [];
+}
+
 /**
  * Test sources, emitted as JavaScript only for `node --test`: every top-level
- * `*_test.ts` and `_test*.ts`, the examples the tests import, and the
- * hardening tests' helpers and target server (`scripts/hardening/`).
+ * `*_test.ts` and `_test*.ts` and those of cli/, the examples the tests
+ * import, and the hardening tests' helpers and target server
+ * (`scripts/hardening/`).
  */
 function testSources(): string[] {
-  const topLevel = readdirSync(ROOT).filter((file) =>
-    file.endsWith("_test.ts") || (file.startsWith("_test") && file.endsWith(".ts"))
-  );
-  const inFolder = (folder: string) =>
-    existsSync(join(ROOT, folder))
-      ? readdirSync(join(ROOT, folder)).filter((file) => file.endsWith(".ts")).sort()
-        .map((file) => `${folder}/${file}`)
-      : [];
+  const topLevel = readdirSync(ROOT).filter(isTestFile);
   return [
     ...topLevel.sort(),
-    ...inFolder("cli"),
+    ...inFolder(CLI).filter(isTestFile),
     ...inFolder("examples"),
     ...inFolder("scripts/hardening"),
   ];

@@ -43,6 +43,21 @@ const PACKAGE_FILES = [
   "_http_cache.js",
   "_upstream.d.ts",
   "_upstream.js",
+  ...[
+    "access_log",
+    "proxy",
+    "app",
+    "banner",
+    "command",
+    "errors",
+    "flags",
+    "headers",
+    "run",
+    "server",
+    "signals",
+    "worker",
+    "workers",
+  ].flatMap((name) => [`cli/${name}.d.ts`, `cli/${name}.js`]),
   "file_server.d.ts",
   "file_server.js",
   "http2.d.ts",
@@ -261,7 +276,7 @@ async function checkCliViaNpx(project: string, version: string): Promise<void> {
   const status = await finish(bad);
   check(status.code === 2, `npx brick --nope exited with ${status.code}, expected 2`);
   check(
-    bad.stderr.text.includes('Unknown flag "--nope"\nUsage: npx brick [options]'),
+    bad.stderr.text.includes('Unknown flag "--nope"\nUsage: npx --no -- brick [options]'),
     `npx brick --nope printed ${JSON.stringify(bad.stderr.text)}`,
   );
 
