@@ -308,6 +308,14 @@ const MAX_LINGER_BYTES = 4 * 1024 * 1024;
 const SHUTDOWN_GRACE_MS = 1000;
 /** How often deadlines are checked while the server shuts down. */
 const SHUTDOWN_SWEEP_MS = 50;
+/**
+ * How long a shutdown may take to accept the connections queued in the
+ * kernel (at most half of `shutdownTimeout`). Node accepts one connection per
+ * turn of its event loop, and a turn can take tens of milliseconds under load.
+ */
+const SHUTDOWN_ACCEPT_MS = 2000;
+/** No new connection for this long: the kernel's accept queue is taken as empty. */
+const SHUTDOWN_QUIET_MS = 20;
 /** A chunk-size line or trailer field longer than this is rejected. */
 const MAX_CHUNK_LINE = 4096;
 
@@ -3349,6 +3357,8 @@ class ServerImpl implements Server<Addr> {
   closing = false;
   /** Set first by a shutdown: the accept loop ends. */
   #stopAccepting = false;
+  /** Connections accepted so far. */
+  #accepted = 0;
   #listener: Listener;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #resolveFinished!: () => void;
@@ -3420,6 +3430,7 @@ class ServerImpl implements Server<Addr> {
         continue;
       }
       pause = 0;
+      this.#accepted++;
       // Accepted as the listener closed: the client has connected and may
       // have sent a request, so it is served (with `Connection: close`)
       // rather than reset.
@@ -3494,11 +3505,29 @@ class ServerImpl implements Server<Addr> {
       }
     }, this.options.shutdownTimeout);
     this.#shutdown = this.finished.then(() => clearTimeout(deadline));
-    // A connection the kernel has completed but the server not yet accepted
-    // is reset when the listener closes, request and all. Two turns of the
-    // event loop let the accept loop take what is queued; it is then served.
-    nextTurn().then(nextTurn).then(() => this.#stopListening());
+    this.#acceptQueued().then(() => this.#stopListening());
     return this.#shutdown;
+  }
+
+  /**
+   * Accepts the connections the kernel has completed but the server has not
+   * taken yet: closing the listener would reset them, requests and all.
+   * Node takes about one per turn of the event loop, Deno when its reactor
+   * next polls: this waits for a quiet spell, {@linkcode SHUTDOWN_QUIET_MS}
+   * and two turns without a new connection, for at most
+   * {@linkcode SHUTDOWN_ACCEPT_MS}.
+   */
+  async #acceptQueued(): Promise<void> {
+    const until = Date.now() + Math.min(SHUTDOWN_ACCEPT_MS, this.options.shutdownTimeout / 2);
+    let seen = this.#accepted, quietSince = Date.now(), quietTurns = 0;
+    while (Date.now() < until) {
+      await nextTurn();
+      if (seen !== this.#accepted) {
+        seen = this.#accepted;
+        quietSince = Date.now();
+        quietTurns = 0;
+      } else if (++quietTurns >= 2 && Date.now() - quietSince >= SHUTDOWN_QUIET_MS) return;
+    }
   }
 
   /** Closes the listener, then winds the connections down once the accept loop has ended. */
