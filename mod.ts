@@ -3283,8 +3283,10 @@ async function answerProtocolError(c: Connection, error: unknown): Promise<void>
  */
 async function lingeringClose(c: Connection): Promise<void> {
   c.writeClosed = true;
-  await c.conn.closeWrite();
+  // The deadline starts first: a half-close Bun never confirms must not hold
+  // the connection (and a shutdown) open.
   c.setDeadline("idle", LINGER_MS);
+  await c.conn.closeWrite();
   await discardUntilEnd(c);
 }
 
