@@ -374,6 +374,30 @@ describe("hardening: shutdown under load", () => {
   );
 
   test(
+    "Server.shutdown() serves the connections waiting in the kernel's accept queue " +
+      "when it begins, rather than resetting them",
+    LONG,
+    async () => {
+      await using target = await startTarget({});
+      const blocker = await RawClient.connect(target.port);
+      await blocker.write(head("GET /block?ms=1500 HTTP/1.1", "Host: x"));
+      await delay(300); // the target's event loop is blocked from here
+      const clients = await Promise.all(
+        Array.from({ length: 8 }, () => RawClient.connect(target.port)),
+      );
+      for (const client of clients) await client.write(GET);
+      target.process.kill("SIGTERM"); // handled once the loop runs again
+      for (const client of [blocker, ...clients]) {
+        const [response] = await client.responses(1, { ms: 20_000 });
+        assert.equal(response.status, 200);
+        await client.waitClosed(5000);
+        assert.equal(client.error, null, "closed with FIN, not reset");
+      }
+      assert.equal((await target.process.exited).code, 0);
+    },
+  );
+
+  test(
     "Server.shutdown() under load: clients that never retry get every response whole, " +
       "each connection's last one with connection: close, and no reset",
     LONG,
@@ -393,10 +417,12 @@ describe("hardening: shutdown under load", () => {
       // One keep-alive connection per client, a request at a time, the next
       // one sent as soon as a response is whole. The server closing or
       // resetting it under a request is a failure: nothing is retried.
+      const firstAnswered = Array.from({ length: 32 }, () => deferred());
       const client = async (n: number) => {
         const c = await RawClient.connect(port);
         try {
           for (let i = 0;; i++) {
+            if (i === 1) firstAnswered[n].resolve();
             const id = `${n}-${i}`;
             try {
               await c.write(head(`GET /?id=${id} HTTP/1.1`, "Host: x"));
@@ -424,8 +450,14 @@ describe("hardening: shutdown under load", () => {
           c.destroy();
         }
       };
-      const clients = Array.from({ length: 32 }, (_, n) => client(n));
-      await delay(500);
+      const clients = Array.from(
+        { length: 32 },
+        (_, n) => client(n).finally(() => firstAnswered[n].resolve()),
+      );
+      // Every connection accepted and busy (Node accepts one per turn of its
+      // event loop: under load that takes a while), then the shutdown.
+      await within(Promise.all(firstAnswered.map((d) => d.promise)), 30_000, "first responses");
+      await delay(300);
       await within(server.shutdown(), 15_000, "shutdown");
       await Promise.all(clients);
       assert.deepEqual(failures, []);

@@ -372,6 +372,15 @@ const MAX_CHUNK_SIZE_DIGITS = 13;
 const SHUTDOWN_GRACE_MS = 1000;
 /** How often deadlines are checked while the server shuts down. */
 const SHUTDOWN_SWEEP_MS = 50;
+/**
+ * How long a shutdown may take to accept the connections queued in the
+ * kernel (at most half of `shutdownTimeout`). Node accepts one connection per
+ * turn of its event loop, and on a starved machine 32 queued connections
+ * took over 2 s.
+ */
+const SHUTDOWN_ACCEPT_MS = 5000;
+/** No new connection for this long: the kernel's accept queue is taken as empty. */
+const SHUTDOWN_QUIET_MS = 20;
 /** A chunk-size line or trailer field longer than this is rejected. */
 const MAX_CHUNK_LINE = 4096;
 /** A trailer section larger than this is answered with 431, as a head would be. */
@@ -3640,8 +3649,10 @@ function requestLineAt(buf: Uint8Array, start: number, end: number): string {
  */
 async function lingeringClose(c: Connection): Promise<void> {
   c.writeClosed = true;
-  await c.conn.closeWrite();
+  // The deadline starts first: a half-close Bun never confirms must not hold
+  // the connection (and a shutdown) open.
   c.setDeadline("idle", LINGER_MS);
+  await c.conn.closeWrite();
   await discardUntilEnd(c);
 }
 
@@ -3722,6 +3733,8 @@ class ServerImpl implements Server<Addr> {
   closing = false;
   /** Set first by a shutdown: the accept loop ends. */
   #stopAccepting = false;
+  /** Connections accepted so far. */
+  #accepted = 0;
   #listener: Listener;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #resolveFinished!: () => void;
@@ -3793,6 +3806,7 @@ class ServerImpl implements Server<Addr> {
         continue;
       }
       pause = 0;
+      this.#accepted++;
       // Accepted as the listener closed: the client has connected and may
       // have sent a request, so it is served (with `Connection: close`)
       // rather than reset.
@@ -3867,11 +3881,30 @@ class ServerImpl implements Server<Addr> {
       }
     }, this.options.shutdownTimeout);
     this.#shutdown = this.finished.then(() => clearTimeout(deadline));
-    // A connection the kernel has completed but the server not yet accepted
-    // is reset when the listener closes, request and all. Two turns of the
-    // event loop let the accept loop take what is queued; it is then served.
-    nextTurn().then(nextTurn).then(() => this.#stopListening());
+    this.#acceptQueued().then(() => this.#stopListening());
     return this.#shutdown;
+  }
+
+  /**
+   * Accepts the connections the kernel has completed but the server has not
+   * taken yet: closing the listener would reset them, requests and all.
+   * Node takes about one per turn of the event loop, Deno when its reactor
+   * next polls: this waits for a quiet spell, {@linkcode SHUTDOWN_QUIET_MS}
+   * and two turns without a new connection, for at most
+   * {@linkcode SHUTDOWN_ACCEPT_MS}. New connections that keep coming are
+   * served meanwhile, as during a load balancer's deregistration delay.
+   */
+  async #acceptQueued(): Promise<void> {
+    const until = Date.now() + Math.min(SHUTDOWN_ACCEPT_MS, this.options.shutdownTimeout / 2);
+    let seen = this.#accepted, quietSince = Date.now(), quietTurns = 0;
+    while (Date.now() < until) {
+      await nextTurn();
+      if (seen !== this.#accepted) {
+        seen = this.#accepted;
+        quietSince = Date.now();
+        quietTurns = 0;
+      } else if (++quietTurns >= 2 && Date.now() - quietSince >= SHUTDOWN_QUIET_MS) return;
+    }
   }
 
   /** Closes the listener, then winds the connections down once the accept loop has ended. */

@@ -509,7 +509,10 @@ export interface ShutdownUnderLoadOptions {
   npmDir?: string;
   /** wrk's connections. @default {32} */
   connections?: number;
-  /** wrk's duration in seconds. @default {3} */
+  /**
+   * wrk's longest run in seconds; it is stopped once the CLI has exited, and
+   * must outlast the shutdown, or wrk's own stop cuts requests off. @default {30}
+   */
   seconds?: number;
   /** When to send SIGTERM, in ms after wrk started. @default {1000} */
   signalAfterMs?: number;
@@ -551,7 +554,7 @@ export interface ShutdownFigures {
 export async function shutdownUnderLoad(
   options: ShutdownUnderLoadOptions,
 ): Promise<ShutdownFigures> {
-  const { connections = 32, seconds = 3, signalAfterMs = 1000, timeoutSeconds = 2 } = options;
+  const { connections = 32, seconds = 30, signalAfterMs = 1000, timeoutSeconds = 2 } = options;
   const [command, args] = cliCommand(
     options.runtime,
     ["--port", "0", "--host", "127.0.0.1"],

@@ -25,6 +25,7 @@
  * | `/stream?n=&chunk=` | `n` bytes (≤ `maxStreamBytes`) in `chunk`-byte pieces, chunked |
  * | `/slow?ms=`     | `ok` after `ms` (≤ 60,000)                                       |
  * | `/hang`         | never answers                                                    |
+ * | `/block?ms=`    | `ok` after blocking the event loop for `ms` (≤ 5,000)            |
  * | `/throw`, `/reject`, `/not-a-response` | fail on purpose                           |
  * | `/stream-error` | a chunked stream that fails after 3 chunks                       |
  *
@@ -42,6 +43,7 @@ const ON_PURPOSE = "on purpose";
 
 const MAX_BYTES = 1 << 20;
 const MAX_SLOW_MS = 60_000;
+const MAX_BLOCK_MS = 5000;
 /** The most bytes `/stream` sends; the `maxStreamBytes` option lowers it. */
 let maxStream = 2 ** 40;
 
@@ -101,6 +103,13 @@ async function handle(request: Request): Promise<Response> {
       return new Response("ok");
     case "/hang":
       return new Promise(() => {});
+    case "/block": {
+      // A handler that does not yield (CPU-bound work, or a process paused):
+      // meanwhile new connections wait in the kernel's accept queue.
+      const until = Date.now() + numberParam(url, "ms", 100, MAX_BLOCK_MS);
+      while (Date.now() < until) { /* busy */ }
+      return new Response("ok");
+    }
     case "/throw":
       throw new Error(`Thrown ${ON_PURPOSE}`);
     case "/reject":
