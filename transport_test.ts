@@ -156,13 +156,8 @@ describe("serve() over TLS", { skip: opensslSkip }, () => {
   });
 
   // Deno.listenTls finishes handshakes before accept() hands the connection
-  // over, so a stalled handshake never reaches brick's deadlines there; Bun's
-  // node:tls ignores handshakeTimeout.
-  const stalledSkip = deno
-    ? "Deno.listenTls holds connections until their handshake ends"
-    : bun
-    ? "Bun's node:tls has no handshakeTimeout"
-    : false;
+  // over, so a stalled handshake never reaches brick's deadlines there.
+  const stalledSkip = deno ? "Deno.listenTls holds connections until their handshake ends" : false;
   test("serve() over TLS closes a client that never completes the handshake at readHeaderTimeout", {
     skip: stalledSkip,
   }, async () => {
