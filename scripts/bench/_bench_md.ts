@@ -102,6 +102,8 @@ function formatResults(
  * the other server's, the median per-round ratio, the target and whether it is met. Only the
  * checks whose scenario and servers ran.
  */
+const CHECK_COLUMNS = ["against", "its figure", "ratio", "target", "met"];
+
 export function formatChecks(results: Results, servers: ReadyServer[]): string[] {
   const byName = new Map(servers.map((server) => [server.name, server]));
   const sections: string[] = [];
@@ -112,7 +114,7 @@ export function formatChecks(results: Results, servers: ReadyServer[]): string[]
     );
     if (checks.length === 0) continue;
     const brickServers = new Set(checks.map((c) => c.server));
-    const brickTitle = brickServers.size === 1 ? byName.get(checks[0].server)!.title : "brick";
+    const oneServer = brickServers.size === 1;
     const rows = checks.map((c) => {
       const byServer = results.get(c.scenario)!;
       const { verdict, ratio } = evaluate(c, results);
@@ -120,6 +122,7 @@ export function formatChecks(results: Results, servers: ReadyServer[]): string[]
       return [
         c.scenario,
         c.metric.label,
+        ...(oneServer ? [] : [byName.get(c.server)!.title]),
         formatSummary(c.metric, byServer.get(c.server)!),
         against?.title ?? "—",
         c.against === undefined ? "—" : formatSummary(c.metric, byServer.get(c.against)!),
@@ -130,8 +133,10 @@ export function formatChecks(results: Results, servers: ReadyServer[]): string[]
     });
     sections.push(
       `### ${RUNTIME_LABELS[runtime]}\n\n` + markdownTable(
-        ["scenario", "figure", brickTitle, "against", "its figure", "ratio", "target", "met"],
-        [false, false, true, false, true, true, false, false],
+        oneServer
+          ? ["scenario", "figure", byName.get(checks[0].server)!.title, ...CHECK_COLUMNS]
+          : ["scenario", "figure", "server", "its figure", ...CHECK_COLUMNS],
+        [false, false, ...(oneServer ? [] : [false]), true, false, true, true, false, false],
         rows,
       ),
     );
@@ -154,6 +159,11 @@ async function wrkVersion(): Promise<string> {
 }
 
 /** The commit brick's sources are at, noting uncommitted changes to them. */
+async function h2loadVersion(): Promise<string> {
+  const output = await commandOutput("h2load", ["--version"]);
+  return output?.trim().replace(/^h2load /, "") || "not installed";
+}
+
 async function brickRevision(): Promise<string> {
   const git = (...args: string[]) => commandOutput("git", ["-C", REPO_ROOT, ...args]);
   const commit = (await git("rev-parse", "--short", "HEAD"))?.trim();
@@ -213,9 +223,15 @@ export async function formatReport(parts: ReportParts, options: Options): Promis
         `warm-up, then ${options.duration} s measured`,
     );
   }
+  if (preparation.scenarios.some((s) => s.driver === "h2load")) {
+    drivers.push(
+      `in the hello-h2load scenario with \`h2load --h1 --threads 1\`, the same warm-up and ` +
+        "duration",
+    );
+  }
   if (ran("idle")) {
     drivers.push(
-      `in the idle scenario with \`bench/idle_client.mjs\`: one warm-up request, then ` +
+      `in the idle scenario with \`scripts/bench/idle_client.mjs\`: one warm-up request, then ` +
         `${options.idleConnections} connections opened and held ${options.idleHold} s`,
     );
   }
@@ -236,14 +252,23 @@ export async function formatReport(parts: ReportParts, options: Options): Promis
     `- Deno: ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
     ...preparation.environment.map((line) => `- ${line}`),
     `- wrk: ${await wrkVersion()}`,
+    `- h2load: ${await h2loadVersion()}`,
     `- brick: ${await brickRevision()}`,
     "",
     `Each measurement starts a fresh server ${where.server}, with the open-files limit at ` +
     `${preparation.files}, and drives it ${where.client}: ${drivers.join("; ")}. ` +
     `${rounds}, servers taking turns within a round. Figures are medians over rounds; ratios are medians of ` +
     `per-round ratios against a server measured in the same rounds (the baselines are ` +
-    `${baselines.join(", ")}). Errors are wrk's socket errors and non-2xx/3xx responses, or ` +
-    `the idle client's failed or closed connections, summed over rounds.`,
+    `${baselines.join(", ")}). Errors are wrk's socket errors and non-2xx/3xx responses, ` +
+    "h2load's failed, errored and timed-out requests and non-2xx/3xx responses, or " +
+    `the idle client's failed or closed connections, summed over rounds. CPU µs/request is ` +
+    "the server's CPU time, user and system over every thread (`/proc/<pid>/stat`, in 10 ms " +
+    "ticks), during the measured run, divided by the requests completed; the client runs on " +
+    "the other CPU and is not in it. The raw responders (`scripts/bench/raw_responder.mjs` on " +
+    "Deno.listen, node:net and Bun.listen) answer every request with the same bytes, parsing " +
+    "nothing but the end of each head: the ceiling of each runtime's sockets, not HTTP servers. " +
+    "brick on Bun's node:net is brick with `BRICK_TRANSPORT=node:net`, the transport it had on " +
+    "Bun before Bun.listen.",
     "",
     ...scenarios,
     "",

@@ -1,16 +1,19 @@
 /**
- * Measuring a server with wrk.
+ * Measuring a server with a load generator: wrk, or h2load for the `hello-h2load` scenario.
+ * Around the measured run the server's CPU time is read, for its CPU time per request.
  *
  * @module
  */
 
 import type { Measurement } from "./_report.ts";
 import { parseWrkOutput } from "./_wrk.ts";
+import { h2loadArgs, parseH2loadOutput } from "./_h2load.ts";
 import { CLIENT_CPU, CONNECTIONS, HOSTNAME, type Options, WRK_GRACE_MS } from "./_config.ts";
 import type { Preparation } from "./_prepare.ts";
 import { killQuietly, spawnTracked, stopServer } from "./_processes.ts";
 import {
   assertAlive,
+  readCpuSeconds,
   readGroupPeak,
   readMemory,
   type RunningServer,
@@ -121,7 +124,9 @@ export function measureWithWrk(
 ): Promise<Measurement> {
   return withServer(server, scenario, preparation, async (running) => {
     await load(running, scenario, options.warmup, wrkArgs, "warm-up");
+    const cpuBefore = await readCpuSeconds(running, scenario.workers);
     const output = await load(running, scenario, options.duration, wrkArgs, "measured run");
+    const cpuSeconds = await readCpuSeconds(running, scenario.workers) - cpuBefore;
     const peakKiB = scenario.workers
       ? await readGroupPeak(running)
       : (await readMemory(running)).peakKiB;
@@ -132,6 +137,60 @@ export function measureWithWrk(
       p99Ms: scenario.latencyPercentiles === false ? NaN : result.p99Ms,
       errors: result.errors,
       peakRssKiB: peakKiB,
+      cpuUsPerRequest: cpuSeconds * 1e6 / result.requests,
+    };
+  });
+}
+
+/** Runs h2load against a running server, pinned to the client CPU; returns stdout. */
+async function runH2load(
+  running: RunningServer,
+  scenario: Scenario,
+  seconds: number,
+  phase: string,
+): Promise<string> {
+  const url = `http://${HOSTNAME}:${running.port}${scenario.path ?? "/"}`;
+  const args = h2loadArgs(url, seconds, scenario.connections ?? CONNECTIONS);
+  const child = spawnTracked(["taskset", "-c", CLIENT_CPU, "h2load", ...args], {
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const timer = setTimeout(() => killQuietly(child, "SIGKILL"), seconds * 1000 + WRK_GRACE_MS);
+  let result;
+  try {
+    result = await child.output();
+  } finally {
+    clearTimeout(timer);
+  }
+  await assertAlive(running, phase);
+  const decoder = new TextDecoder();
+  if (!result.success) {
+    throw new Error(`h2load failed (code ${result.code}): ${decoder.decode(result.stderr).trim()}`);
+  }
+  return decoder.decode(result.stdout);
+}
+
+/** Starts a fresh server, warms it up and measures it with h2load, then stops it. */
+export function measureWithH2load(
+  server: ReadyServer,
+  scenario: Scenario,
+  options: Options,
+  preparation: Preparation,
+): Promise<Measurement> {
+  return withServer(server, scenario, preparation, async (running) => {
+    await runH2load(running, scenario, options.warmup, "warm-up");
+    const cpuBefore = await readCpuSeconds(running);
+    const output = await runH2load(running, scenario, options.duration, "measured run");
+    const cpuSeconds = await readCpuSeconds(running) - cpuBefore;
+    const result = parseH2loadOutput(output);
+    return {
+      requestsPerSec: result.requestsPerSec,
+      mibPerSec: NaN,
+      p99Ms: NaN,
+      errors: result.errors,
+      peakRssKiB: (await readMemory(running)).peakKiB,
+      cpuUsPerRequest: cpuSeconds * 1e6 / result.succeeded,
     };
   });
 }

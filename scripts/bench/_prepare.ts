@@ -331,6 +331,15 @@ export async function prepareRun(options: Options, tmpDir: string): Promise<Prep
       skip(`${scenario.name} scenario`, "none of the selected servers that can run here runs it");
       continue;
     }
+    if (
+      scenario.driver === "h2load" && await commandOutput("h2load", ["--version"]) === undefined
+    ) {
+      skip(
+        `${scenario.name} scenario`,
+        "h2load is not installed (e.g. sudo apt-get install -y nghttp2-client)",
+      );
+      continue;
+    }
     if (scenario.name === "static") {
       preparation.staticDir = await ensureStaticFile();
     }

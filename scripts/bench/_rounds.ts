@@ -7,7 +7,7 @@
 import { type Measurement, P99, PEAK_RSS, type Rounds, RSS_PER_CONNECTION } from "./_report.ts";
 import type { Options } from "./_config.ts";
 import { measureIdle } from "./_idle.ts";
-import { measureWithWrk, scenarioWrkArgs } from "./_measure.ts";
+import { measureWithH2load, measureWithWrk, scenarioWrkArgs } from "./_measure.ts";
 import type { Preparation } from "./_prepare.ts";
 import { isInterrupted } from "./_processes.ts";
 import { type Failure, ServerFailure } from "./_running.ts";
@@ -38,7 +38,10 @@ function logMeasurement(
       ? `${formatRate(m.mibPerSec).padStart(10)} MiB/s`
       : `${formatRate(m.requestsPerSec).padStart(10)} req/s`;
     const p99 = Number.isNaN(m.p99Ms) ? "n/a" : P99.format(m.p99Ms);
-    figures = `${rate}  p99 ${p99}  peak RSS ${PEAK_RSS.format(m.peakRssKiB)}`;
+    const cpu = m.cpuUsPerRequest === undefined
+      ? ""
+      : `  CPU ${m.cpuUsPerRequest.toFixed(1)} µs/req`;
+    figures = `${rate}${cpu}  p99 ${p99}  peak RSS ${PEAK_RSS.format(m.peakRssKiB)}`;
   }
   const errors = m.errors > 0 ? `  ${m.errors} errors` : "";
   console.error(
@@ -81,6 +84,8 @@ export async function runScenario(
       try {
         const measurement = scenario.driver === "idle"
           ? await measureIdle(server, scenario, options, preparation)
+          : scenario.driver === "h2load"
+          ? await measureWithH2load(server, scenario, options, preparation)
           : await measureWithWrk(server, scenario, wrkArgs, options, preparation);
         results.get(server.name)![round - 1] = measurement;
         logMeasurement(scenario, round, options, server, measurement);

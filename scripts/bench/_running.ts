@@ -194,6 +194,32 @@ export async function readGroupPeak(running: RunningServer): Promise<number> {
   return sum;
 }
 
+/** Clock ticks per second of `/proc/<pid>/stat`'s times (`getconf CLK_TCK`, 100 on Linux). */
+const CLOCK_TICKS_PER_SEC = 100;
+
+/**
+ * The CPU time a server has used so far, user and system, every thread, in seconds, from
+ * `/proc/<pid>/stat`; with `group`, summed over every live process of its group (workers).
+ */
+export async function readCpuSeconds(running: RunningServer, group = false): Promise<number> {
+  const pids = group ? await groupMembers(running.child.pid) : [running.child.pid];
+  if (!pids.includes(running.child.pid)) pids.push(running.child.pid);
+  let ticks = 0;
+  for (const pid of pids) {
+    let stat;
+    try {
+      stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    } catch {
+      continue; // exited meanwhile; the server's own exit is checked after the run
+    }
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime field 14 and stime field 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS_PER_SEC;
+}
+
 /** Fails with the server's exit (and the end of its stderr) if it has exited. */
 export async function assertAlive(running: RunningServer, phase: string): Promise<void> {
   // Give an exit that happened during the load the time to be noticed.

@@ -6,6 +6,7 @@
 
 import {
   type Check,
+  CPU_PER_REQUEST,
   KEPT_OPEN,
   type Metric,
   MIB_PER_SEC,
@@ -33,7 +34,7 @@ export interface Scenario {
   /** One-line description for the report. */
   description: string;
   /** `wrk`, or the idle connections client. */
-  driver: "wrk" | "idle";
+  driver: "wrk" | "h2load" | "idle";
   /** Extra request headers for wrk, as `Name: value`. */
   headers?: string[];
   /** wrk Lua script; written to a temporary file and passed with `--script`. */
@@ -71,7 +72,14 @@ export const SCENARIOS: Scenario[] = [
     name: "hello",
     description: `keep-alive GET /, ${CONNECTIONS} connections`,
     driver: "wrk",
-    metrics: [REQUESTS_PER_SEC, P99],
+    metrics: [REQUESTS_PER_SEC, CPU_PER_REQUEST, P99],
+  },
+  {
+    name: "hello-h2load",
+    description: `the hello load from \`h2load --h1\` (nghttp2, one thread) instead of wrk, ` +
+      `${CONNECTIONS} connections: a second client, for where wrk is the bottleneck`,
+    driver: "h2load",
+    metrics: [REQUESTS_PER_SEC, CPU_PER_REQUEST],
   },
   {
     name: "close",
@@ -79,7 +87,7 @@ export const SCENARIOS: Scenario[] = [
       `${CONNECTIONS} concurrent`,
     driver: "wrk",
     headers: ["Connection: close"],
-    metrics: [REQUESTS_PER_SEC, P99],
+    metrics: [REQUESTS_PER_SEC, CPU_PER_REQUEST, P99],
   },
   {
     name: "pipeline",
@@ -88,7 +96,7 @@ export const SCENARIOS: Scenario[] = [
     driver: "wrk",
     lua: pipelineLua(PIPELINE_DEPTH),
     latencyPercentiles: false,
-    metrics: [REQUESTS_PER_SEC],
+    metrics: [REQUESTS_PER_SEC, CPU_PER_REQUEST],
   },
   {
     name: "post",
@@ -97,7 +105,7 @@ export const SCENARIOS: Scenario[] = [
       "answers a short text; peak RSS is the server's VmHWM at the end of the run",
     driver: "wrk",
     lua: postLua(POST_BODY_BYTES),
-    metrics: [REQUESTS_PER_SEC, P99, PEAK_RSS],
+    metrics: [REQUESTS_PER_SEC, CPU_PER_REQUEST, P99, PEAK_RSS],
   },
   {
     name: "static",
@@ -151,9 +159,10 @@ const limit = (value: number): Target => ({ kind: "limit", value });
 const ALL_OPEN: Target = { kind: "all open" };
 
 /**
- * The performance targets, per runtime, in the order of the issue that set them; Bun has none,
- * and its table shows the same figures against Bun.serve. The `workers` rows have none either:
- * they show brick's CLI with `--workers` against each runtime's own way of using every core.
+ * The performance targets, per runtime, in the order of the issues that set them, and figures
+ * shown without a target: CPU per request, the h2load rates, brick against the raw responder
+ * of its runtime (the ceiling) and, on Bun, against its former node:net transport. The
+ * `workers` rows have none either: they show brick's CLI with `--workers` against each runtime's own way of using every core.
  */
 export const CHECKS: Record<Runtime, Check[]> = {
   deno: [
@@ -166,6 +175,10 @@ export const CHECKS: Record<Runtime, Check[]> = {
     check("idle", RSS_PER_CONNECTION, "brick", "deno", limit(10)),
     check("idle", KEPT_OPEN, "brick", "deno", ALL_OPEN),
     check("hello", P99, "brick", "deno", atMost(1.5)),
+    check("hello", CPU_PER_REQUEST, "brick", "deno"),
+    check("hello-h2load", REQUESTS_PER_SEC, "brick", "deno"),
+    check("hello", REQUESTS_PER_SEC, "brick", "raw-deno"),
+    check("hello-h2load", REQUESTS_PER_SEC, "deno", "raw-deno"),
     check("workers", REQUESTS_PER_SEC, "brick-workers", "deno-parallel"),
     check("workers", P99, "brick-workers", "deno-parallel"),
   ],
@@ -180,18 +193,32 @@ export const CHECKS: Record<Runtime, Check[]> = {
     check("idle", RSS_PER_CONNECTION, "brick-node", "node-http", limit(8)),
     check("idle", KEPT_OPEN, "brick-node", "node-http", ALL_OPEN),
     check("hello", P99, "brick-node", "node-http", atMost(1.0)),
+    check("hello", CPU_PER_REQUEST, "brick-node", "node-http"),
+    check("hello-h2load", REQUESTS_PER_SEC, "brick-node", "node-http"),
+    check("hello", REQUESTS_PER_SEC, "brick-node", "raw-node"),
     check("workers", REQUESTS_PER_SEC, "brick-node-workers", "node-cluster"),
     check("workers", P99, "brick-node-workers", "node-cluster"),
   ],
   bun: [
-    check("hello", REQUESTS_PER_SEC, "brick-bun", "bun"),
+    check("hello", REQUESTS_PER_SEC, "brick-bun", "bun", atLeast(0.7)),
+    check("hello", REQUESTS_PER_SEC, "brick-bun-cli", "bun", atLeast(0.7)),
+    check("hello-h2load", REQUESTS_PER_SEC, "brick-bun", "bun", atLeast(0.7)),
+    check("hello-h2load", REQUESTS_PER_SEC, "brick-bun-cli", "bun", atLeast(0.7)),
     check("close", REQUESTS_PER_SEC, "brick-bun", "bun"),
-    check("pipeline", REQUESTS_PER_SEC, "brick-bun", "bun"),
+    check("pipeline", REQUESTS_PER_SEC, "brick-bun", "bun", atLeast(2)),
     check("post", REQUESTS_PER_SEC, "brick-bun", "bun"),
     check("post", PEAK_RSS, "brick-bun", "bun"),
-    check("static", MIB_PER_SEC, "brick-bun", "bun"),
+    check("static", MIB_PER_SEC, "brick-bun", "bun", atLeast(0.9)),
     check("idle", RSS_PER_CONNECTION, "brick-bun", "bun"),
     check("idle", KEPT_OPEN, "brick-bun", "bun"),
     check("hello", P99, "brick-bun", "bun"),
+    check("hello", CPU_PER_REQUEST, "brick-bun", "bun"),
+    check("hello", REQUESTS_PER_SEC, "brick-bun", "raw-bun"),
+    check("hello-h2load", REQUESTS_PER_SEC, "bun", "raw-bun"),
+    // Bun.listen against the node:net transport brick had on Bun before.
+    check("hello", REQUESTS_PER_SEC, "brick-bun", "brick-bun-node-net"),
+    check("pipeline", REQUESTS_PER_SEC, "brick-bun", "brick-bun-node-net"),
+    check("post", REQUESTS_PER_SEC, "brick-bun", "brick-bun-node-net"),
+    check("static", MIB_PER_SEC, "brick-bun", "brick-bun-node-net"),
   ],
 };

@@ -89,12 +89,15 @@ export class SkipServer extends Error {
 const BRICK_BANNER_PORT = /^\s*Local:\s+http:\/\/127\.0\.0\.1:(\d+)\/\r?$/m;
 
 /**
- * The arguments of brick's CLI in the `workers` scenario: its default hello app, no access log,
- * {@linkcode WORKERS} workers, a free port of 127.0.0.1.
+ * The arguments of brick's CLI: its default hello app, no access log, `workers` workers (in the
+ * `workers` scenario {@linkcode WORKERS}), a free port of 127.0.0.1.
  */
-function brickCliArgs(): string[] {
-  return ["--workers", String(WORKERS), "--quiet", "--host", HOSTNAME, "--port", "0"];
+function brickCliArgs(workers = WORKERS): string[] {
+  return ["--workers", String(workers), "--quiet", "--host", HOSTNAME, "--port", "0"];
 }
+
+/** The scenarios of the raw responders: those without a request body. */
+const RAW_SCENARIOS = ["hello", "hello-h2load", "close", "pipeline"];
 
 /**
  * Servers in the order they take turns within a round, grouped by runtime; the servers of
@@ -115,6 +118,14 @@ export const SERVERS: Server[] = [
     runtime: "deno",
     baseline: "deno",
     command: denoCommand("deno_serve.ts"),
+  },
+  {
+    name: "raw-deno",
+    title: "Deno.listen responder",
+    runtime: "deno",
+    baseline: "deno",
+    command: denoCommand("raw_responder.mjs"),
+    scenarios: RAW_SCENARIOS,
   },
   {
     name: "brick-node",
@@ -141,10 +152,46 @@ export const SERVERS: Server[] = [
     prepare: prepareHono,
   },
   {
+    name: "raw-node",
+    title: "node:net responder",
+    runtime: "node",
+    baseline: "node-http",
+    command: ["node", BENCH_DIR + "raw_responder.mjs"],
+    scenarios: RAW_SCENARIOS,
+  },
+  {
     name: "brick-bun",
     title: "brick on Bun",
     runtime: "bun",
     baseline: "bun",
+    command: ["bun", BENCH_DIR + "brick_node.mjs"],
+    prepare: async (tmpDir, options) => {
+      const build = await prepareBrickBuild(tmpDir, options);
+      return { ...build, command: [await bunPath(), BENCH_DIR + "brick_node.mjs"] };
+    },
+  },
+  {
+    name: "brick-bun-cli",
+    title: "brick CLI on Bun",
+    runtime: "bun",
+    baseline: "bun",
+    scenarios: ["hello", "hello-h2load"],
+    benchArgs: false,
+    portLine: BRICK_BANNER_PORT,
+    command: ["bun", REPO_ROOT + "npm/main.js", ...brickCliArgs(1)],
+    prepare: async (tmpDir, options) => {
+      const build = await prepareBrickBuild(tmpDir, options);
+      const main = join(build.env!.BRICK_BENCH_NPM_DIR, "main.js");
+      return { ...build, command: [await bunPath(), main, ...brickCliArgs(1)] };
+    },
+  },
+  {
+    // The transport brick used on Bun before Bun.listen, kept as the "before" of the Bun rows.
+    name: "brick-bun-node-net",
+    title: "brick on Bun's node:net",
+    runtime: "bun",
+    baseline: "bun",
+    env: { BRICK_TRANSPORT: "node:net" },
     command: ["bun", BENCH_DIR + "brick_node.mjs"],
     prepare: async (tmpDir, options) => {
       const build = await prepareBrickBuild(tmpDir, options);
@@ -158,6 +205,15 @@ export const SERVERS: Server[] = [
     baseline: "bun",
     command: ["bun", BENCH_DIR + "bun_serve.mjs"],
     prepare: async () => ({ command: [await bunPath(), BENCH_DIR + "bun_serve.mjs"] }),
+  },
+  {
+    name: "raw-bun",
+    title: "Bun.listen responder",
+    runtime: "bun",
+    baseline: "bun",
+    command: ["bun", BENCH_DIR + "raw_responder.mjs"],
+    scenarios: RAW_SCENARIOS,
+    prepare: async () => ({ command: [await bunPath(), BENCH_DIR + "raw_responder.mjs"] }),
   },
   {
     name: "brick-workers",
