@@ -380,7 +380,41 @@ interface BunConnect {
       close(socket: unknown): void;
       error(socket: unknown, error: Error): void;
     };
-  }): Promise<{ write(data: Uint8Array): number; shutdown(): void; end(): void }>;
+  }): Promise<
+    { write(data: Uint8Array): number; shutdown(): void; end(): void; terminate(): void }
+  >;
+}
+
+/** A client that can reset its connection (RST) on every runtime. */
+export interface ResettableClient {
+  write(data: string | Uint8Array): Promise<void>;
+  /** Aborts the connection with a TCP reset. */
+  reset(): void;
+}
+
+/**
+ * Connects a client that can send a real reset: a {@linkcode RawClient}, or
+ * on Bun, whose node:net client sends FIN for resetAndDestroy(), Bun's own
+ * client socket, whose terminate() sends RST.
+ */
+export async function connectResettable(port: number): Promise<ResettableClient> {
+  const bun = (globalThis as { Bun?: BunConnect }).Bun;
+  if (!bun) return RawClient.connect(port);
+  const socket = await bun.connect({
+    hostname: HOST,
+    port,
+    allowHalfOpen: true,
+    socket: { data() {}, end() {}, close() {}, error() {} },
+  });
+  return {
+    write(data) {
+      const bytes = toBytes(data);
+      return socket.write(bytes) === bytes.length
+        ? Promise.resolve()
+        : Promise.reject(new Error("The data did not fit the socket buffer"));
+    },
+    reset: () => socket.terminate(),
+  };
 }
 
 /**

@@ -14,6 +14,7 @@ import net from "node:net";
 import {
   capturing,
   concat,
+  connectResettable,
   deferred,
   delay,
   head,
@@ -43,12 +44,6 @@ import {
 const GET = head("GET / HTTP/1.1", "Host: x");
 const ok = () => new Response("ok");
 const MiB = 2 ** 20;
-const onBun = "Bun" in globalThis;
-/**
- * The test clients use node:net, whose resetAndDestroy() sends FIN, not RST,
- * on Bun; a reset cannot be tested there.
- */
-const bunClientReset = onBun && "Bun's node:net client sends FIN for resetAndDestroy()";
 /** Long tests: more than bun test's 5 s default. */
 const LONG = { timeout: 120_000 };
 const noProc = !HAS_PROC && "needs /proc (Linux) to count file descriptors and memory";
@@ -499,7 +494,6 @@ describe("hardening: handler misbehaviour", () => {
 
   test(
     "serve() frees the connection of a handler that never resolves once the client resets",
-    { skip: bunClientReset },
     async () => {
       const started = deferred();
       const aborted = deferred();
@@ -511,8 +505,8 @@ describe("hardening: handler misbehaviour", () => {
           return new Promise<Response>(() => {});
         },
         shutdownTimeout: 5000,
-      }, async ({ server, port, connect }) => {
-        const client = await connect();
+      }, async ({ server, port }) => {
+        const client = await connectResettable(port);
         await client.write(head("GET /hang HTTP/1.1", "Host: x"));
         await within(started.promise, 1000, "the handler");
         client.reset();
