@@ -1014,6 +1014,8 @@ interface BunSocket {
 interface BunSocketListener {
   readonly hostname?: string;
   readonly port?: number;
+  /** Fills `out` with the bound address (the name given may be "localhost"). */
+  getsockname?(out: { address?: string; port?: number }): void;
   /** Stops accepting; open connections stay. */
   stop(closeActive?: boolean): void;
 }
@@ -1074,11 +1076,7 @@ class BunListener implements Listener {
       throw isTlsSetupError(spec, failure) ? tlsSetupError(error) : listenError(failure, where);
     }
     this.#unixPath = unix ? spec.path : null;
-    this.addr = unix ? { path: spec.path, transport: "unix" } : {
-      hostname: this.#listener.hostname ?? spec.hostname,
-      port: this.#listener.port ?? spec.port,
-      transport: "tcp",
-    };
+    this.addr = unix ? { path: spec.path, transport: "unix" } : boundAddr(this.#listener, spec);
   }
 
   #arrive(conn: BunConn): void {
@@ -1109,6 +1107,17 @@ class BunListener implements Listener {
     for (const conn of this.#arrived.splice(0)) conn.close();
     if (this.#unixPath !== null) removeSocketFile(this.#unixPath);
   }
+}
+
+/** The address a Bun listener bound, as the kernel has it (like Deno's and Node's). */
+function boundAddr(listener: BunSocketListener, spec: ListenSpec & { transport: "tcp" }): Addr {
+  const bound: { address?: string; port?: number } = {};
+  listener.getsockname?.(bound);
+  return {
+    hostname: bound.address ?? listener.hostname ?? spec.hostname,
+    port: bound.port ?? listener.port ?? spec.port,
+    transport: "tcp",
+  };
 }
 
 /**
