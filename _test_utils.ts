@@ -343,6 +343,10 @@ export async function rawExchange(
   options: ExchangeOptions = {},
 ): Promise<Exchange> {
   const { delayMs = 0, waitMs = 1000, endAfter = false, responses } = options;
+  const bun = (globalThis as { Bun?: BunConnect }).Bun;
+  if (endAfter && bun && delayMs === 0 && responses === undefined) {
+    return bunHalfClosedExchange(bun, port, pieces, waitMs);
+  }
   const client = await RawClient.connect(port);
   try {
     for (let i = 0; i < pieces.length; i++) {
@@ -362,6 +366,107 @@ export async function rawExchange(
   } finally {
     client.destroy();
   }
+}
+
+/** The part of Bun's client socket API that {@linkcode bunHalfClosedExchange} uses. */
+interface BunConnect {
+  connect(options: {
+    hostname: string;
+    port: number;
+    allowHalfOpen: boolean;
+    socket: {
+      data(socket: unknown, chunk: Uint8Array): void;
+      end(socket: unknown): void;
+      close(socket: unknown): void;
+      error(socket: unknown, error: Error): void;
+    };
+  }): Promise<
+    { write(data: Uint8Array): number; shutdown(): void; end(): void; terminate(): void }
+  >;
+}
+
+/** A client that can reset its connection (RST) on every runtime. */
+export interface ResettableClient {
+  write(data: string | Uint8Array): Promise<void>;
+  /** Aborts the connection with a TCP reset. */
+  reset(): void;
+}
+
+/**
+ * Connects a client that can send a real reset: a {@linkcode RawClient}, or
+ * on Bun, whose node:net client sends FIN for resetAndDestroy(), Bun's own
+ * client socket, whose terminate() sends RST.
+ */
+export async function connectResettable(port: number): Promise<ResettableClient> {
+  const bun = (globalThis as { Bun?: BunConnect }).Bun;
+  if (!bun) return RawClient.connect(port);
+  const socket = await bun.connect({
+    hostname: HOST,
+    port,
+    allowHalfOpen: true,
+    socket: { data() {}, end() {}, close() {}, error() {} },
+  });
+  return {
+    write(data) {
+      const bytes = toBytes(data);
+      return socket.write(bytes) === bytes.length
+        ? Promise.resolve()
+        : Promise.reject(new Error("The data did not fit the socket buffer"));
+    },
+    reset: () => socket.terminate(),
+  };
+}
+
+/**
+ * {@linkcode rawExchange} with a half-close on Bun, over Bun's own client
+ * socket: Bun's node:net client stops reading once it has sent its FIN
+ * (oven-sh/bun#34285), so it would never see the response.
+ */
+function bunHalfClosedExchange(
+  bun: BunConnect,
+  port: number,
+  pieces: (string | Uint8Array)[],
+  waitMs: number,
+): Promise<Exchange> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let settled = false;
+    let silence: ReturnType<typeof setTimeout> | undefined;
+    const finish = (closed: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(silence);
+      const bytes = concat(chunks);
+      socket.then((s) => s.end(), () => {});
+      resolve({ bytes, text: latin1(bytes), closed });
+    };
+    const waitQuietly = () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => finish(false), waitMs);
+    };
+    const socket = bun.connect({
+      hostname: HOST,
+      port,
+      allowHalfOpen: true,
+      socket: {
+        data(_socket, chunk) {
+          chunks.push(new Uint8Array(chunk));
+          waitQuietly();
+        },
+        end: () => finish(true),
+        close: () => finish(true),
+        error: () => finish(true),
+      },
+    });
+    socket.then((s) => {
+      const bytes = concat(pieces.map(toBytes));
+      if (s.write(bytes) !== bytes.length) {
+        return reject(new Error("The request did not fit the socket buffer"));
+      }
+      s.shutdown(); // FIN: the half-close
+      waitQuietly();
+    }, reject);
+  });
 }
 
 // ─── A strict HTTP/1.1 response parser ──────────────────────────────────────

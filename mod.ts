@@ -554,8 +554,9 @@ const badRequest = (why: string) => new HttpError(400, why);
 // The HTTP engine needs only this much of a socket: listen, accept, read,
 // write with backpressure, half-close, close and the peer's address. The
 // transport is chosen at run time: `Deno.listen` where `globalThis.Deno`
-// exists, `node:net` elsewhere (Node and Bun). One source file then serves
-// every runtime, and the engine above this section is byte for byte the same.
+// exists, `Bun.listen` where `globalThis.Bun` does, `node:net` elsewhere
+// (Node). One source file then serves every runtime, and the engine above
+// this section is byte for byte the same.
 
 /** Where and how to listen, resolved from the options. */
 type ListenSpec =
@@ -614,7 +615,9 @@ function listen(spec: ListenSpec, handshakeTimeout: number): Listener {
 }
 
 function listenNow(spec: ListenSpec, handshakeTimeout: number): Listener {
-  return deno ? DenoListener.open(deno, spec) : new NodeListener(spec, handshakeTimeout);
+  if (deno) return DenoListener.open(deno, spec);
+  if (bun) return new BunListener(bun, spec);
+  return new NodeListener(spec, handshakeTimeout);
 }
 
 /** `Deno.listen` or `Deno.listenTls`, whose connections already have the {@linkcode Conn} shape. */
@@ -907,58 +910,76 @@ function listenError(error: Error & { code?: string }, where: string): Error {
 }
 
 /** Received bytes beyond this are left in the kernel (the socket pauses) until read. */
-const NODE_PAUSE_BYTES = 65_536;
+const PAUSE_BYTES = 65_536;
 
 /**
- * A `node:net` socket as a {@linkcode Conn}: chunks that arrive are queued and
- * copied out by `read()`; the socket pauses while the queue is full, so a
- * handler that does not read the body holds the client back.
+ * The read side of a socket that pushes what it receives (node:net, Bun):
+ * chunks that arrive are queued and copied out by `read()`, or copied
+ * straight into the buffer of a read that is waiting. The socket pauses while
+ * the queue holds {@linkcode PAUSE_BYTES}, so a handler that does not read
+ * the body holds the client back.
  */
-class NodeConn implements Conn {
-  readonly remoteAddr: Addr;
-  /** The protocol ALPN chose on TLS, read by {@linkcode negotiatedProtocol}. */
-  readonly alpnProtocol: string | null;
-  #socket: net.Socket;
+abstract class PushedConn {
   #chunks: Uint8Array[] = [];
   #queued = 0;
+  #paused = false;
   #ended = false;
   #failure: Error | null = null;
-  /** Callbacks of writes (and the end) that the socket has not called yet; usually one. */
-  #unsettled: ((error?: Error | null) => void)[] = [];
   #reader: {
     buffer: Uint8Array;
     resolve(n: number | null): void;
     reject(error: Error): void;
   } | null = null;
 
-  constructor(socket: net.Socket, unix: boolean) {
-    this.#socket = socket;
-    this.alpnProtocol = (socket as tls.TLSSocket).alpnProtocol || null;
-    this.remoteAddr = unix
-      ? { path: "", transport: "unix" }
-      : { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0, transport: "tcp" };
-    socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
-    socket.on("end", () => {
-      this.#ended = true;
-      this.#settleReader();
-    });
-    // Every socket error is handled here: a reset must never crash the process.
-    socket.on("error", (error) => {
-      this.#failure ??= error;
-      this.#settleReader();
-    });
-    socket.on("close", () => {
-      if (!this.#ended) this.#failure ??= new Error("The socket closed");
-      this.#settleReader();
-      this.#settleWrites();
-    });
+  /** Stops the socket delivering data; the kernel then holds the client back. */
+  protected abstract pauseReading(): void;
+  protected abstract resumeReading(): void;
+
+  /** The error that ended the connection, if one did. */
+  protected get failure(): Error | null {
+    return this.#failure;
   }
 
-  #receive(chunk: Uint8Array): void {
+  protected received(chunk: Uint8Array): void {
+    const reader = this.#reader;
+    if (reader !== null && this.#queued === 0) {
+      // The common case: a read waits, and the bytes go straight into its buffer.
+      this.#reader = null;
+      const n = Math.min(chunk.length, reader.buffer.length);
+      reader.buffer.set(n === chunk.length ? chunk : chunk.subarray(0, n));
+      if (n < chunk.length) this.#queue(chunk.subarray(n));
+      reader.resolve(n);
+      return;
+    }
+    this.#queue(chunk);
+    this.#settleReader();
+  }
+
+  #queue(chunk: Uint8Array): void {
     this.#chunks.push(chunk);
     this.#queued += chunk.length;
-    if (this.#reader) this.#settleReader();
-    else if (this.#queued >= NODE_PAUSE_BYTES) this.#socket.pause();
+    if (this.#queued >= PAUSE_BYTES && !this.#paused) {
+      this.#paused = true;
+      this.pauseReading();
+    }
+  }
+
+  /** The peer sent FIN: reads drain the queue, then see the end. */
+  protected peerEnded(): void {
+    this.#ended = true;
+    this.#settleReader();
+  }
+
+  /** The socket failed: a waiting read fails once the queue is drained. */
+  protected failed(error: Error): void {
+    this.#failure ??= error;
+    this.#settleReader();
+  }
+
+  /** The socket closed: after the peer's FIN that is the end, else a failure. */
+  protected socketClosed(): void {
+    if (!this.#ended) this.#failure ??= new Error("The socket closed");
+    this.#settleReader();
   }
 
   #settleReader(): void {
@@ -988,7 +1009,10 @@ class NodeConn implements Conn {
       else this.#chunks[0] = chunk.subarray(count);
     }
     this.#queued -= n;
-    if (this.#queued < NODE_PAUSE_BYTES && this.#socket.isPaused()) this.#socket.resume();
+    if (this.#paused && this.#queued < PAUSE_BYTES) {
+      this.#paused = false;
+      this.resumeReading();
+    }
     return n;
   }
 
@@ -999,6 +1023,41 @@ class NodeConn implements Conn {
     return new Promise((resolve, reject) => {
       this.#reader = { buffer, resolve, reject };
     });
+  }
+}
+
+/** A `node:net` (or `node:tls`) socket as a {@linkcode Conn}. */
+class NodeConn extends PushedConn implements Conn {
+  readonly remoteAddr: Addr;
+  /** The protocol ALPN chose on TLS, read by {@linkcode negotiatedProtocol}. */
+  readonly alpnProtocol: string | null;
+  #socket: net.Socket;
+  /** Callbacks of writes (and the end) that the socket has not called yet; usually one. */
+  #unsettled: ((error?: Error | null) => void)[] = [];
+
+  constructor(socket: net.Socket, unix: boolean) {
+    super();
+    this.#socket = socket;
+    this.alpnProtocol = (socket as tls.TLSSocket).alpnProtocol || null;
+    this.remoteAddr = unix
+      ? { path: "", transport: "unix" }
+      : { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0, transport: "tcp" };
+    socket.on("data", (chunk: Uint8Array) => this.received(chunk));
+    socket.on("end", () => this.peerEnded());
+    // Every socket error is handled here: a reset must never crash the process.
+    socket.on("error", (error) => this.failed(error));
+    socket.on("close", () => {
+      this.socketClosed();
+      this.#settleWrites();
+    });
+  }
+
+  protected pauseReading(): void {
+    this.#socket.pause();
+  }
+
+  protected resumeReading(): void {
+    this.#socket.resume();
   }
 
   write(data: Uint8Array): Promise<number> {
@@ -1031,7 +1090,7 @@ class NodeConn implements Conn {
    */
   #settleWrites(): void {
     if (this.#unsettled.length === 0) return;
-    const error = this.#failure ?? new Error("The socket closed");
+    const error = this.failure ?? new Error("The socket closed");
     for (const settle of this.#unsettled.splice(0)) settle(error);
   }
 
@@ -1042,6 +1101,323 @@ class NodeConn implements Conn {
 
   close(): void {
     this.#socket.destroy();
+  }
+}
+
+/** The part of a `Bun.listen` socket that brick uses (Bun 1.2 or later). */
+interface BunSocket {
+  /** brick's state for this socket, set when it opens. */
+  data: BunConn | undefined;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** Writes what the kernel takes at once; returns that count, or -1 once closed. */
+  write(data: Uint8Array, byteOffset: number, byteLength: number): number;
+  /** Sends FIN; reading goes on. */
+  shutdown(): void;
+  /** Closes the socket. */
+  end(): void;
+  pause?(): void;
+  resume?(): void;
+  setNoDelay?(noDelay: boolean): boolean;
+  /** Over TLS, once the handshake is done: the protocol ALPN chose, or false. */
+  readonly alpnProtocol?: string | false | null;
+}
+
+/** A listener that `Bun.listen` returned. */
+interface BunSocketListener {
+  readonly hostname?: string;
+  readonly port?: number;
+  /** Fills `out` with the bound address (the name given may be "localhost"). */
+  getsockname?(out: { address?: string; port?: number }): void;
+  /** Stops accepting; open connections stay. */
+  stop(closeActive?: boolean): void;
+}
+
+interface BunRuntime {
+  listen(options: Record<string, unknown>): BunSocketListener;
+}
+
+/**
+ * Bun's runtime where brick runs on `Bun.listen`: on Bun unless
+ * `BRICK_TRANSPORT=node:net` asks for Bun's node:net instead (kept so the
+ * bench can compare the two). The environment is read on Bun only.
+ */
+const bun: BunRuntime | undefined = bunRuntime();
+
+function bunRuntime(): BunRuntime | undefined {
+  const scope = globalThis as { Bun?: BunRuntime; process?: { env: Record<string, unknown> } };
+  if (scope.Bun === undefined) return undefined;
+  return scope.process?.env.BRICK_TRANSPORT === "node:net" ? undefined : scope.Bun;
+}
+
+/**
+ * `Bun.listen`, Bun's own sockets: their events are handlers shared by every
+ * connection, each socket's {@linkcode BunConn} kept in `socket.data`.
+ */
+class BunListener implements Listener {
+  readonly addr: Addr;
+  readonly ready: Promise<void> = Promise.resolve();
+  readonly bound = true;
+  #listener: BunSocketListener;
+  #unixPath: string | null;
+  #arrived: BunConn[] = [];
+  #waiting: ((conn: Conn | null) => void) | null = null;
+  #closed = false;
+
+  constructor(runtime: BunRuntime, spec: ListenSpec) {
+    const unix = spec.transport === "unix";
+    const socket = bunSocketHandlers(
+      unix,
+      spec.transport === "tcp" && spec.tls !== null,
+      (conn) => this.#arrive(conn),
+    );
+    // allowHalfOpen: a client's FIN must not end our side before the response is out.
+    const where = unix ? spec.path : `${spec.hostname}:${spec.port}`;
+    try {
+      this.#listener = runtime.listen(
+        unix ? { unix: spec.path, allowHalfOpen: true, socket } : {
+          hostname: spec.hostname,
+          port: spec.port,
+          reusePort: spec.reusePort,
+          ...(spec.tls === null ? {} : { tls: bunTls(spec.tls) }),
+          allowHalfOpen: true,
+          socket,
+        },
+      );
+    } catch (error) {
+      const failure = error as Error & { code?: string };
+      throw isTlsSetupError(spec, failure) ? tlsSetupError(error) : listenError(failure, where);
+    }
+    this.#unixPath = unix ? spec.path : null;
+    this.addr = unix ? { path: spec.path, transport: "unix" } : boundAddr(this.#listener, spec);
+  }
+
+  #arrive(conn: BunConn): void {
+    if (this.#closed) {
+      conn.close();
+    } else if (this.#waiting) {
+      const waiting = this.#waiting;
+      this.#waiting = null;
+      waiting(conn);
+    } else {
+      this.#arrived.push(conn);
+    }
+  }
+
+  accept(): Promise<Conn | null> {
+    const conn = this.#arrived.shift();
+    if (conn) return Promise.resolve(conn);
+    if (this.#closed) return Promise.resolve(null);
+    return new Promise((resolve) => this.#waiting = resolve);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listener.stop();
+    this.#waiting?.(null);
+    this.#waiting = null;
+    for (const conn of this.#arrived.splice(0)) conn.close();
+    if (this.#unixPath !== null) removeSocketFile(this.#unixPath);
+  }
+}
+
+/** Bun's TLS options: ALPN's protocol list goes in its wire form (RFC 7301 §3.1). */
+function bunTls({ cert, key, alpn }: TlsPem): Record<string, unknown> {
+  const names = alpn.map((name) => new TextEncoder().encode(name));
+  const wire = new Uint8Array(names.reduce((size, name) => size + 1 + name.length, 0));
+  let at = 0;
+  for (const name of names) {
+    wire[at++] = name.length;
+    wire.set(name, at);
+    at += name.length;
+  }
+  return { cert, key, ALPNProtocols: wire };
+}
+
+/** The address a Bun listener bound, as the kernel has it (like Deno's and Node's). */
+function boundAddr(listener: BunSocketListener, spec: ListenSpec & { transport: "tcp" }): Addr {
+  const bound: { address?: string; port?: number } = {};
+  listener.getsockname?.(bound);
+  return {
+    hostname: bound.address ?? listener.hostname ?? spec.hostname,
+    port: bound.port ?? listener.port ?? spec.port,
+    transport: "tcp",
+  };
+}
+
+/**
+ * The handlers `Bun.listen` calls for every socket of one listener. Over TLS,
+ * a `handshake` handler makes `open` come at connect, not after the
+ * handshake, so brick's readHeaderTimeout also bounds a stalled handshake.
+ */
+function bunSocketHandlers(
+  unix: boolean,
+  secure: boolean,
+  arrive: (conn: BunConn) => void,
+): Record<string, unknown> {
+  return {
+    open(socket: BunSocket) {
+      socket.setNoDelay?.(true);
+      const conn = socket.data = new BunConn(socket, unix);
+      arrive(conn);
+    },
+    data(socket: BunSocket, chunk: Uint8Array) {
+      socket.data?.onData(chunk);
+    },
+    drain(socket: BunSocket) {
+      socket.data?.onDrain();
+    },
+    end(socket: BunSocket) {
+      socket.data?.onEnd();
+    },
+    // Every socket error is handled here: a reset must never crash the process.
+    error(socket: BunSocket, error: Error) {
+      socket.data?.onError(error);
+    },
+    close(socket: BunSocket) {
+      socket.data?.onClose();
+    },
+    ...(secure ? { handshake: (socket: BunSocket) => socket.data?.onHandshake() } : {}),
+  };
+}
+
+/** A write that the kernel did not take whole: the rest goes at `drain`. */
+interface UnsentWrite {
+  data: Uint8Array;
+  written: number;
+  resolve(n: number): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A `Bun.listen` socket as a {@linkcode Conn}. Bun's `write()` copies nothing:
+ * it returns how many bytes the kernel took, and the rest waits here for the
+ * `drain` event, which is the backpressure.
+ */
+class BunConn extends PushedConn implements Conn {
+  readonly remoteAddr: Addr;
+  #socket: BunSocket;
+  /** Writes waiting for `drain`, oldest first; the first may be partly written. */
+  #unsent: UnsentWrite[] = [];
+  /** A half-close asked for while writes were waiting: it follows them. */
+  #closeWriteAfterUnsent: (() => void) | null = null;
+  #closed = false;
+  #handshake: Promise<{ alpnProtocol: string | null }> | null = null;
+  #handshakeDone: (() => void) | null = null;
+  #handshakeSeen = false;
+
+  constructor(socket: BunSocket, unix: boolean) {
+    super();
+    this.#socket = socket;
+    this.remoteAddr = unix
+      ? { path: "", transport: "unix" }
+      : { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0, transport: "tcp" };
+  }
+
+  onData(chunk: Uint8Array): void {
+    this.received(chunk);
+  }
+
+  onEnd(): void {
+    this.peerEnded();
+  }
+
+  onError(error: Error): void {
+    this.failed(error);
+  }
+
+  /**
+   * Over TLS, resolves once the handshake is over with the protocol ALPN chose
+   * (read by {@linkcode negotiatedProtocol}); with null if the socket closed first.
+   */
+  handshake(): Promise<{ alpnProtocol: string | null }> {
+    return this.#handshake ??= new Promise((resolve) => {
+      this.#handshakeDone = () => resolve({ alpnProtocol: this.#socket.alpnProtocol || null });
+      if (this.#closed || this.#handshakeSeen) this.#handshakeDone();
+    });
+  }
+
+  onHandshake(): void {
+    this.#handshakeSeen = true;
+    this.#handshakeDone?.();
+  }
+
+  onClose(): void {
+    this.#closed = true;
+    this.#handshakeDone?.();
+    this.socketClosed();
+    this.#failWrites();
+  }
+
+  protected pauseReading(): void {
+    this.#socket.pause?.();
+  }
+
+  protected resumeReading(): void {
+    if (!this.#closed) this.#socket.resume?.();
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    if (this.#unsent.length === 0) {
+      const n = this.#closed ? -1 : this.#socket.write(data, 0, data.length);
+      if (n === data.length) return Promise.resolve(n);
+      if (n < 0) return Promise.reject(this.failure ?? new Error("The socket closed"));
+      return new Promise((resolve, reject) => {
+        this.#unsent.push({ data, written: n, resolve, reject });
+      });
+    }
+    return new Promise((resolve, reject) => {
+      this.#unsent.push({ data, written: 0, resolve, reject });
+    });
+  }
+
+  /** The kernel takes bytes again: writes what waits, in order, as far as it goes. */
+  onDrain(): void {
+    while (this.#unsent.length > 0) {
+      const unsent = this.#unsent[0];
+      const { data, written } = unsent;
+      const n = this.#socket.write(data, written, data.length - written);
+      if (n < 0) return this.#failWrites();
+      unsent.written += n;
+      if (unsent.written < data.length) return;
+      this.#unsent.shift();
+      unsent.resolve(data.length);
+    }
+    const closeWrite = this.#closeWriteAfterUnsent;
+    this.#closeWriteAfterUnsent = null;
+    closeWrite?.();
+  }
+
+  closeWrite(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (this.#unsent.length === 0) {
+      this.#socket.shutdown();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.#closeWriteAfterUnsent = () => {
+        if (!this.#closed) this.#socket.shutdown();
+        resolve();
+      };
+    });
+  }
+
+  /** Fails the writes still waiting: the socket closed under them. */
+  #failWrites(): void {
+    const error = this.failure ?? new Error("The socket closed");
+    for (const unsent of this.#unsent.splice(0)) unsent.reject(error);
+    const closeWrite = this.#closeWriteAfterUnsent;
+    this.#closeWriteAfterUnsent = null;
+    closeWrite?.();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.end(); // Bun calls the close handler from here
+    this.socketClosed();
+    this.#failWrites();
   }
 }
 

@@ -1249,10 +1249,7 @@ describe("serve() persistent connections", () => {
     });
   });
 
-  test("serve() still answers a client that half-closes after its request", {
-    skip: onBun &&
-      "Bun's node:net ends our side at the client's FIN despite allowHalfOpen (oven-sh/bun#34285)",
-  }, async () => {
+  test("serve() still answers a client that half-closes after its request", async () => {
     await withServer(async () => {
       await delay(20);
       return ok();

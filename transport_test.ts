@@ -81,6 +81,21 @@ async function fetchTrusting(pki: Pki, url: string): Promise<{ status: number; t
 const opensslSkip = await opensslMissing();
 const curlSkip = await missing("curl");
 
+test("serve() on hostname localhost reports the address it bound, not the name", async () => {
+  const server = await serveListening({ ...quiet, hostname: "localhost", port: 0, handler: hello });
+  try {
+    assert.ok(
+      ["127.0.0.1", "::1"].includes(server.addr.hostname),
+      `addr.hostname ${server.addr.hostname}`,
+    );
+    const response = await fetch(`http://localhost:${server.addr.port}/`);
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  } finally {
+    await server.shutdown();
+  }
+});
+
 describe("serve() over TLS", { skip: opensslSkip }, () => {
   let pki: Pki;
   let server: Server;
@@ -156,13 +171,8 @@ describe("serve() over TLS", { skip: opensslSkip }, () => {
   });
 
   // Deno.listenTls finishes handshakes before accept() hands the connection
-  // over, so a stalled handshake never reaches brick's deadlines there; Bun's
-  // node:tls ignores handshakeTimeout.
-  const stalledSkip = deno
-    ? "Deno.listenTls holds connections until their handshake ends"
-    : bun
-    ? "Bun's node:tls has no handshakeTimeout"
-    : false;
+  // over, so a stalled handshake never reaches brick's deadlines there.
+  const stalledSkip = deno ? "Deno.listenTls holds connections until their handshake ends" : false;
   test("serve() over TLS closes a client that never completes the handshake at readHeaderTimeout", {
     skip: stalledSkip,
   }, async () => {

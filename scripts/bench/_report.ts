@@ -31,6 +31,11 @@ export interface Measurement {
   errors: number;
   /** The server's peak resident memory (VmHWM) in KiB at the end of the run; NaN if unknown. */
   peakRssKiB: number;
+  /**
+   * The server's CPU time (user + system, every thread) over the measured run divided by the
+   * requests completed, in microseconds; absent where not measured.
+   */
+  cpuUsPerRequest?: number;
   /** Present in the idle scenario only. */
   idle?: IdleMeasurement;
 }
@@ -69,6 +74,13 @@ export const MIB_PER_SEC: Metric = {
   label: "MiB/s",
   value: (m) => m.mibPerSec,
   format: integer,
+};
+
+/** Server CPU time per completed request. */
+export const CPU_PER_REQUEST: Metric = {
+  label: "CPU µs/request",
+  value: (m) => m.cpuUsPerRequest ?? NaN,
+  format: (us) => us.toFixed(1),
 };
 
 /** 99th percentile latency. */

@@ -26,7 +26,16 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 
 /** The scenarios a bench server knows. */
-export const SCENARIOS = ["hello", "close", "pipeline", "post", "static", "idle", "workers"];
+export const SCENARIOS = [
+  "hello",
+  "hello-h2load",
+  "close",
+  "pipeline",
+  "post",
+  "static",
+  "idle",
+  "workers",
+];
 
 /** The body of every short response. */
 export const HELLO = "Hello, World!";

@@ -9,6 +9,8 @@
 export interface WrkResult {
   /** Completed requests per second (`Requests/sec`). */
   requestsPerSec: number;
+  /** Completed requests (`<n> requests in …`). */
+  requests: number;
   /**
    * Bytes read per second in MiB (`Transfer/sec`). wrk counts every byte it reads, those of
    * responses still in flight when the run ends included.
@@ -66,6 +68,7 @@ export function parseWrkOutput(output: string): WrkResult {
   const socketErrors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;
   return {
     requestsPerSec: Number(rate[1]),
+    requests: Number(requests[1]),
     mibPerSec: Number(transfer[1]) * SIZE_UNITS_MIB[transfer[2]],
     p99Ms: p99Ms > 0 ? p99Ms : NaN,
     errors: socketErrors + (non2xx ? Number(non2xx[1]) : 0),

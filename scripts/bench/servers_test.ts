@@ -4,8 +4,8 @@
 // scenario run the number of workers they are asked for. Every server runs in a process group
 // of its own, as in the bench, and each test checks that stopping it leaves none of its
 // processes behind. The Node servers need `node` and, for brick, the npm build in npm/; Hono
-// needs the bench's install in its cache directory. Bun.serve is left to the bench itself (Bun
-// is fetched with npx there).
+// needs the bench's install in its cache directory. Bun.serve is left to the bench itself; the
+// raw responder runs on Bun too, fetched with npx as the bench does.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -219,6 +219,93 @@ test(
       : !existsSync(join(HONO_DIR, "node_modules", "hono")) && "the bench has not installed Hono",
   },
   () => checkScenarios(["node", DIR + "hono_node.mjs"], { BRICK_BENCH_NODE_DIR: HONO_DIR }, true),
+);
+
+/** Bun's binary, fetched with npx as the bench fetches it, or undefined where that fails. */
+const bunBinary = (() => {
+  try {
+    return execFileSync("npx", ["-y", "bun@1.3.14", "-e", "console.log(process.execPath)"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 60_000,
+    }).trim();
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Sends `pieces` one write at a time to `port`; resolves with all it read once the server closes or `ms` passed. */
+function rawExchange(
+  port: number,
+  pieces: string[],
+  ms = 2_000,
+): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    let text = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text, closed: false });
+    }, ms);
+    socket.on("data", (chunk) => text += chunk.toString("latin1"));
+    socket.on("error", reject);
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ text, closed: true });
+    });
+    socket.on("connect", async () => {
+      for (const piece of pieces) {
+        socket.write(piece);
+        await new Promise((wait) => setTimeout(wait, 20));
+      }
+    });
+  });
+}
+
+/** Checks the raw responder: pipelined heads split anywhere, each answered; `close` closes. */
+async function checkRawResponder(command: string[]): Promise<void> {
+  const get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  const pipelined = get.repeat(3);
+  const { port, stop } = await startBenchServer(command, ["--scenario", "pipeline"]);
+  try {
+    // Split inside the first head's blank line, and between the second and third heads.
+    const cut = get.length - 2;
+    const { text } = await rawExchange(port, [pipelined.slice(0, cut), pipelined.slice(cut)], 500);
+    const answers = text.split("HTTP/1.1 200 OK\r\n").slice(1);
+    assert.equal(answers.length, 3, text);
+    for (const answer of answers) {
+      assert.match(answer, /content-length: 13\r\n/);
+      assert.ok(answer.endsWith("\r\n\r\nHello, World!"), answer);
+    }
+  } finally {
+    await stop();
+  }
+  const closing = await startBenchServer(command, ["--scenario", "close"]);
+  try {
+    const { text, closed } = await rawExchange(closing.port, [get]);
+    assert.ok(closed, "the responder closes after answering in the close scenario");
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*connection: close\r\n\r\nHello, World!$/);
+  } finally {
+    await closing.stop();
+  }
+}
+
+test(
+  "raw_responder.mjs answers each pipelined request and closes in the close scenario, on Deno",
+  { skip: !onDeno && "needs Deno" },
+  () => checkRawResponder(denoScript("raw_responder.mjs")),
+);
+
+test(
+  "raw_responder.mjs answers each pipelined request and closes in the close scenario, on Node",
+  { skip: !hasNode && "node is not on PATH" },
+  () => checkRawResponder(["node", DIR + "raw_responder.mjs"]),
+);
+
+test(
+  "raw_responder.mjs answers each pipelined request and closes in the close scenario, on Bun",
+  { skip: bunBinary === undefined && "Bun could not be fetched with npx" },
+  () => checkRawResponder([bunBinary!, DIR + "raw_responder.mjs"]),
 );
 
 test(
