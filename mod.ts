@@ -3574,11 +3574,10 @@ async function serveConnection(c: Connection): Promise<void> {
   const server = c.server;
   let answered = false;
   try {
-    if (
-      server.options.http2.h2 && server.site.scheme === "https://" &&
-      await negotiatedProtocol(c.conn) === "h2"
-    ) {
-      return await handOverToHttp2(c);
+    if (server.options.http2.h2 && server.site.scheme === "https://") {
+      // A handshake still under way (Bun) is bounded like a head.
+      c.startRequest(server.options.readHeaderTimeout);
+      if (await negotiatedProtocol(c.conn) === "h2") return await handOverToHttp2(c);
     }
     for (;;) {
       const headEnd = findHeadEnd(c, server.options.maxHeaderBytes);
