@@ -5,7 +5,8 @@
 // Runtime-neutral (node:test, node:fs, node:net): the same file runs under
 // `deno test`, `node --test` and `bun test` (the last two on the npm build).
 
-import { after, before, describe, test } from "node:test";
+import { after, before } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import {

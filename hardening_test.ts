@@ -8,7 +8,7 @@
 // figures, a crash to observe, or more file descriptors) start the target
 // server in scripts/hardening/target.ts on the runtime that runs the tests.
 
-import { describe, test } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import {

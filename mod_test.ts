@@ -3,7 +3,8 @@
 // wherever framing matters. Runtime-neutral (node:test, node:net), so the same
 // file runs under `deno test`, `node --test` and `bun test`.
 
-import { after, before, describe, test } from "node:test";
+import { after, before } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { serve, type ServeInit, type Server } from "./mod.ts";

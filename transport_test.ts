@@ -2,7 +2,8 @@
 // are made with openssl at test time (_test_tls.ts); clients are curl and each runtime's
 // fetch, trusting that CA. Runs under `deno test`, `node --test` and `bun test`.
 
-import { after, before, describe, test } from "node:test";
+import { after, before } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

@@ -4,7 +4,7 @@
 // Runtime-neutral (node:test, node:net), so the same file runs under
 // `deno test`, `node --test` (on the npm build) and `bun test`.
 
-import { describe, test } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import type { Server } from "./mod.ts";
