@@ -1330,7 +1330,7 @@ describe("serveDir() errors", () => {
     } catch {
       return t.skip?.("mkfifo is not available");
     }
-    const response = await within(exchange(fs.port, "GET /pipe.txt"), 3000, "the FIFO's answer");
+    const response = await within(exchange(fs.port, "GET /pipe.txt"), 5000, "the FIFO's answer");
     assert.equal(response.status, 404);
     assert.ok(!(await exchange(fs.port, "GET /")).text.includes("pipe.txt"), "not listed");
   });

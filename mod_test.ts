@@ -290,7 +290,7 @@ describe("serve() API", () => {
       }),
     ];
     try {
-      await within(Promise.all(listening.map((l) => l.promise)), 2000, "both servers");
+      await within(Promise.all(listening.map((l) => l.promise)), 5000, "both servers");
       const texts = [];
       for (const server of servers) {
         texts.push((await answer(server.addr.port, GET_CLOSE)).response.text);
@@ -353,7 +353,7 @@ describe("serve() API", () => {
       return ok();
     }, async ({ port }) => {
       await exchange(port, GET, { responses: 1 });
-      await within((await completed.promise).promise, 1000, "info.completed");
+      await within((await completed.promise).promise, 5000, "info.completed");
     });
   });
 
@@ -392,7 +392,7 @@ describe("serve() API", () => {
     try {
       assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       controller.abort();
-      await within(server.finished, 1000, "server.finished");
+      await within(server.finished, 5000, "server.finished");
       await assert.rejects(RawClient.connect(port));
     } finally {
       await server.shutdown();
@@ -559,7 +559,7 @@ describe("serve() request line", () => {
       await withServer(ok, async ({ port }) => {
         const started = Date.now();
         await assertRejected(port, [bytes], 400);
-        assert.ok(Date.now() - started < 1000, "answered without waiting for a timeout");
+        assert.ok(Date.now() - started < 5000, "answered without waiting for a timeout");
         assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       });
     });
@@ -1243,10 +1243,10 @@ describe("serve() client disconnects", () => {
       }, async ({ port, connect }) => {
         const client = await connect();
         await client.write(GET);
-        await within(started.promise, 1000, "the handler to start");
+        await within(started.promise, 5000, "the handler to start");
         if (how === "closes") client.destroy();
         else client.reset();
-        await within(aborted.promise, 1000, "request.signal to abort");
+        await within(aborted.promise, 5000, "request.signal to abort");
         assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       });
     });
@@ -1266,7 +1266,7 @@ describe("serve() client disconnects", () => {
       client.destroy();
       await delay(300); // time for the server to notice; nothing observable says when
       gate.resolve();
-      assert.equal(await within(aborted.promise, 1000, "the handler"), true);
+      assert.equal(await within(aborted.promise, 5000, "the handler"), true);
     });
   });
 
@@ -1281,7 +1281,7 @@ describe("serve() client disconnects", () => {
         await client.write(head("GET /stream HTTP/1.1", "Host: x"));
         await client.waitForText("chunk0");
         client.destroy();
-        await within(cancelled, 1000, "the stream's cancel()");
+        await within(cancelled, 5000, "the stream's cancel()");
         assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       });
     });
@@ -1361,12 +1361,13 @@ describe("serve() handler errors", () => {
 // ─── 11. Concurrency ────────────────────────────────────────────────────────
 
 describe("serve() concurrency", () => {
-  test("serve() answers 1000 concurrent connections", async () => {
+  // Full-size floods (10,000 connections) and their figures are in `deno task stress`.
+  test("serve() answers every one of 250 concurrent connections", async () => {
     await withServer(ok, async ({ port }) => {
       const statuses = await Promise.all(
-        Array.from({ length: 1000 }, () => answer(port, GET_CLOSE).then((a) => a.response.status)),
+        Array.from({ length: 250 }, () => answer(port, GET_CLOSE).then((a) => a.response.status)),
       );
-      assert.equal(statuses.filter((s) => s === 200).length, 1000);
+      assert.equal(statuses.filter((s) => s === 200).length, 250);
     });
   });
 
@@ -1376,7 +1377,7 @@ describe("serve() concurrency", () => {
       await slow.write("GET / HTTP/1.1\r\nHo");
       const started = Date.now();
       assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
-      assert.ok(Date.now() - started < 2000, "not after the 10 s readHeaderTimeout");
+      assert.ok(Date.now() - started < 5000, "not after the 10 s readHeaderTimeout");
     });
   });
 });
@@ -1461,7 +1462,7 @@ describe("serve() connection upgrades", () => {
       assert.equal(first.status, 200);
       assert.equal(first.text, "not upgraded");
       assert.equal(second.status, 200, "the connection stays HTTP");
-      assert.ok(await within(rejected.promise, 1000, "the upgrade to reject") instanceof Error);
+      assert.ok(await within(rejected.promise, 5000, "the upgrade to reject") instanceof Error);
     });
   });
 
@@ -1484,7 +1485,7 @@ describe("serve() connection upgrades", () => {
       );
       const [response] = await client.responses(1);
       assert.equal(response.status, 400);
-      assert.ok(await within(rejected.promise, 1000, "the upgrade to reject") instanceof Error);
+      assert.ok(await within(rejected.promise, 5000, "the upgrade to reject") instanceof Error);
     });
   });
 
@@ -1498,9 +1499,9 @@ describe("serve() connection upgrades", () => {
     await client.write(UPGRADE_REQUEST);
     await client.waitForText("\r\n\r\n");
     const finished = server.shutdown();
-    await within(told.promise, 1000, "onShutdown");
-    await client.waitClosed(2000);
-    await within(finished, 2000, "the shutdown to finish");
+    await within(told.promise, 5000, "onShutdown");
+    await client.waitClosed(5000);
+    await within(finished, 5000, "the shutdown to finish");
   });
 
   test("serve() answers an error that carries its own response with that response", async () => {
@@ -1583,22 +1584,26 @@ describe("serve() maxConnections", () => {
 
 describe("Server.shutdown()", () => {
   test("Server.shutdown() closes idle keep-alive connections", async () => {
-    await withServer(ok, async ({ server, connect }) => {
+    // A shutdownTimeout longer than the wait: closing idle connections must not need it.
+    await withServer({ handler: ok, shutdownTimeout: 10_000 }, async ({ server, connect }) => {
       const client = await connect();
       await client.write(GET);
       await client.responses(1);
-      await within(server.shutdown(), 1000, "shutdown");
-      await client.waitClosed(500);
+      await within(server.shutdown(), 5000, "shutdown");
+      await client.waitClosed(5000);
     });
   });
 
   test("Server.shutdown() lets a request in flight finish with connection: close", async () => {
     const gate = deferred();
     const started = deferred();
-    await withServer(async () => {
-      started.resolve();
-      await gate.promise;
-      return ok();
+    await withServer({
+      handler: async () => {
+        started.resolve();
+        await gate.promise;
+        return ok();
+      },
+      shutdownTimeout: 10_000, // longer than the wait: a finished request must not need it
     }, async ({ server, connect }) => {
       const client = await connect();
       await client.write(GET);
@@ -1608,8 +1613,8 @@ describe("Server.shutdown()", () => {
       gate.resolve();
       const [response] = await client.responses(1);
       assert.deepEqual([response.status, header(response, "connection")], [200, "close"]);
-      await within(finished, 1000, "shutdown");
-      await client.waitClosed(500);
+      await within(finished, 5000, "shutdown");
+      await client.waitClosed(5000);
     });
   });
 
@@ -1629,10 +1634,10 @@ describe("Server.shutdown()", () => {
       await client.write(GET);
       await client.waitForText("chunk0");
       const started = Date.now();
-      await within(server.shutdown(), 1500, "shutdown");
+      await within(server.shutdown(), 5000, "shutdown");
       assert.ok(Date.now() - started >= 150, "waited for shutdownTimeout");
-      await client.waitClosed(500);
-      await within(cancelled, 500, "the stream's cancel()");
+      await client.waitClosed(5000);
+      await within(cancelled, 5000, "the stream's cancel()");
     });
   });
 });
@@ -1644,7 +1649,7 @@ describe("serve() timeouts and limits", () => {
     await withServer({ handler: ok, readHeaderTimeout: 300 }, async ({ connect }) => {
       const client = await connect();
       await client.write("GET / HTTP/1.1\r\nHost: x\r\n");
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       const [response] = parseResponses(client.received);
       assert.equal(response.status, 408);
     });
@@ -1653,7 +1658,7 @@ describe("serve() timeouts and limits", () => {
   test("serve() closes a silent new connection after readHeaderTimeout", async () => {
     await withServer({ handler: ok, readHeaderTimeout: 300 }, async ({ connect }) => {
       const client = await connect();
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       assert.equal(client.text, "");
     });
   });
@@ -1665,7 +1670,7 @@ describe("serve() timeouts and limits", () => {
     }, async ({ connect }) => {
       const client = await connect();
       await client.write(head("POST / HTTP/1.1", "Host: x", "Content-Length: 10") + "ab");
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       const [response] = parseResponses(client.received);
       assert.equal(response.status, 408);
     });
@@ -1683,8 +1688,8 @@ describe("serve() timeouts and limits", () => {
     }, async ({ connect }) => {
       const client = await connect();
       await client.write(GET);
-      await client.waitClosed(1500);
-      await within(aborted.promise, 500, "request.signal to abort");
+      await client.waitClosed(5000);
+      await within(aborted.promise, 5000, "request.signal to abort");
       assert.equal(client.text, "");
     });
   });
@@ -1695,7 +1700,7 @@ describe("serve() timeouts and limits", () => {
       await client.write(GET);
       await client.responses(1);
       const started = Date.now();
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       assert.ok(Date.now() - started >= 200, "not before idleTimeout");
       assert.equal(parseResponses(client.received).length, 1);
     });
