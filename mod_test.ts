@@ -1254,17 +1254,19 @@ describe("serve() client disconnects", () => {
 
   test("request.signal is already aborted when first read after the client left", async () => {
     const gate = deferred();
+    const started = deferred();
     const aborted = deferred<boolean>();
     await withServer(async (request) => {
+      started.resolve();
       await gate.promise;
       aborted.resolve(request.signal.aborted);
       return ok();
     }, async ({ connect }) => {
       const client = await connect();
       await client.write(GET);
-      await delay(50);
+      await within(started.promise, 5000, "the handler to start");
       client.destroy();
-      await delay(300); // time for the server to notice; nothing observable says when
+      await delay(1000); // time for the server to notice; nothing observable says when
       gate.resolve();
       assert.equal(await within(aborted.promise, 5000, "the handler"), true);
     });
@@ -1529,7 +1531,7 @@ describe("serve() maxConnections", () => {
       const second = await connect();
       await first.write("GET / HTTP/1.1\r\nHo"); // active: mid-request
       await second.write("GET / HTTP/1.1\r\nHo");
-      await delay(50);
+      await delay(500); // for the server to read both
       const third = await connect();
       const [refused] = await third.responses(1);
       assert.equal(refused.status, 503);
@@ -1559,7 +1561,7 @@ describe("serve() maxConnections", () => {
     await withServer({ handler: ok, maxConnections: 1 }, async ({ connect, port }) => {
       const busy = await connect();
       await busy.write("GET / HTTP/1.1\r\n");
-      await delay(50);
+      await delay(500); // for the server to read it
       for (let i = 0; i < 3; i++) {
         const refused = await connect();
         assert.equal((await refused.responses(1))[0].status, 503);
