@@ -93,14 +93,34 @@ export function parseJUnit(xml: string): JUnitCase[] {
   return cases.filter((c) => !names.some((other) => other.startsWith(c.name + " > ")));
 }
 
-/** Why `name` skipped: the report's reason, else the one `_test_skips.ts` wrote, else a note. */
-export function skipReason(result: SuiteResult, testCase: JUnitCase): string {
+/**
+ * Why `testCase` skipped: the report's reason, else the one `_test_skips.ts`
+ * wrote, else the reason another runtime's report gave the same test
+ * (`elsewhere`: Node keeps reasons), else a note that none was given.
+ */
+export function skipReason(
+  result: SuiteResult,
+  testCase: JUnitCase,
+  elsewhere: Map<string, string> = new Map(),
+): string {
   const fromReport = testCase.message.trim();
   if (fromReport !== "" && fromReport !== "true") return fromReport;
   for (const [name, reason] of result.skipReasons) {
     if ((testCase.name === name || testCase.name.endsWith(" > " + name)) && reason) return reason;
   }
-  return "no reason given (import test from _test_skips.ts)";
+  return elsewhere.get(testCase.name) ?? "no reason given (import test from _test_skips.ts)";
+}
+
+/** Skip reasons that reports gave, by test name, from every runtime. */
+function reportedReasons(results: SuiteResult[]): Map<string, string> {
+  const reasons = new Map<string, string>();
+  for (const result of results) {
+    for (const c of result.cases) {
+      const reason = c.message.trim();
+      if (c.status === "skipped" && reason !== "" && reason !== "true") reasons.set(c.name, reason);
+    }
+  }
+  return reasons;
 }
 
 /** What `result` counts: its tests, plus one failure when its process failed with none named. */
@@ -139,6 +159,7 @@ export function printSummary(
   const failures: string[] = [];
   const skips: string[] = [];
   const width = Math.max(...results.map((r) => r.suite.length), 10);
+  const elsewhere = reportedReasons(results);
   log("");
   log(`── Summary (${(ms / 1000).toFixed(0)} s) ──`);
   for (const result of results) {
@@ -156,7 +177,9 @@ export function printSummary(
       failures.push(`  ${result.runtime} ${result.suite}: ${c.name}: ${firstLine(c.message)}`);
     }
     for (const c of counts.skipped) {
-      skips.push(`  ${result.runtime} ${result.suite}: ${c.name}: ${skipReason(result, c)}`);
+      skips.push(
+        `  ${result.runtime} ${result.suite}: ${c.name}: ${skipReason(result, c, elsewhere)}`,
+      );
     }
   }
   if (skips.length > 0) log("Skipped:");

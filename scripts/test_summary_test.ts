@@ -109,13 +109,15 @@ function result(runtime: string, xml: string, code: number, reasons: [string, st
   } satisfies SuiteResult;
 }
 
-test("skipReason() takes the report's reason, else the recorded one, else says none was given", () => {
+test("skipReason() takes the report's reason, else the recorded one, else another runtime's", () => {
   const node = result("Node", NODE, 1);
   const deno = result("Deno", DENO, 1, [["inner skip", "curl is not installed"]]);
   const skipped = (r: SuiteResult, name: string) => r.cases.find((c) => c.name === name)!;
   assert.equal(skipReason(node, skipped(node, "outer > deeper")), "no openssl");
   assert.equal(skipReason(deno, skipped(deno, "outer > inner skip")), "curl is not installed");
   assert.match(skipReason(deno, skipped(deno, "outer > deeper")), /^no reason given/);
+  const fromNode = new Map([["outer > deeper", "no openssl"]]);
+  assert.equal(skipReason(deno, skipped(deno, "outer > deeper"), fromNode), "no openssl");
 });
 
 test("printSummary() lists each suite, each failure and each skip with its reason, then totals", () => {
