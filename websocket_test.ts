@@ -1388,7 +1388,7 @@ describe("examples/chat.ts", () => {
       bob = await joinChat(port, "Bob");
       bob.ws.send(`<img src=x onerror="document.title='pwned'">`);
       await bob.see((e) => e.type === "message", "Bob's own message");
-      await delay(500); // the page renders the message it was sent
+      await delay(2000); // the page renders what it was sent; nothing outside it says when
       shown.resolve();
       const html = await dom;
       assert.match(html, /Ann joined \(1 here\)/);
