@@ -55,6 +55,13 @@ export function head(requestLine: string, ...fields: string[]): string {
 
 // ─── Time ───────────────────────────────────────────────────────────────────
 
+/**
+ * How long a test waits by default for something that should happen at once:
+ * a response, a close. It bounds a failing test, and is long enough that a
+ * passing one never meets it on a loaded 2-core machine.
+ */
+export const DEADLINE_MS = 10_000;
+
 /** Resolves after `ms` milliseconds. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -259,7 +266,7 @@ export class RawClient {
    * Waits until `ready()` holds, checking after every received byte. Rejects
    * after `ms`, or when the server closes first.
    */
-  async waitFor(ready: () => boolean, what: string, ms = 2000): Promise<void> {
+  async waitFor(ready: () => boolean, what: string, ms = DEADLINE_MS): Promise<void> {
     if (ready()) return;
     const done = deferred();
     const check = () => {
@@ -302,7 +309,7 @@ export class RawClient {
   }
 
   /** Waits until the server closes the connection. */
-  waitClosed(ms = 2000): Promise<void> {
+  waitClosed(ms = DEADLINE_MS): Promise<void> {
     return this.waitFor(() => this.closed, "the server to close the connection", ms);
   }
 
@@ -315,7 +322,11 @@ export class RawClient {
 export interface ExchangeOptions extends ParseOptions {
   /** Pause between pieces, so each arrives in its own read. @default {0} */
   delayMs?: number;
-  /** Resolve after this much silence once everything is sent. @default {1000} */
+  /**
+   * Resolve after this much silence once everything is sent. Only an exchange
+   * the server neither closes nor completes with `responses` ends this way, so
+   * it is long enough for a busy machine. @default {10000}
+   */
   waitMs?: number;
   /** Half-close the connection after the last piece. @default {false} */
   endAfter?: boolean;
@@ -342,7 +353,7 @@ export async function rawExchange(
   pieces: (string | Uint8Array)[],
   options: ExchangeOptions = {},
 ): Promise<Exchange> {
-  const { delayMs = 0, waitMs = 1000, endAfter = false, responses } = options;
+  const { delayMs = 0, waitMs = DEADLINE_MS, endAfter = false, responses } = options;
   const bun = (globalThis as { Bun?: BunConnect }).Bun;
   if (endAfter && bun && delayMs === 0 && responses === undefined) {
     return bunHalfClosedExchange(bun, port, pieces, waitMs);

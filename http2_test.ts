@@ -3,7 +3,8 @@
 // which Deno and Bun provide too) and with raw frames for every error and
 // attack. Runtime-neutral (node:test, node:net, node:http2).
 
-import { after, describe, test } from "node:test";
+import { after } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import http2 from "node:http2";

@@ -3,7 +3,8 @@
 // wherever framing matters. Runtime-neutral (node:test, node:net), so the same
 // file runs under `deno test`, `node --test` and `bun test`.
 
-import { after, before, describe, test } from "node:test";
+import { after, before } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { serve, type ServeInit, type Server } from "./mod.ts";
@@ -289,7 +290,7 @@ describe("serve() API", () => {
       }),
     ];
     try {
-      await within(Promise.all(listening.map((l) => l.promise)), 2000, "both servers");
+      await within(Promise.all(listening.map((l) => l.promise)), 5000, "both servers");
       const texts = [];
       for (const server of servers) {
         texts.push((await answer(server.addr.port, GET_CLOSE)).response.text);
@@ -352,7 +353,7 @@ describe("serve() API", () => {
       return ok();
     }, async ({ port }) => {
       await exchange(port, GET, { responses: 1 });
-      await within((await completed.promise).promise, 1000, "info.completed");
+      await within((await completed.promise).promise, 5000, "info.completed");
     });
   });
 
@@ -391,7 +392,7 @@ describe("serve() API", () => {
     try {
       assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       controller.abort();
-      await within(server.finished, 1000, "server.finished");
+      await within(server.finished, 5000, "server.finished");
       await assert.rejects(RawClient.connect(port));
     } finally {
       await server.shutdown();
@@ -560,7 +561,7 @@ describe("serve() request line", () => {
       await withServer(ok, async ({ port }) => {
         const started = Date.now();
         await assertRejected(port, [bytes], 400);
-        assert.ok(Date.now() - started < 1000, "answered without waiting for a timeout");
+        assert.ok(Date.now() - started < 5000, "answered without waiting for a timeout");
         assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       });
     });
@@ -1378,10 +1379,10 @@ describe("serve() client disconnects", () => {
       }, async ({ port, connect }) => {
         const client = await connect();
         await client.write(GET);
-        await within(started.promise, 1000, "the handler to start");
+        await within(started.promise, 5000, "the handler to start");
         if (how === "closes") client.destroy();
         else client.reset();
-        await within(aborted.promise, 1000, "request.signal to abort");
+        await within(aborted.promise, 5000, "request.signal to abort");
         assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       });
     });
@@ -1389,19 +1390,21 @@ describe("serve() client disconnects", () => {
 
   test("request.signal is already aborted when first read after the client left", async () => {
     const gate = deferred();
+    const started = deferred();
     const aborted = deferred<boolean>();
     await withServer(async (request) => {
+      started.resolve();
       await gate.promise;
       aborted.resolve(request.signal.aborted);
       return ok();
     }, async ({ connect }) => {
       const client = await connect();
       await client.write(GET);
-      await delay(50);
+      await within(started.promise, 5000, "the handler to start");
       client.destroy();
-      await delay(300); // time for the server to notice; nothing observable says when
+      await delay(1000); // time for the server to notice; nothing observable says when
       gate.resolve();
-      assert.equal(await within(aborted.promise, 1000, "the handler"), true);
+      assert.equal(await within(aborted.promise, 5000, "the handler"), true);
     });
   });
 
@@ -1416,7 +1419,7 @@ describe("serve() client disconnects", () => {
         await client.write(head("GET /stream HTTP/1.1", "Host: x"));
         await client.waitForText("chunk0");
         client.destroy();
-        await within(cancelled, 1000, "the stream's cancel()");
+        await within(cancelled, 5000, "the stream's cancel()");
         assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
       });
     });
@@ -1496,12 +1499,13 @@ describe("serve() handler errors", () => {
 // ─── 11. Concurrency ────────────────────────────────────────────────────────
 
 describe("serve() concurrency", () => {
-  test("serve() answers 1000 concurrent connections", async () => {
+  // Full-size floods (10,000 connections) and their figures are in `deno task stress`.
+  test("serve() answers every one of 250 concurrent connections", async () => {
     await withServer(ok, async ({ port }) => {
       const statuses = await Promise.all(
-        Array.from({ length: 1000 }, () => answer(port, GET_CLOSE).then((a) => a.response.status)),
+        Array.from({ length: 250 }, () => answer(port, GET_CLOSE).then((a) => a.response.status)),
       );
-      assert.equal(statuses.filter((s) => s === 200).length, 1000);
+      assert.equal(statuses.filter((s) => s === 200).length, 250);
     });
   });
 
@@ -1511,7 +1515,7 @@ describe("serve() concurrency", () => {
       await slow.write("GET / HTTP/1.1\r\nHo");
       const started = Date.now();
       assert.equal((await answer(port, GET_CLOSE)).response.status, 200);
-      assert.ok(Date.now() - started < 2000, "not after the 10 s readHeaderTimeout");
+      assert.ok(Date.now() - started < 5000, "not after the 10 s readHeaderTimeout");
     });
   });
 });
@@ -1596,7 +1600,7 @@ describe("serve() connection upgrades", () => {
       assert.equal(first.status, 200);
       assert.equal(first.text, "not upgraded");
       assert.equal(second.status, 200, "the connection stays HTTP");
-      assert.ok(await within(rejected.promise, 1000, "the upgrade to reject") instanceof Error);
+      assert.ok(await within(rejected.promise, 5000, "the upgrade to reject") instanceof Error);
     });
   });
 
@@ -1619,7 +1623,7 @@ describe("serve() connection upgrades", () => {
       );
       const [response] = await client.responses(1);
       assert.equal(response.status, 400);
-      assert.ok(await within(rejected.promise, 1000, "the upgrade to reject") instanceof Error);
+      assert.ok(await within(rejected.promise, 5000, "the upgrade to reject") instanceof Error);
     });
   });
 
@@ -1633,9 +1637,9 @@ describe("serve() connection upgrades", () => {
     await client.write(UPGRADE_REQUEST);
     await client.waitForText("\r\n\r\n");
     const finished = server.shutdown();
-    await within(told.promise, 1000, "onShutdown");
-    await client.waitClosed(2000);
-    await within(finished, 2000, "the shutdown to finish");
+    await within(told.promise, 5000, "onShutdown");
+    await client.waitClosed(5000);
+    await within(finished, 5000, "the shutdown to finish");
   });
 
   test("serve() answers an error that carries its own response with that response", async () => {
@@ -1663,7 +1667,7 @@ describe("serve() maxConnections", () => {
       const second = await connect();
       await first.write("GET / HTTP/1.1\r\nHo"); // active: mid-request
       await second.write("GET / HTTP/1.1\r\nHo");
-      await delay(50);
+      await delay(500); // for the server to read both
       const third = await connect();
       const [refused] = await third.responses(1);
       assert.equal(refused.status, 503);
@@ -1693,7 +1697,7 @@ describe("serve() maxConnections", () => {
     await withServer({ handler: ok, maxConnections: 1 }, async ({ connect, port }) => {
       const busy = await connect();
       await busy.write("GET / HTTP/1.1\r\n");
-      await delay(50);
+      await delay(500); // for the server to read it
       for (let i = 0; i < 3; i++) {
         const refused = await connect();
         assert.equal((await refused.responses(1))[0].status, 503);
@@ -1724,7 +1728,7 @@ describe("Server.shutdown()", () => {
       await client.responses(1);
       const started = Date.now();
       await within(server.shutdown(), 5000, "shutdown");
-      await client.waitClosed(500);
+      await client.waitClosed(5000);
       assert.equal(client.error, null, "closed with FIN, not reset");
       assert.ok(Date.now() - started >= 500, "the client had time to send one more request");
     });
@@ -1736,8 +1740,8 @@ describe("Server.shutdown()", () => {
       await client.write(GET);
       await client.responses(1);
       await delay(1500); // idle for longer than the grace
-      await within(server.shutdown(), 1000, "shutdown");
-      await client.waitClosed(500);
+      await within(server.shutdown(), 5000, "shutdown");
+      await client.waitClosed(5000);
       assert.equal(client.error, null, "closed with FIN, not reset");
     });
   });
@@ -1774,10 +1778,13 @@ describe("Server.shutdown()", () => {
   test("Server.shutdown() lets a request in flight finish with connection: close", async () => {
     const gate = deferred();
     const started = deferred();
-    await withServer(async () => {
-      started.resolve();
-      await gate.promise;
-      return ok();
+    await withServer({
+      handler: async () => {
+        started.resolve();
+        await gate.promise;
+        return ok();
+      },
+      shutdownTimeout: 10_000, // longer than the wait: a finished request must not need it
     }, async ({ server, connect }) => {
       const client = await connect();
       await client.write(GET);
@@ -1787,8 +1794,8 @@ describe("Server.shutdown()", () => {
       gate.resolve();
       const [response] = await client.responses(1);
       assert.deepEqual([response.status, header(response, "connection")], [200, "close"]);
-      await within(finished, 1000, "shutdown");
-      await client.waitClosed(500);
+      await within(finished, 5000, "shutdown");
+      await client.waitClosed(5000);
     });
   });
 
@@ -1808,10 +1815,10 @@ describe("Server.shutdown()", () => {
       await client.write(GET);
       await client.waitForText("chunk0");
       const started = Date.now();
-      await within(server.shutdown(), 1500, "shutdown");
+      await within(server.shutdown(), 5000, "shutdown");
       assert.ok(Date.now() - started >= 150, "waited for shutdownTimeout");
-      await client.waitClosed(500);
-      await within(cancelled, 500, "the stream's cancel()");
+      await client.waitClosed(5000);
+      await within(cancelled, 5000, "the stream's cancel()");
     });
   });
 });
@@ -1823,7 +1830,7 @@ describe("serve() timeouts and limits", () => {
     await withServer({ handler: ok, readHeaderTimeout: 300 }, async ({ connect }) => {
       const client = await connect();
       await client.write("GET / HTTP/1.1\r\nHost: x\r\n");
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       const [response] = parseResponses(client.received);
       assert.equal(response.status, 408);
     });
@@ -1832,7 +1839,7 @@ describe("serve() timeouts and limits", () => {
   test("serve() closes a silent new connection after readHeaderTimeout", async () => {
     await withServer({ handler: ok, readHeaderTimeout: 300 }, async ({ connect }) => {
       const client = await connect();
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       assert.equal(client.text, "");
     });
   });
@@ -1844,7 +1851,7 @@ describe("serve() timeouts and limits", () => {
     }, async ({ connect }) => {
       const client = await connect();
       await client.write(head("POST / HTTP/1.1", "Host: x", "Content-Length: 10") + "ab");
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       const [response] = parseResponses(client.received);
       assert.equal(response.status, 408);
     });
@@ -1855,15 +1862,15 @@ describe("serve() timeouts and limits", () => {
     await withServer({
       handler: async (request) => {
         request.signal.addEventListener("abort", () => aborted.resolve());
-        await within(aborted.promise, 1500, "request.signal to abort").catch(() => {});
+        await within(aborted.promise, 10_000, "request.signal to abort").catch(() => {});
         return ok();
       },
       writeTimeout: 300,
     }, async ({ connect }) => {
       const client = await connect();
       await client.write(GET);
-      await client.waitClosed(1500);
-      await within(aborted.promise, 500, "request.signal to abort");
+      await client.waitClosed(5000);
+      await within(aborted.promise, 5000, "request.signal to abort");
       assert.equal(client.text, "");
     });
   });
@@ -1874,7 +1881,7 @@ describe("serve() timeouts and limits", () => {
       await client.write(GET);
       await client.responses(1);
       const started = Date.now();
-      await client.waitClosed(1500);
+      await client.waitClosed(5000);
       assert.ok(Date.now() - started >= 200, "not before idleTimeout");
       assert.equal(parseResponses(client.received).length, 1);
     });

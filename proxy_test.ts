@@ -3,7 +3,7 @@
 // real sockets on 127.0.0.1. Runtime-neutral (node:test, node:net, node:http),
 // so the same file runs under deno test, node --test and bun test.
 
-import { describe, test } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";

@@ -2,7 +2,8 @@
 // are made with openssl at test time (_test_tls.ts); clients are curl and each runtime's
 // fetch, trusting that CA. Runs under `deno test`, `node --test` and `bun test`.
 
-import { after, before, describe, test } from "node:test";
+import { after, before } from "node:test";
+import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -156,7 +157,7 @@ describe("serve() over TLS", { skip: opensslSkip }, () => {
   test("serve() over TLS survives a plain-HTTP request to its port and serves the next client", async () => {
     const plain = await RawClient.connect(port);
     await plain.write(head("GET / HTTP/1.1", "Host: x"));
-    await plain.waitClosed(3000);
+    await plain.waitClosed(5000);
     assert.doesNotMatch(plain.text, /hello from/);
     const { status } = await fetchTrusting(pki, `https://localhost:${port}/after`);
     assert.equal(status, 200);
@@ -188,7 +189,7 @@ describe("serve() over TLS", { skip: opensslSkip }, () => {
     try {
       const client = await RawClient.connect(slow.addr.port);
       await client.write("\x16\x03\x01"); // the start of a ClientHello, then nothing
-      await client.waitClosed(3000);
+      await client.waitClosed(5000);
     } finally {
       await slow.shutdown();
     }
@@ -203,7 +204,7 @@ describe("serve() over TLS", { skip: opensslSkip }, () => {
       tlsServer = serve({ hostname: HOST, port: 0, cert: pki.cert, key: pki.key }, hello);
       const listening = deferred();
       const poll = setInterval(() => printed.length > 0 && listening.resolve(), 5);
-      await within(listening.promise, 2000, "the listening line").finally(() =>
+      await within(listening.promise, 5000, "the listening line").finally(() =>
         clearInterval(poll)
       );
     } finally {
@@ -263,7 +264,7 @@ async function askUnix(path: string, request: string) {
   socket.on("close", () => closed.resolve());
   socket.on("error", (error) => closed.reject(error));
   socket.write(request);
-  await within(closed.promise, 3000, "the server to answer and close");
+  await within(closed.promise, 5000, "the server to answer and close");
   const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;
   for (const chunk of chunks) {
@@ -285,7 +286,7 @@ describe("serve() on a Unix domain socket", () => {
       seen = info.remoteAddr;
       return new Response(`unix ${request.url}`);
     });
-    assert.deepEqual(await within(listening.promise, 2000, "onListen"), {
+    assert.deepEqual(await within(listening.promise, 5000, "onListen"), {
       path,
       transport: "unix",
     });

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { join } from "node:path";
 import process from "node:process";
-import { test } from "node:test";
+import { test } from "../_test_skips.ts";
 import { chromiumPath, dumpDom } from "../_test_browser.ts";
 import { handlerFromModule } from "./app.ts";
 import { CliError } from "./errors.ts";

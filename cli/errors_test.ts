@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
-import { test } from "node:test";
+import { test } from "../_test_skips.ts";
 import {
   curl,
   deno,

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { test } from "node:test";
+import { test } from "../_test_skips.ts";
 import { APPS, NO_HONO, NO_TESTDATA, READ, SITE, startBrick, withTempDir } from "./_test_cli.ts";
 
 test("brick CLI adds --header fields to responses whose headers are immutable", async () => {

@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import process from "node:process";
-import { test } from "node:test";
+import { test } from "../_test_skips.ts";
 import { ECHO_WINDOW_MS, signalMeanings } from "./signals.ts";
 import {
   brickCommand,

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import { join } from "node:path";
 import process from "node:process";
-import { test } from "node:test";
+import { test } from "../_test_skips.ts";
 import { ECHO_WINDOW_MS } from "./signals.ts";
 import {
   APP_EXAMPLE,

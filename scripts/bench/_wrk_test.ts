@@ -2,7 +2,7 @@
 // scripts run by the real wrk against servers on 127.0.0.1 that record what arrives. The tests
 // that run wrk are skipped where it is not installed.
 
-import { test } from "node:test";
+import { test } from "../../_test_skips.ts";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { createServer, type Socket } from "node:net";

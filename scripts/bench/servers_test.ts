@@ -7,7 +7,7 @@
 // needs the bench's install in its cache directory. Bun.serve is left to the bench itself; the
 // raw responder runs on Bun too, fetched with npx as the bench does.
 
-import { test } from "node:test";
+import { test } from "../../_test_skips.ts";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
