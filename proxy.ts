@@ -91,6 +91,19 @@ export interface ProxyHandler {
 }
 
 const UPGRADE: unique symbol = Symbol.for("brick.upgrade") as never;
+const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders") as never;
+
+/**
+ * The request's header fields as the client sent them (names in their case,
+ * in order, repeats kept) when brick's server received it over HTTP/1.1;
+ * otherwise (a Request made in code, one rebuilt by the cache, HTTP/2) the
+ * fields of `request.headers`: lowercase, and repeats joined by ", ".
+ */
+function receivedFields(request: Request): Iterable<[string, string]> {
+  const raw = (request as unknown as Record<symbol, unknown>)[RAW_HEADERS];
+  if (typeof raw === "function") return (raw as () => [string, string][]).call(request);
+  return request.headers;
+}
 
 /** Fields that concern one connection only (RFC 9110 §7.6.1), never forwarded. */
 const HOP_BY_HOP = new Set([
@@ -277,16 +290,18 @@ function forwardedFields(
   const fields: string[] = [];
   const clientHost = headers.get("host") ?? url.host;
   fields.push("host", state.preserveHost ? clientHost : state.authority);
-  let previous: Record<string, string> = {};
-  headers.forEach((value, name) => {
-    if (HOP_BY_HOP.has(name) || named.has(name) || SET_BY_PROXY.has(name)) return;
-    if (FORWARDING.has(name)) {
-      if (state.trustForwarded) previous[name] = value;
-      return;
+  const previous: Record<string, string> = {};
+  for (const [name, value] of receivedFields(request)) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || SET_BY_PROXY.has(lower)) continue;
+    if (FORWARDING.has(lower)) {
+      if (state.trustForwarded) {
+        previous[lower] = previous[lower] === undefined ? value : previous[lower] + ", " + value;
+      }
+      continue;
     }
     fields.push(name, value);
-  });
-  if (!state.trustForwarded) previous = {};
+  }
   const proto = url.protocol.slice(0, -1);
   const client = clientNode(info);
   const forwardedFor = client.startsWith("[") || client.includes(":") ? `"${client}"` : client;
