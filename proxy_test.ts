@@ -414,6 +414,40 @@ describe("proxy() forwards fields as received", () => {
     }
   });
 
+  test("keeps the client's order and case through the cache, with its changes in place", async () => {
+    const upstream = await recordingUpstream(
+      'HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: "v1"\r\nContent-Length: 2\r\n\r\nok',
+    );
+    const front = await startProxy(upstream.port, { cache: { maxBytes: 1 << 20 } });
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head("GET /c HTTP/1.1", "Host: x", "X-B: 1", "accept: */*", "X-b: 3"));
+      await client.responses(1);
+      // A miss: the cache's copy adds Surrogate-Capability, which goes last.
+      assert.deepEqual(passedLines(upstream.heads[0]), [
+        "X-B: 1",
+        "accept: */*",
+        "X-b: 3",
+        'surrogate-capability: brick="Surrogate/1.0"',
+      ]);
+      await client.write(
+        head("GET /c HTTP/1.1", "Host: x", "X-B: 1", 'If-None-Match: "old"', "accept: */*"),
+      );
+      await client.responses(2);
+      // Stale: the cache validates with its own ETag, in the client's field's place.
+      assert.deepEqual(passedLines(upstream.heads[1]), [
+        "X-B: 1",
+        'If-None-Match: "v1"',
+        "accept: */*",
+        'surrogate-capability: brick="Surrogate/1.0"',
+      ]);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
   test("falls back to request.headers for a Request that brick's server did not receive", async () => {
     const upstream = await recordingUpstream("HTTP/1.1 204 No Content\r\n\r\n");
     const handler = createProxy({ upstream: `http://${HOST}:${upstream.port}` });
