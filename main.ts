@@ -12,6 +12,7 @@
  * deno run --allow-net --allow-read main.ts --cert cert.pem --key key.pem   # HTTPS
  * deno run --allow-net --allow-read --allow-write main.ts --unix /tmp/brick.sock
  * deno run --allow-net --allow-read --unstable-net main.ts app.ts --workers auto
+ * deno run --allow-net main.ts --proxy http://127.0.0.1:3000 --cache 256MB   # a caching proxy
  * npx brick --port 0 app.js                               # the npm package, on Node
  * ```
  *
@@ -35,14 +36,15 @@
  * Flags: `--port/-p`, `--host/-H`, `--cert <file>`, `--key <file>`,
  * `--unix <path>`, `--workers <n>`, `--app <module>`, `--root <folder>`,
  * `--dotfiles`, `--no-listing`, `--no-compress`, `--cors`,
- * `--header "Name: value"` (repeatable), `--verbose/-v` (print each request
+ * `--header "Name: value"` (repeatable), `--proxy [/path=]<url>` (repeatable),
+ * `--cache <size>`, `--verbose/-v` (print each request
  * head as received), `--quiet/-q` (no access log), `--help/-h`,
  * `--version/-V`. The hidden `--debug-worker` names the worker that answered
  * in an `x-brick-worker` response header.
  *
  * This file only wires the command together; each job has its own module in
  * `cli/`: `flags.ts` (flags, `--help`), `app.ts` (what to serve, loading an
- * app), `headers.ts` (`--cors`, `--header`), `access_log.ts` (the access log
+ * app), `proxy.ts` (`--proxy`, `--cache`), `headers.ts` (`--cors`, `--header`), `access_log.ts` (the access log
  * line), `banner.ts` (the startup banner), `errors.ts` (permission and listen
  * errors), `signals.ts` (Ctrl+C and SIGTERM), `server.ts` (one server),
  * `workers.ts` (the supervisor that starts and restarts workers), `worker.ts`

@@ -2557,6 +2557,13 @@ function checkTrailerField(buf: Uint8Array, start: number, end: number): void {
 /** The key of the request method that hands the connection over after a 101. */
 const UPGRADE: unique symbol = Symbol.for("brick.upgrade");
 /**
+ * The key of the request method that returns the header fields as received:
+ * `[name, value]` pairs with names in their case, in order, repeats kept,
+ * values without the whitespace around them (latin1, as `Headers` reads
+ * them). A proxy forwards with it; nothing is built unless it is called.
+ */
+const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders");
+/**
  * The key of an error's method that gives the HTTP answer for it, as a failed
  * WebSocket handshake does (400 or 426). Such errors are answered with it.
  */
@@ -2759,6 +2766,14 @@ class LazyRequest {
   /** Asks for the connection once `response` is sent; see {@linkcode UPGRADE}. */
   [UPGRADE](response: Response): Promise<UpgradedConnection> {
     return requestUpgrade(this.#state, response);
+  }
+
+  /** The header fields as received, a new array each call; see {@linkcode RAW_HEADERS}. */
+  [RAW_HEADERS](): [name: string, value: string][] {
+    const fields = this.#state.head.fields;
+    const pairs: [string, string][] = new Array(fields.length / 2);
+    for (let i = 0; i < fields.length; i += 2) pairs[i / 2] = [fields[i], fields[i + 1]];
+    return pairs;
   }
 }
 

@@ -91,6 +91,48 @@ export interface ProxyHandler {
 }
 
 const UPGRADE: unique symbol = Symbol.for("brick.upgrade") as never;
+const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders") as never;
+
+/**
+ * The header fields of `request` as the client sent them (names in their
+ * case, in order, repeats kept) when brick's server received it over
+ * HTTP/1.1; null for any other Request (made in code, HTTP/2).
+ */
+function rawFields(request: Request): [string, string][] | null {
+  const raw = (request as unknown as Record<symbol, unknown>)[RAW_HEADERS];
+  return typeof raw === "function" ? (raw as () => [string, string][]).call(request) : null;
+}
+
+/**
+ * The field lines to forward for `request`: the client's lines as received,
+ * and where `request` is the cache's copy of `received`, with the fields the
+ * cache changed replaced where they stood and those it added at the end.
+ * Without the client's lines, the fields of `request.headers`: lowercase,
+ * sorted, repeats joined with ", ".
+ */
+function fieldLines(request: Request, received: Request): Iterable<[string, string]> {
+  const raw = rawFields(received);
+  if (raw === null) return request.headers;
+  if (request === received) return raw;
+  const before = received.headers;
+  const after = request.headers;
+  const lines: [string, string][] = [];
+  const replaced = new Set<string>();
+  for (const [name, value] of raw) {
+    const lower = name.toLowerCase();
+    if (after.get(lower) === before.get(lower)) {
+      lines.push([name, value]);
+    } else if (!replaced.has(lower)) {
+      replaced.add(lower);
+      const changed = after.get(lower);
+      if (changed !== null) lines.push([name, changed]);
+    }
+  }
+  after.forEach((value, name) => {
+    if (!before.has(name)) lines.push([name, value]);
+  });
+  return lines;
+}
 
 /** Fields that concern one connection only (RFC 9110 §7.6.1), never forwarded. */
 const HOP_BY_HOP = new Set([
@@ -210,18 +252,27 @@ function resolveState(options: ProxyOptions): ProxyState {
 
 async function forward(state: ProxyState, request: Request, info?: ProxyInfo): Promise<Response> {
   if (state.cache !== null) {
-    return await state.cache.handle(request, (outgoing) => send(state, outgoing, info));
+    return await state.cache.handle(request, (outgoing) => send(state, outgoing, info, request));
   }
-  return await send(state, request, info);
+  return await send(state, request, info, request);
 }
 
-/** Sends one request upstream and turns the answer into a Response. */
-async function send(state: ProxyState, request: Request, info?: ProxyInfo): Promise<Response> {
+/**
+ * Sends one request upstream and turns the answer into a Response. `request`
+ * is the client's (`received`) or the cache's copy of it.
+ */
+async function send(
+  state: ProxyState,
+  request: Request,
+  info: ProxyInfo | undefined,
+  received: Request,
+): Promise<Response> {
   const url = new URL(request.url);
   const upgrade = upgradeWanted(request);
   const { fields, bodyLength, hasBody, expectContinue } = forwardedFields(
     state,
     request,
+    received,
     url,
     info,
     upgrade,
@@ -268,6 +319,7 @@ function connectionOptions(value: string | null): Set<string> {
 function forwardedFields(
   state: ProxyState,
   request: Request,
+  received: Request,
   url: URL,
   info: ProxyInfo | undefined,
   upgrade: string | null,
@@ -277,16 +329,18 @@ function forwardedFields(
   const fields: string[] = [];
   const clientHost = headers.get("host") ?? url.host;
   fields.push("host", state.preserveHost ? clientHost : state.authority);
-  let previous: Record<string, string> = {};
-  headers.forEach((value, name) => {
-    if (HOP_BY_HOP.has(name) || named.has(name) || SET_BY_PROXY.has(name)) return;
-    if (FORWARDING.has(name)) {
-      if (state.trustForwarded) previous[name] = value;
-      return;
+  const previous: Record<string, string> = {};
+  for (const [name, value] of fieldLines(request, received)) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || SET_BY_PROXY.has(lower)) continue;
+    if (FORWARDING.has(lower)) {
+      if (state.trustForwarded) {
+        previous[lower] = previous[lower] === undefined ? value : previous[lower] + ", " + value;
+      }
+      continue;
     }
     fields.push(name, value);
-  });
-  if (!state.trustForwarded) previous = {};
+  }
   const proto = url.protocol.slice(0, -1);
   const client = clientNode(info);
   const forwardedFor = client.startsWith("[") || client.includes(":") ? `"${client}"` : client;

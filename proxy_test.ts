@@ -18,6 +18,7 @@ import {
   head,
   header,
   HOST,
+  latin1,
   RawClient,
   startServer,
   until,
@@ -343,6 +344,145 @@ describe("proxy() forwarding", () => {
       assert.equal(header(first, "content-length"), "1000");
       assert.equal(first.body.length, 0);
       assert.equal(second.text, "x".repeat(1000));
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+});
+
+/** A raw upstream that records each request head it receives, byte for byte, and answers `reply`. */
+async function recordingUpstream(reply: string) {
+  const heads: string[] = [];
+  const upstream = await rawUpstream((socket) => {
+    let text = "";
+    socket.on("data", (chunk: Uint8Array) => {
+      text += latin1(new Uint8Array(chunk));
+      const end = text.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      heads.push(text.slice(0, end + 4));
+      text = text.slice(end + 4);
+      socket.write(reply);
+    });
+  });
+  return { ...upstream, heads };
+}
+
+/** The field lines of a recorded head that the client sent (brick's own additions left out). */
+function passedLines(recorded: string): string[] {
+  const added = /^(host|via|forwarded|x-forwarded-(for|proto|host)):/i;
+  return recorded.split("\r\n").slice(1, -2).filter((line) => !added.test(line));
+}
+
+describe("proxy() forwards fields as received", () => {
+  test("sends request fields upstream in the client's order and case, repeats kept", async () => {
+    const upstream = await recordingUpstream("HTTP/1.1 204 No Content\r\n\r\n");
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(
+        "GET /raw?q=1 HTTP/1.1\r\n" +
+          "Host: example.test\r\n" +
+          "X-Custom-B: 1\r\n" +
+          "x-custom-a:   two  \r\n" +
+          "Connection: keep-alive, X-Drop\r\n" +
+          "X-Drop: secret\r\n" +
+          "X-CUSTOM-B: 3\r\n" +
+          "Keep-Alive: timeout=5\r\n" +
+          "Cookie: a=1\r\n" +
+          "Accept: */*\r\n" +
+          "cookie: b=2\r\n" +
+          "\r\n",
+      );
+      const [response] = await client.responses(1);
+      assert.equal(response.status, 204);
+      assert.equal(upstream.heads.length, 1);
+      assert.match(upstream.heads[0], /^GET \/raw\?q=1 HTTP\/1\.1\r\n/);
+      assert.deepEqual(passedLines(upstream.heads[0]), [
+        "X-Custom-B: 1",
+        "x-custom-a: two",
+        "X-CUSTOM-B: 3",
+        "Cookie: a=1",
+        "Accept: */*",
+        "cookie: b=2",
+      ]);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("keeps the client's order and case through the cache, with its changes in place", async () => {
+    const upstream = await recordingUpstream(
+      'HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: "v1"\r\nContent-Length: 2\r\n\r\nok',
+    );
+    const front = await startProxy(upstream.port, { cache: { maxBytes: 1 << 20 } });
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head("GET /c HTTP/1.1", "Host: x", "X-B: 1", "accept: */*", "X-b: 3"));
+      await client.responses(1);
+      // A miss: the cache's copy adds Surrogate-Capability, which goes last.
+      assert.deepEqual(passedLines(upstream.heads[0]), [
+        "X-B: 1",
+        "accept: */*",
+        "X-b: 3",
+        'surrogate-capability: brick="Surrogate/1.0"',
+      ]);
+      await client.write(
+        head("GET /c HTTP/1.1", "Host: x", "X-B: 1", 'If-None-Match: "old"', "accept: */*"),
+      );
+      await client.responses(2);
+      // Stale: the cache validates with its own ETag, in the client's field's place.
+      assert.deepEqual(passedLines(upstream.heads[1]), [
+        "X-B: 1",
+        'If-None-Match: "v1"',
+        "accept: */*",
+        'surrogate-capability: brick="Surrogate/1.0"',
+      ]);
+    } finally {
+      client.destroy();
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("falls back to request.headers for a Request that brick's server did not receive", async () => {
+    const upstream = await recordingUpstream("HTTP/1.1 204 No Content\r\n\r\n");
+    const handler = createProxy({ upstream: `http://${HOST}:${upstream.port}` });
+    try {
+      const request = new Request("http://front.test/made", {
+        headers: [["X-Custom-B", "1"], ["Accept", "*/*"], ["X-Custom-B", "3"]],
+      });
+      const response = await handler(request);
+      assert.equal(response.status, 204);
+      // Headers lowercases, sorts, and joins repeats: that is all such a request keeps.
+      assert.deepEqual(passedLines(upstream.heads[0]), ["accept: */*", "x-custom-b: 1, 3"]);
+    } finally {
+      handler.close();
+      await upstream.close();
+    }
+  });
+
+  test("sends repeated response fields on in order; names come out lowercase", async () => {
+    const upstream = await recordingUpstream(
+      "HTTP/1.1 200 OK\r\nX-Zeta: 1\r\nSet-Cookie: a=1\r\nX-Alpha: 2\r\nx-zeta: 3\r\n" +
+        "Set-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok",
+    );
+    const front = await startProxy(upstream.port);
+    const client = await RawClient.connect(front.port);
+    try {
+      await client.write(head("GET / HTTP/1.1", "Host: x"));
+      const [response] = await client.responses(1);
+      assert.equal(response.text, "ok");
+      // brick writes a Response's fields from its Headers: repeats of one name
+      // joined in order (RFC 9110 §5.3), Set-Cookie lines kept apart.
+      assert.deepEqual(response.headers["x-zeta"], ["1, 3"]);
+      assert.deepEqual(response.headers["set-cookie"], ["a=1", "b=2"]);
+      assert.deepEqual(response.headers["x-alpha"], ["2"]);
+      const names = client.text.split("\r\n").slice(1).map((line) => line.split(":")[0]);
+      assert.ok(names.includes("x-zeta") && !names.includes("X-Zeta"), names.join(" "));
     } finally {
       client.destroy();
       await front.close();

@@ -433,6 +433,8 @@ export const DEFAULT_FLAGS = {
   compress: true,
   cors: false,
   headers: [],
+  proxy: [],
+  cacheBytes: undefined,
   verbose: false,
   quiet: false,
   help: false,

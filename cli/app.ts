@@ -64,7 +64,7 @@ const TYPESCRIPT_EXTENSIONS = [".ts", ".mts", ".tsx"];
 export function resolveTarget(flags: Flags): Target {
   const name = flags.app ?? flags.root ?? flags.path;
   if (name === undefined) {
-    checkFolderFlags(flags, "Hello, World!");
+    checkFolderFlags(flags, flags.proxy.length > 0 ? "a proxy" : "Hello, World!");
     return { kind: "hello" };
   }
   const path = resolve(name);

@@ -11,6 +11,8 @@ import process from "node:process";
 import { VERSION } from "../mod.ts";
 import type { Target } from "./app.ts";
 import { shellQuote } from "./command.ts";
+import type { Flags } from "./flags.ts";
+import type { ProxyMount } from "./proxy.ts";
 
 /** Deno's API where this runs on Deno; undefined on Node and Bun. */
 const deno: typeof Deno | undefined = (globalThis as { Deno?: typeof Deno }).Deno;
@@ -53,6 +55,11 @@ export interface BannerOptions {
    * process ids; without `pids`, they are threads of this process (Deno).
    */
   workers?: { count: number; pids?: number[] };
+  /**
+   * The `--proxy` mounts, one `Proxy:` line each, and the `--cache` size in
+   * bytes, shown after each (per worker when there are several).
+   */
+  proxy?: { mounts: ProxyMount[]; cacheBytes?: number };
 }
 
 /**
@@ -84,6 +91,16 @@ export function formatBanner(options: BannerOptions): string {
     const pids = workers.pids ? ` (pids ${workers.pids.join(", ")})` : "";
     lines.push(`  Workers: ${workers.count} ${workers.pids ? "processes" : "threads"}${pids}`);
   }
+  for (const mount of options.proxy?.mounts ?? []) {
+    const { cacheBytes } = options.proxy!;
+    const shared = options.proxy!.mounts.length > 1 ? ", shared" : "";
+    const perWorker = workers && workers.count > 1 ? " per worker" : "";
+    const cache = cacheBytes === undefined
+      ? ""
+      : dim(` (cache ${formatSize(cacheBytes)}${perWorker}${shared})`);
+    const path = mount.prefix === "/" ? "everything" : mount.prefix;
+    lines.push(`  Proxy:   ${path} → ${cyan(mount.upstream)}${cache}`);
+  }
   if (socket !== undefined) {
     lines.push(`  Socket:  ${cyan(socket)}`);
     lines.push(`  Try:     ${dim(`curl --unix-socket ${shellQuote(socket)} http://localhost/`)}`);
@@ -102,6 +119,21 @@ export function formatBanner(options: BannerOptions): string {
   }
   lines.push(dim("Press Ctrl+C to stop"));
   return lines.join("\n");
+}
+
+/** The `--proxy` mounts and `--cache` size for the banner; undefined without `--proxy`. */
+export function proxyBanner(flags: Flags): BannerOptions["proxy"] {
+  if (flags.proxy.length === 0) return undefined;
+  return { mounts: flags.proxy, cacheBytes: flags.cacheBytes };
+}
+
+/** A size in bytes as people read it: `256 MiB`, `1.5 GiB`, `900 bytes`. */
+export function formatSize(bytes: number): string {
+  const units = [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const;
+  for (const [unit, size] of units) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(1))} ${unit}`;
+  }
+  return `${bytes} bytes`;
 }
 
 function isWildcard(host: string): boolean {
@@ -149,7 +181,7 @@ export function printBanner(
   host: string,
   port: number,
   target?: Target,
-  more: Pick<BannerOptions, "tls" | "socket" | "workers"> = {},
+  more: Pick<BannerOptions, "tls" | "socket" | "workers" | "proxy"> = {},
 ): void {
   const addresses = isWildcard(host) && more.socket === undefined ? networkAddresses() : [];
   const serving = target && target.kind !== "hello"

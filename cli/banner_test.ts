@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatBanner } from "./banner.ts";
+import { formatBanner, formatSize } from "./banner.ts";
 import { startBrick, VERSION } from "./_test_cli.ts";
 
 test("formatBanner() lists Network URLs only when listening on all interfaces", () => {
@@ -22,6 +22,39 @@ test("formatBanner() lists Network URLs only when listening on all interfaces", 
   const colored = formatBanner({ host: "::1", port: 1, networkAddresses, color: true });
   assert.ok(colored.includes("\x1b["), "colour codes");
   assert.match(colored, /http:\/\/\[::1\]:/);
+});
+
+test("formatBanner() shows each --proxy mount and the cache, shared or per worker", () => {
+  const mounts = [
+    { prefix: "/api", upstream: "http://127.0.0.1:3000" },
+    { prefix: "/auth", upstream: "http://127.0.0.1:4000/v1" },
+  ];
+  const base = { host: "127.0.0.1", port: 80, networkAddresses: [], color: false };
+  assert.equal(
+    formatBanner({ ...base, proxy: { mounts, cacheBytes: 256 * 1024 ** 2 } }),
+    `brick ${VERSION} is listening\n` +
+      "  Proxy:   /api → http://127.0.0.1:3000 (cache 256 MiB, shared)\n" +
+      "  Proxy:   /auth → http://127.0.0.1:4000/v1 (cache 256 MiB, shared)\n" +
+      "  Local:   http://127.0.0.1:80/\n" +
+      "Press Ctrl+C to stop",
+  );
+  const one = formatBanner({
+    ...base,
+    workers: { count: 4 },
+    proxy: { mounts: [{ prefix: "/", upstream: "http://127.0.0.1:3000" }], cacheBytes: 1 << 30 },
+  });
+  assert.match(
+    one,
+    /\n {2}Proxy: {3}everything → http:\/\/127\.0\.0\.1:3000 \(cache 1 GiB per worker\)\n/,
+  );
+  assert.doesNotMatch(formatBanner({ ...base, proxy: { mounts } }), /cache/);
+});
+
+test("formatSize() writes sizes in powers of 1024", () => {
+  assert.equal(formatSize(900), "900 bytes");
+  assert.equal(formatSize(64 * 1024), "64 KiB");
+  assert.equal(formatSize(1.5 * 1024 ** 3), "1.5 GiB");
+  assert.equal(formatSize(256 * 1024 ** 2 + 1), "256 MiB");
 });
 
 test("brick CLI serves Hello, World! and prints the real port in the banner", async () => {

@@ -10,6 +10,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { VERSION } from "../mod.ts";
 import { brickCommand, READ_FILES } from "./command.ts";
+import { parseByteSize, parseProxyFlag, PROXY_FLAGS, type ProxyMount } from "./proxy.ts";
 
 /** Deno's API where this runs on Deno; undefined on Node and Bun. */
 const deno: typeof Deno | undefined = (globalThis as { Deno?: typeof Deno }).Deno;
@@ -62,6 +63,10 @@ export interface Flags {
   cors: boolean;
   /** Header fields from `--header`, as name and value, in the order given. */
   headers: [name: string, value: string][];
+  /** The upstreams given with `--proxy`, in the order given. */
+  proxy: ProxyMount[];
+  /** The size of the proxy's HTTP cache in bytes, from `--cache`; no cache when undefined. */
+  cacheBytes: number | undefined;
   /** Print each raw request head as received. */
   verbose: boolean;
   /** Do not print the access log. */
@@ -118,6 +123,8 @@ const OPTIONS = {
     value: "<field>",
     help: 'Add "Name: value" to every response, repeatable',
   },
+  proxy: PROXY_FLAGS.proxy,
+  cache: PROXY_FLAGS.cache,
   verbose: { type: "boolean", short: "v", help: "Print each request head as received" },
   quiet: { type: "boolean", short: "q", help: "Do not print the access log" },
   help: { type: "boolean", short: "h", help: "Print this help and exit" },
@@ -187,6 +194,8 @@ export function parseFlags(args: string[]): Flags {
     compress: true,
     cors: false,
     headers: [],
+    proxy: [],
+    cacheBytes: undefined,
     verbose: false,
     quiet: false,
     help: false,
@@ -244,9 +253,16 @@ export function parseFlags(args: string[]): Flags {
       case "header":
         flags.headers.push(parseHeaderFlag(value));
         break;
+      case "proxy":
+        flags.proxy.push(asUsageError(() => parseProxyFlag(value)));
+        break;
+      case "cache":
+        flags.cacheBytes = asUsageError(() => parseByteSize(value));
+        break;
     }
   }
   checkOneTarget(flags);
+  checkProxyFlags(flags);
   checkListenFlags(flags, given);
   return flags;
 }
@@ -329,6 +345,45 @@ function parseHeaderFlag(text: string): [string, string] {
   return [name, value];
 }
 
+/** Runs a parser of cli/proxy.ts, whose TypeError becomes a {@linkcode UsageError}. */
+function asUsageError<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof TypeError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+/**
+ * Rejects `--cache` without `--proxy`, two `--proxy` values for one path, and
+ * an app or folder that a `--proxy` on `/` would leave unreachable.
+ */
+function checkProxyFlags(flags: Flags): void {
+  if (flags.cacheBytes !== undefined && flags.proxy.length === 0) {
+    throw new UsageError(
+      'Flag "--cache" needs "--proxy": it caches upstream responses (e.g. --proxy http://127.0.0.1:3000 --cache 256MB)',
+    );
+  }
+  const seen = new Set<string>();
+  for (const mount of flags.proxy) {
+    if (seen.has(mount.prefix)) {
+      throw new UsageError(
+        `Flag "--proxy" is given twice for "${mount.prefix}": each path forwards to one upstream`,
+      );
+    }
+    seen.add(mount.prefix);
+  }
+  const served = servedPath(flags);
+  if (seen.has("/") && served !== undefined) {
+    const upstream = flags.proxy.find((mount) => mount.prefix === "/")!.upstream;
+    throw new UsageError(
+      `Flag "--proxy ${upstream}" forwards every path, so "${served}" would never be served: ` +
+        `mount the upstream on a path instead, as in --proxy /api=${upstream}`,
+    );
+  }
+}
+
 /** Rejects a command line that names more than one app or folder. */
 function checkOneTarget(flags: Flags): void {
   const given = [
@@ -389,6 +444,10 @@ export function formatHelp(): string {
     `  ${files} ./public -p 8080 -H 127.0.0.1 --cors`,
     "  # Every response with a header field",
     `  ${files} dist --header "Cache-Control: no-store"`,
+    "  # A reverse proxy with a 256 MiB cache in front of an app on port 3000",
+    `  ${hello} --proxy http://127.0.0.1:3000 --cache 256MB`,
+    "  # The files in ./dist, and /api forwarded to port 3000",
+    `  ${files} ./dist --proxy /api=http://127.0.0.1:3000`,
     "  # HTTPS with a certificate and its key, in PEM files",
     `  ${files} ./public --cert cert.pem --key key.pem`,
     "  # An app on every core of this machine",

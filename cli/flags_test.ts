@@ -71,7 +71,8 @@ test("brick CLI prints the usage line and aligned options for --help", async () 
     options.map((line) => line.match(/--([\w-]+)/)![1]),
     [
       ...["port", "host", "cert", "key", "unix", "workers", "app", "root", "dotfiles"],
-      ...["no-listing", "no-compress", "cors", "header", "verbose", "quiet", "help", "version"],
+      ...["no-listing", "no-compress", "cors", "header", "proxy", "cache", "verbose", "quiet"],
+      ...["help", "version"],
     ],
   );
   const columns = options.map((line) => line.search(/(?<=\S {2,})\S/));

@@ -21,7 +21,9 @@
  * @module
  */
 
-import { createProxy, HttpCache, type ProxyHandler, type ProxyInfo } from "../proxy.ts";
+import type { Handler } from "../mod.ts";
+import { createProxy, HttpCache } from "../proxy.ts";
+import { withResponseHeaders } from "./headers.ts";
 
 /** Help lines for the flags, in the shape of main.ts's option table. */
 export const PROXY_FLAGS = {
@@ -29,7 +31,7 @@ export const PROXY_FLAGS = {
     type: "string",
     multiple: true,
     value: "<[/path=]url>",
-    help: "Forward requests to this http:// upstream; with /path=, only that path (repeatable)",
+    help: "Forward to an http:// upstream: every path, or only /path (repeatable)",
   },
   cache: {
     type: "string",
@@ -120,15 +122,16 @@ export function parseByteSize(value: string): number {
   return bytes;
 }
 
-/** A request handler, as brick's `serve()` calls it. */
-export type CliHandler = (request: Request, info: ProxyInfo) => Response | Promise<Response>;
-
 /** Options of {@linkcode proxyHandler}. */
 export interface ProxyHandlerOptions {
   /** Bytes of the shared cache (`--cache`); no cache when absent. */
   cacheBytes?: number;
   /** What answers requests no mount takes (the folder or the app); 404 when absent. */
-  fallback?: CliHandler;
+  fallback?: Handler;
+  /** Fields from `--header`, set on every proxied response. */
+  headers?: [string, string][];
+  /** `--cors`: allow any origin on proxied responses, and answer preflights the upstream refuses. */
+  cors?: boolean;
 }
 
 /**
@@ -143,25 +146,26 @@ export interface ProxyHandlerOptions {
 export function proxyHandler(
   mounts: ProxyMount[],
   options: ProxyHandlerOptions = {},
-): CliHandler & { close(): void } {
+): Handler & { close(): void } {
   const cache = options.cacheBytes === undefined
     ? undefined
     : new HttpCache({ maxBytes: options.cacheBytes });
-  const routes: { prefix: string; handler: ProxyHandler }[] = mounts
-    .map((mount) => ({
+  const proxies = mounts.map((mount) => createProxy({ upstream: mount.upstream, cache }));
+  const routes: { prefix: string; handler: Handler }[] = mounts
+    .map((mount, i) => ({
       prefix: mount.prefix,
-      handler: createProxy({ upstream: mount.upstream, cache }),
+      handler: withResponseHeaders(proxies[i], options.headers ?? [], options.cors ?? false),
     }))
     .sort((a, b) => b.prefix.length - a.prefix.length);
-  const fallback = options.fallback ??
+  const fallback: Handler = options.fallback ??
     (() => new Response("Not Found\n", { status: 404, headers: { "content-type": "text/plain" } }));
-  const handler = (request: Request, info: ProxyInfo) => {
+  const handler: Handler = (request, info) => {
     const route = routes.find((r) => mounted(r.prefix, pathOf(request.url)));
     return route ? route.handler(request, info) : fallback(request, info);
   };
   return Object.assign(handler, {
     close: () => {
-      for (const route of routes) route.handler.close();
+      for (const proxy of proxies) proxy.close();
     },
   });
 }

@@ -17,6 +17,7 @@ import {
   unreadableFile,
 } from "./errors.ts";
 import { type Flags, formatHelp, parseFlags, USAGE, UsageError } from "./flags.ts";
+import { proxyHandler } from "./proxy.ts";
 import { readTlsFiles, runServer, type TlsFiles } from "./server.ts";
 import { processWorkerRole, type WorkerRole } from "./worker.ts";
 import { checkWorkerSupport, superviseWorkers } from "./workers.ts";
@@ -76,7 +77,7 @@ export async function runCli(args: string[], role: WorkerRole | undefined): Prom
   }
   let target: Target;
   let tls: TlsFiles | undefined;
-  let handler: Handler;
+  let handler: Handler & { close?(): void };
   try {
     tls = readTlsFiles(flags);
     target = resolveTarget(flags);
@@ -84,7 +85,7 @@ export async function runCli(args: string[], role: WorkerRole | undefined): Prom
       checkWorkerSupport(flags, args);
       return await superviseWorkers(flags, args, target);
     }
-    handler = await createHandler(target, flags, args);
+    handler = await createServedHandler(target, flags, args);
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(error.message);
@@ -95,5 +96,29 @@ export async function runCli(args: string[], role: WorkerRole | undefined): Prom
     console.error(error.message);
     return error.exitCode;
   }
-  return await runServer({ flags, args, target, tls, handler, role });
+  try {
+    return await runServer({ flags, args, target, tls, handler, role });
+  } finally {
+    handler.close?.();
+  }
+}
+
+/**
+ * The handler for the target, behind the `--proxy` mounts when there are
+ * some: they take their paths, and the folder or app the rest (a 404 when
+ * there is neither). Its `close()` closes the idle upstream connections.
+ */
+async function createServedHandler(
+  target: Target,
+  flags: Flags,
+  args: string[],
+): Promise<Handler & { close?(): void }> {
+  if (flags.proxy.length === 0) return await createHandler(target, flags, args);
+  const fallback = target.kind === "hello" ? undefined : await createHandler(target, flags, args);
+  return proxyHandler(flags.proxy, {
+    cacheBytes: flags.cacheBytes,
+    fallback,
+    headers: flags.headers,
+    cors: flags.cors,
+  });
 }

@@ -21,7 +21,7 @@ import {
 } from "../mod.ts";
 import { accessLogger, printRequestHead } from "./access_log.ts";
 import type { Target } from "./app.ts";
-import { printBanner } from "./banner.ts";
+import { printBanner, proxyBanner } from "./banner.ts";
 import { CliError, describeListenError, listenExitCode } from "./errors.ts";
 import type { Flags } from "./flags.ts";
 import { withWorkerHeader } from "./headers.ts";
@@ -157,8 +157,13 @@ export async function runServer(setup: ServerSetup): Promise<number> {
         listening = true;
         if (role) role.listening();
         else if (addr.transport === "unix") {
-          printBanner(flags.host, 0, target, { socket: addr.path });
-        } else printBanner(flags.host, addr.port, target, { tls: tls !== undefined });
+          printBanner(flags.host, 0, target, { socket: addr.path, proxy: proxyBanner(flags) });
+        } else {
+          printBanner(flags.host, addr.port, target, {
+            tls: tls !== undefined,
+            proxy: proxyBanner(flags),
+          });
+        }
       },
     });
   } catch (error) {

@@ -23,7 +23,7 @@ import { basename } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Target } from "./app.ts";
-import { printBanner } from "./banner.ts";
+import { printBanner, proxyBanner } from "./banner.ts";
 import { MAIN_URL } from "./command.ts";
 import { canRead, CliError, commandFor, describeListenError, listenExitCode } from "./errors.ts";
 import type { Flags } from "./flags.ts";
@@ -488,7 +488,8 @@ export async function superviseWorkers(
     if (!stopping && failed !== undefined) return failed;
     if (!stopping) {
       const workers = { count: flags.workers, pids: supervisor.pids };
-      printBanner(flags.host, port, target, { tls: flags.cert !== undefined, workers });
+      const tls = flags.cert !== undefined;
+      printBanner(flags.host, port, target, { tls, workers, proxy: proxyBanner(flags) });
     }
     const code = await Promise.race([supervisor.done, waitedEnough.then(() => 130)]);
     return forced ? 130 : code;
