@@ -1025,10 +1025,12 @@ class PerMessageDeflate {
   #compressNow(data: Uint8Array): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new Error("The WebSocket connection has ended"));
     const { serverWindowBits, level, memLevel } = this.params;
+    // Every write ends with a sync flush, so one zlib call per message gives all its output.
     const deflater = this.#deflater ??= createDeflateRaw({
       windowBits: serverWindowBits,
       level,
       memLevel,
+      flush: zlibConstants.Z_SYNC_FLUSH,
     }).on("error", () => {}); // each compression listens for its own errors
     return new Promise((resolve, reject) => {
       const chunks: Uint8Array[] = [];
@@ -1039,8 +1041,7 @@ class PerMessageDeflate {
       };
       deflater.on("data", collect);
       deflater.once("error", reject);
-      deflater.write(data);
-      deflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+      deflater.write(data, () => {
         deflater.off("data", collect);
         deflater.off("error", reject);
         let out = joinBytes(chunks, size);
@@ -1063,15 +1064,15 @@ class PerMessageDeflate {
   }
 
   /**
-   * Ends a message whose bytes, the `00 00 ff ff` tail included, have been
-   * fed: resolves once all its output has been passed on (or the inflater was
-   * aborted).
+   * Feeds a message's last compressed bytes (owned by the call), the
+   * `00 00 ff ff` tail included: resolves once all the message's output has
+   * been passed on (or the inflater was aborted).
    */
-  endMessage(): Promise<void> {
+  endMessage(bytes: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.resolve();
     const inflater = this.#inflater ??= this.#createInflater();
     return this.#waitFor((done) =>
-      inflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+      inflater.write(bytes, () => {
         if (this.params.clientNoContextTakeover) this.#closeInflater();
         done();
       })
@@ -1093,7 +1094,11 @@ class PerMessageDeflate {
   }
 
   #createInflater(): InflateRaw {
-    const inflater = createInflateRaw({ windowBits: this.params.clientWindowBits });
+    // Each write ends with a sync flush: its callback comes once all its output is out.
+    const inflater = createInflateRaw({
+      windowBits: this.params.clientWindowBits,
+      flush: zlibConstants.Z_SYNC_FLUSH,
+    });
     inflater.on("data", (chunk: Uint8Array) => {
       if (this.#inflater === inflater) this.#onInflated(chunk);
     });
@@ -1988,9 +1993,9 @@ export class ServerWebSocket extends EventTarget {
     this.#frame = null;
     if (!frame.header.fin) return;
     this.#batchCompressed(DEFLATE_TAIL_BYTES, 0, 4); // RFC 7692 §7.2.2: the tail the sender removed
-    this.#flushCompressed();
+    const last = this.#takeInflateBatch();
     const drained = this.#pause ?? Promise.resolve();
-    this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage() : undefined)
+    this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage(last) : undefined)
       .then(() => {
         if (this.#failure !== null || this.#finished || this.#message !== message) return;
         this.#guard(() => this.#endMessage(message));
@@ -2010,11 +2015,16 @@ export class ServerWebSocket extends EventTarget {
 
   /** Hands the gathered compressed bytes to the inflater, in a copy zlib may keep. */
   #flushCompressed(): void {
-    const size = this.#inflateBatchSize;
-    if (size === 0 || this.#failure !== null) return;
-    this.#inflateBatchSize = 0;
-    const pause = this.#deflate!.inflate(this.#inflateBatch.slice(0, size));
+    if (this.#inflateBatchSize === 0 || this.#failure !== null) return;
+    const pause = this.#deflate!.inflate(this.#takeInflateBatch());
     if (pause !== null) this.#pause = pause;
+  }
+
+  /** The gathered compressed bytes, in a copy zlib may keep; the batch starts again empty. */
+  #takeInflateBatch(): Uint8Array {
+    const bytes = this.#inflateBatch.slice(0, this.#inflateBatchSize);
+    this.#inflateBatchSize = 0;
+    return bytes;
   }
 
   /** A piece of a compressed message, inflated: counted against `maxMessageSize` as it comes. */
