@@ -1596,6 +1596,29 @@ describe("permessage-deflate with the ws package", () => {
     });
   }
 
+  test("a Blob sent before strings is compressed first: all arrive in order and inflate", async () => {
+    let socket: ServerWebSocket | undefined;
+    await using ctx = await startEcho({ compression: { threshold: 0 } }, (s) => socket = s);
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`, undefined, () => {}, true);
+    try {
+      await until(() => socket?.readyState === 1, 2000, "the socket to open");
+      const received: string[] = [];
+      ws.on("message", (data) => received.push(String(data)));
+      const texts = [
+        "the blob goes first, ".repeat(50),
+        "then a string, ".repeat(50),
+        "and one more",
+      ];
+      socket!.send(new Blob([texts[0]]));
+      socket!.send(texts[1]);
+      socket!.send(texts[2]);
+      await until(() => received.length === 3, 5000, "three messages");
+      assert.deepEqual(received, texts);
+    } finally {
+      ws.terminate();
+    }
+  });
+
   test("bufferedAmount counts the uncompressed bytes until they are written", async () => {
     let socket: ServerWebSocket | undefined;
     await using ctx = await startEcho({ compression: true }, (s) => socket = s);
