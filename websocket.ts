@@ -996,6 +996,8 @@ class PerMessageDeflate {
   #deflater: DeflateRaw | null = null;
   #inflater: InflateRaw | null = null;
   #deflating: Promise<unknown> = Promise.resolve();
+  /** Whether the deflater compressed since the last sweep. */
+  #deflatedSinceSweep = true;
   /** Compressions queued behind a stream write: a synchronous one must wait its turn. */
   #deflatesQueued = 0;
   /** Inflater stream writes whose callback has not come: inflating synchronously waits for them. */
@@ -1027,6 +1029,7 @@ class PerMessageDeflate {
    */
   compressSync(data: Uint8Array): Uint8Array | null {
     if (this.#closed || this.#deflatesQueued > 0 || data.length > SYNC_DEFLATE_BYTES) return null;
+    this.#deflatedSinceSweep = true;
     const deflater = this.#deflater ??= this.#createDeflater();
     const zlib = syncZlib(deflater);
     if (zlib === null) return null;
@@ -1059,6 +1062,7 @@ class PerMessageDeflate {
    */
   compress(data: Uint8Array | Promise<Uint8Array>): Promise<Uint8Array> {
     this.#deflatesQueued++;
+    this.#deflatedSinceSweep = true;
     const run = this.#deflating.then(() => data).then((bytes) => this.#compressNow(bytes));
     const settled = () => {
       this.#deflatesQueued--;
@@ -1067,9 +1071,23 @@ class PerMessageDeflate {
     return run;
   }
 
+  /**
+   * Frees the deflate context if it compressed nothing since the last sweep
+   * (see {@linkcode DEFLATE_IDLE_MS}). Returns whether it is gone.
+   */
+  sweepDeflater(): boolean {
+    if (this.#deflatesQueued > 0 || this.#deflatedSinceSweep) {
+      this.#deflatedSinceSweep = false;
+      return this.#deflater === null;
+    }
+    this.#closeDeflater();
+    return true;
+  }
+
   /** A deflate stream; every write ends with a sync flush, so one zlib call per message gives all its output. */
   #createDeflater(): DeflateRaw {
     const { serverWindowBits, level, memLevel } = this.params;
+    if (!this.params.serverNoContextTakeover) watchDeflater(this);
     return createDeflateRaw({
       windowBits: serverWindowBits,
       level,
@@ -1229,8 +1247,38 @@ class PerMessageDeflate {
   #closeDeflater(): void {
     const deflater = this.#deflater;
     this.#deflater = null;
+    unwatchDeflater(this);
     deflater?.close();
   }
+}
+
+/**
+ * A deflate context that compressed nothing for this long (one to two
+ * periods) is freed: with context takeover it is most of what compression
+ * costs an idle connection (256 KiB with the defaults). The server may start
+ * a message from an empty window whenever it likes (without
+ * `server_no_context_takeover` it may refer back, RFC 7692 §7.1.1.1, and
+ * need not), so the client sees no difference.
+ */
+const DEFLATE_IDLE_MS = 5000;
+/** Connections holding a deflate context with context takeover, swept every {@linkcode DEFLATE_IDLE_MS}. */
+const watchedDeflaters = new Set<PerMessageDeflate>();
+let deflaterSweep: ReturnType<typeof setInterval> | undefined;
+
+function watchDeflater(owner: PerMessageDeflate): void {
+  watchedDeflaters.add(owner);
+  deflaterSweep ??= setInterval(sweepDeflaters, DEFLATE_IDLE_MS);
+}
+
+function unwatchDeflater(owner: PerMessageDeflate): void {
+  watchedDeflaters.delete(owner);
+  if (watchedDeflaters.size > 0 || deflaterSweep === undefined) return;
+  clearInterval(deflaterSweep); // nothing to sweep: no timer keeps the process alive
+  deflaterSweep = undefined;
+}
+
+function sweepDeflaters(): void {
+  for (const owner of watchedDeflaters) owner.sweepDeflater();
 }
 
 /** Messages up to this size are deflated synchronously where {@linkcode syncZlib} allows. */
@@ -2098,9 +2146,6 @@ export class ServerWebSocket extends EventTarget {
       utf8: 0,
       compressed: header.rsv !== 0,
     };
-    if (header.rsv !== 0 && this.#inflateBatch === EMPTY) {
-      this.#inflateBatch = new Uint8Array(READ_BUFFER_BYTES);
-    }
   }
 
   /** Takes the current frame's payload bytes `#buf[from, to)`. */
@@ -2169,6 +2214,7 @@ export class ServerWebSocket extends EventTarget {
     if (!frame.header.fin) return;
     this.#batchCompressed(DEFLATE_TAIL_BYTES, 0, 4); // RFC 7692 §7.2.2: the tail the sender removed
     const last = this.#takeInflateBatch();
+    this.#inflateBatch = EMPTY; // an idle socket keeps no batch; the next message grows one
     const drained = this.#pause ?? Promise.resolve();
     this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage(last) : undefined)
       .then(() => {
@@ -2183,7 +2229,15 @@ export class ServerWebSocket extends EventTarget {
    */
   #batchCompressed(bytes: Uint8Array, from: number, to: number): void {
     if (to === from) return;
-    if (this.#inflateBatchSize + (to - from) > this.#inflateBatch.length) this.#flushCompressed();
+    const needed = this.#inflateBatchSize + (to - from);
+    if (needed > this.#inflateBatch.length && this.#inflateBatch.length < READ_BUFFER_BYTES) {
+      const grown = new Uint8Array(
+        Math.min(READ_BUFFER_BYTES, Math.max(needed, 2 * this.#inflateBatch.length, 256)),
+      );
+      grown.set(this.#inflateBatch.subarray(0, this.#inflateBatchSize));
+      this.#inflateBatch = grown;
+    }
+    if (needed > this.#inflateBatch.length) this.#flushCompressed();
     this.#inflateBatch.set(bytes.subarray(from, to), this.#inflateBatchSize);
     this.#inflateBatchSize += to - from;
   }
