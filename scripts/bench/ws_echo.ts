@@ -18,7 +18,8 @@
  * Linux, all threads, so zlib's thread pool counts) over the echoes: on a loaded machine it moves
  * less than messages/s. The idle figure opens `idle` sockets from this process that each echo one
  * message, then reads the server's resident memory: (RSS with the sockets - RSS before) /
- * sockets. `ws` is installed with npm into a cache directory outside the repository. A row for
+ * sockets, half a second later; then the same for as many sockets opened 11 s later, when brick
+ * has freed the first ones' idle deflate contexts for them to reuse. `ws` is installed with npm into a cache directory outside the repository. A row for
  * brick on Bun is added when `bun` is on the PATH.
  *
  * {@linkcode benchWsEcho} runs it all and returns the rows, for `deno task bench` to print.
@@ -62,6 +63,12 @@ export interface WsEchoRow {
   serverCpuMicrosPerEcho: number | null;
   /** Server RSS growth per idle socket that has echoed one message, in KiB; null off Linux. */
   idleKiBPerSocket: number | null;
+  /**
+   * The same for a second batch of sockets opened once the first stayed idle
+   * 11 s: brick frees a deflate context idle for 5-10 s, and the next
+   * connections reuse that memory (RSS itself does not shrink).
+   */
+  idleKiBPerSocketLater: number | null;
 }
 
 /** The servers measured: a label, and the command that starts one (it prints its port). */
@@ -311,24 +318,41 @@ function rssOf(pid: number): number | null {
   }
 }
 
-/** Server memory per idle socket that echoed one compressed-size message, in KiB. */
-async function measureIdle(running: Running, count: number): Promise<number | null> {
+/**
+ * Server memory per idle socket that echoed one compressed-size message, in
+ * KiB: for `count` sockets, then for `count` more opened 11 s later.
+ */
+async function measureIdle(
+  running: Running,
+  count: number,
+): Promise<{ soon: number | null; later: number | null }> {
   const before = rssOf(running.child.pid);
-  if (before === null) return null;
+  if (before === null) return { soon: null, later: null };
+  const first = await openIdle(running.port, count);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const soon = rssOf(running.child.pid)!;
+  await new Promise((resolve) => setTimeout(resolve, 11_000));
+  const beforeSecond = rssOf(running.child.pid)!;
+  const second = await openIdle(running.port, count);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const later = rssOf(running.child.pid)!;
+  for (const ws of [...first, ...second]) ws.terminate();
+  return { soon: (soon - before) / count / 1024, later: (later - beforeSecond) / count / 1024 };
+}
+
+/** Opens `count` sockets that each echo one message, one after the other. */
+async function openIdle(port: number, count: number): Promise<WebSocket[]> {
   const message = sampleMessage();
   const sockets: WebSocket[] = [];
   for (let i = 0; i < count; i++) {
-    const { ws } = await connect(running.port);
+    const { ws } = await connect(port);
     await new Promise<void>((resolve) => {
       ws.once("message", () => resolve());
       ws.send(message);
     });
     sockets.push(ws);
   }
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  const after = rssOf(running.child.pid)!;
-  for (const ws of sockets) ws.terminate();
-  return (after - before) / count / 1024;
+  return sockets;
 }
 
 /**
@@ -346,8 +370,13 @@ export async function benchWsEcho(options: WsEchoOptions = {}): Promise<WsEchoRo
     const running = await start(spec);
     try {
       const echo = await measureEcho(running, connections, seconds);
-      const idleKiBPerSocket = await measureIdle(running, idle);
-      rows.push({ server: spec.label, ...echo, idleKiBPerSocket });
+      const { soon, later } = await measureIdle(running, idle);
+      rows.push({
+        server: spec.label,
+        ...echo,
+        idleKiBPerSocket: soon,
+        idleKiBPerSocketLater: later,
+      });
     } finally {
       await stop(running);
     }
@@ -358,8 +387,8 @@ export async function benchWsEcho(options: WsEchoOptions = {}): Promise<WsEchoRo
 /** The rows as a Markdown table. */
 export function formatWsEcho(rows: WsEchoRow[]): string {
   const lines = [
-    "| server | msg/s | server CPU us per echo | payload B | wire B per echo | idle KiB per socket | extensions |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| server | msg/s | server CPU us per echo | payload B | wire B per echo | idle KiB per socket | next batch after 11 s | extensions |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   ];
   for (const row of rows) {
     lines.push(
@@ -369,6 +398,7 @@ export function formatWsEcho(rows: WsEchoRow[]): string {
         } | ` +
         `${row.payloadBytes} | ` +
         `${Math.round(row.wireBytesPerEcho)} | ${row.idleKiBPerSocket?.toFixed(1) ?? "n/a"} | ` +
+        `${row.idleKiBPerSocketLater?.toFixed(1) ?? "n/a"} | ` +
         `${row.extensions || "none"} |`,
     );
   }
