@@ -88,7 +88,8 @@ export interface UpgradeWebSocketOptions {
    * when the client offers it, as browsers do; `socket.extensions` tells.
    * `maxMessageSize` then limits the inflated size, checked while inflating.
    * Off by default: with context takeover, each connection that has sent or
-   * received a compressed message keeps about 300 KiB of zlib state.
+   * received a compressed message keeps about 300 KiB of zlib state (the
+   * deflate part is freed after 5-10 s without sending).
    *
    * @default {false}
    */
@@ -743,9 +744,9 @@ function fitReason(reason: string): string {
  * Memory: a connection holds no zlib state until its first compressed
  * message. From then on, with context takeover (the default), it keeps a
  * deflate context of about `2^(serverMaxWindowBits + 2) + 2^(memLevel + 9)`
- * bytes (256 KiB with the defaults) and an inflate context of about
- * `2^clientMaxWindowBits + 7 KiB` (39 KiB), so compression suits servers with
- * fewer, busier connections. Smaller windows and `memLevel` trade ratio for
+ * bytes (256 KiB with the defaults), freed once it sent nothing for 5-10 s,
+ * and an inflate context of about `2^clientMaxWindowBits + 7 KiB` (39 KiB),
+ * so compression suits servers with fewer, busier connections. Smaller windows and `memLevel` trade ratio for
  * memory; `serverNoContextTakeover` and `clientNoContextTakeover` free each
  * context after every message instead of keeping it.
  */
