@@ -88,7 +88,8 @@ export interface UpgradeWebSocketOptions {
    * when the client offers it, as browsers do; `socket.extensions` tells.
    * `maxMessageSize` then limits the inflated size, checked while inflating.
    * Off by default: with context takeover, each connection that has sent or
-   * received a compressed message keeps about 300 KiB of zlib state.
+   * received a compressed message keeps about 300 KiB of zlib state (the
+   * deflate part is freed after 5-10 s without sending).
    *
    * @default {false}
    */
@@ -743,9 +744,9 @@ function fitReason(reason: string): string {
  * Memory: a connection holds no zlib state until its first compressed
  * message. From then on, with context takeover (the default), it keeps a
  * deflate context of about `2^(serverMaxWindowBits + 2) + 2^(memLevel + 9)`
- * bytes (256 KiB with the defaults) and an inflate context of about
- * `2^clientMaxWindowBits + 7 KiB` (39 KiB), so compression suits servers with
- * fewer, busier connections. Smaller windows and `memLevel` trade ratio for
+ * bytes (256 KiB with the defaults), freed once it sent nothing for 5-10 s,
+ * and an inflate context of about `2^clientMaxWindowBits + 7 KiB` (39 KiB),
+ * so compression suits servers with fewer, busier connections. Smaller windows and `memLevel` trade ratio for
  * memory; `serverNoContextTakeover` and `clientNoContextTakeover` free each
  * context after every message instead of keeping it.
  */
@@ -996,6 +997,12 @@ class PerMessageDeflate {
   #deflater: DeflateRaw | null = null;
   #inflater: InflateRaw | null = null;
   #deflating: Promise<unknown> = Promise.resolve();
+  /** Whether the deflater compressed since the last sweep. */
+  #deflatedSinceSweep = true;
+  /** Compressions queued behind a stream write: a synchronous one must wait its turn. */
+  #deflatesQueued = 0;
+  /** Inflater stream writes whose callback has not come: inflating synchronously waits for them. */
+  #inflatesQueued = 0;
   /** Called with each piece of inflated output. */
   #onInflated: (bytes: Uint8Array) => void;
   /** Called once if the inflater fails (corrupt data). */
@@ -1015,21 +1022,84 @@ class PerMessageDeflate {
     this.#onInflateError = onInflateError;
   }
 
-  /** Compresses one message; resolves with the payload, its `00 00 ff ff` tail removed. */
-  compress(data: Uint8Array): Promise<Uint8Array> {
-    const run = this.#deflating.then(() => this.#compressNow(data));
-    this.#deflating = run.catch(() => {});
+  /**
+   * Compresses one message at once, where zlib can run synchronously (see
+   * {@linkcode syncZlib}) and no compression is queued before it: returns the
+   * payload, its `00 00 ff ff` tail removed.
+   * Returns null otherwise; {@linkcode PerMessageDeflate.compress} then queues it.
+   */
+  compressSync(data: Uint8Array): Uint8Array | null {
+    if (this.#closed || this.#deflatesQueued > 0 || data.length > SYNC_DEFLATE_BYTES) return null;
+    this.#deflatedSinceSweep = true;
+    const deflater = this.#deflater ??= this.#createDeflater();
+    const zlib = syncZlib(deflater);
+    if (zlib === null) return null;
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    let taken = -1;
+    try {
+      taken = writeZlibSync(zlib, data, (chunk) => {
+        chunks.push(chunk.slice()); // out of the shared output buffer
+        size += chunk.length;
+        return true;
+      }, Infinity);
+    } catch {
+      // never seen: the stream starts again with a new context
+    }
+    if (taken !== data.length || deflater.destroyed) {
+      this.#closeDeflater();
+      return null;
+    }
+    let out = joinBytes(chunks, size);
+    if (endsWithTail(out)) out = out.subarray(0, out.length - 4);
+    if (this.params.serverNoContextTakeover) this.#closeDeflater();
+    return out;
+  }
+
+  /**
+   * Compresses one message after those queued before it (in zlib's context,
+   * as on the wire, the order of the calls); resolves with the payload, its
+   * `00 00 ff ff` tail removed.
+   */
+  compress(data: Uint8Array | Promise<Uint8Array>): Promise<Uint8Array> {
+    this.#deflatesQueued++;
+    this.#deflatedSinceSweep = true;
+    const run = this.#deflating.then(() => data).then((bytes) => this.#compressNow(bytes));
+    const settled = () => {
+      this.#deflatesQueued--;
+    };
+    this.#deflating = run.then(settled, settled);
     return run;
+  }
+
+  /**
+   * Frees the deflate context if it compressed nothing since the last sweep
+   * (see {@linkcode DEFLATE_IDLE_MS}). Returns whether it is gone.
+   */
+  sweepDeflater(): boolean {
+    if (this.#deflatesQueued > 0 || this.#deflatedSinceSweep) {
+      this.#deflatedSinceSweep = false;
+      return this.#deflater === null;
+    }
+    this.#closeDeflater();
+    return true;
+  }
+
+  /** A deflate stream; every write ends with a sync flush, so one zlib call per message gives all its output. */
+  #createDeflater(): DeflateRaw {
+    const { serverWindowBits, level, memLevel } = this.params;
+    if (!this.params.serverNoContextTakeover) watchDeflater(this);
+    return createDeflateRaw({
+      windowBits: serverWindowBits,
+      level,
+      memLevel,
+      flush: zlibConstants.Z_SYNC_FLUSH,
+    }).on("error", () => {}); // each compression listens for its own errors
   }
 
   #compressNow(data: Uint8Array): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new Error("The WebSocket connection has ended"));
-    const { serverWindowBits, level, memLevel } = this.params;
-    const deflater = this.#deflater ??= createDeflateRaw({
-      windowBits: serverWindowBits,
-      level,
-      memLevel,
-    }).on("error", () => {}); // each compression listens for its own errors
+    const deflater = this.#deflater ??= this.#createDeflater();
     return new Promise((resolve, reject) => {
       const chunks: Uint8Array[] = [];
       let size = 0;
@@ -1039,8 +1109,7 @@ class PerMessageDeflate {
       };
       deflater.on("data", collect);
       deflater.once("error", reject);
-      deflater.write(data);
-      deflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+      deflater.write(data, () => {
         deflater.off("data", collect);
         deflater.off("error", reject);
         let out = joinBytes(chunks, size);
@@ -1058,24 +1127,71 @@ class PerMessageDeflate {
   inflate(bytes: Uint8Array): Promise<void> | null {
     if (this.#closed) return null;
     const inflater = this.#inflater ??= this.#createInflater();
-    if (inflater.write(bytes)) return null;
+    const rest = this.#inflateSync(inflater, bytes);
+    if (rest === null) return null;
+    if (this.#writeInflater(inflater, rest, () => {})) return null;
     return this.#waitFor((done) => inflater.once("drain", done));
   }
 
   /**
-   * Ends a message whose bytes, the `00 00 ff ff` tail included, have been
-   * fed: resolves once all its output has been passed on (or the inflater was
-   * aborted).
+   * Feeds a message's last compressed bytes (owned by the call), the
+   * `00 00 ff ff` tail included: resolves once all the message's output has
+   * been passed on (or the inflater was aborted).
    */
-  endMessage(): Promise<void> {
+  endMessage(bytes: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.resolve();
     const inflater = this.#inflater ??= this.#createInflater();
+    const end = () => {
+      if (this.params.clientNoContextTakeover && this.#inflater === inflater) this.#closeInflater();
+    };
+    const rest = this.#inflateSync(inflater, bytes);
+    if (rest === null) {
+      if (this.#inflater !== inflater) return Promise.resolve(); // aborted: the socket knows why
+      if (inflater.destroyed) return this.#waitFor(() => {}); // its error event releases it
+      end();
+      return Promise.resolve();
+    }
     return this.#waitFor((done) =>
-      inflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
-        if (this.params.clientNoContextTakeover) this.#closeInflater();
+      this.#writeInflater(inflater, rest, () => {
+        end();
         done();
       })
     );
+  }
+
+  /**
+   * Inflates `bytes` synchronously where zlib can (see {@linkcode syncZlib})
+   * and no stream write is still in progress, passing the output on as it
+   * comes. After {@linkcode SYNC_INFLATE_OUTPUT_BYTES} of output it stops,
+   * so one message cannot hold the event loop long, and returns the input
+   * left for the stream. Returns null when all is done or inflating stopped
+   * (an abort, an error); `bytes` itself when nothing ran.
+   */
+  #inflateSync(inflater: InflateRaw, bytes: Uint8Array): Uint8Array | null {
+    const zlib = this.#inflatesQueued === 0 ? syncZlib(inflater) : null;
+    if (zlib === null) return bytes;
+    let taken: number;
+    try {
+      taken = writeZlibSync(zlib, bytes, (chunk) => {
+        if (this.#inflater !== inflater || inflater.destroyed) return false;
+        this.#onInflated(chunk);
+        return this.#inflater === inflater;
+      }, SYNC_INFLATE_OUTPUT_BYTES);
+    } catch (error) {
+      this.#inflaterFailed(inflater, error as Error);
+      return null;
+    }
+    if (taken < 0 || this.#inflater !== inflater || inflater.destroyed) return null;
+    return taken === bytes.length && zlib.state[0] !== 0 ? null : bytes.subarray(taken);
+  }
+
+  /** Writes to the inflater stream, counting the write until its callback. */
+  #writeInflater(inflater: InflateRaw, bytes: Uint8Array, then: () => void): boolean {
+    this.#inflatesQueued++;
+    return inflater.write(bytes, () => {
+      if (this.#inflater === inflater) this.#inflatesQueued--;
+      then();
+    });
   }
 
   /** Stops inflating at once (a message over its limit, or a failed connection). */
@@ -1093,16 +1209,22 @@ class PerMessageDeflate {
   }
 
   #createInflater(): InflateRaw {
-    const inflater = createInflateRaw({ windowBits: this.params.clientWindowBits });
+    // Each write ends with a sync flush: its callback comes once all its output is out.
+    const inflater = createInflateRaw({
+      windowBits: this.params.clientWindowBits,
+      flush: zlibConstants.Z_SYNC_FLUSH,
+    });
     inflater.on("data", (chunk: Uint8Array) => {
       if (this.#inflater === inflater) this.#onInflated(chunk);
     });
-    inflater.on("error", (error: Error) => {
-      if (this.#inflater !== inflater) return;
-      this.abortInflate();
-      this.#onInflateError(error);
-    });
+    inflater.on("error", (error: Error) => this.#inflaterFailed(inflater, error));
     return inflater;
+  }
+
+  #inflaterFailed(inflater: InflateRaw, error: Error): void {
+    if (this.#inflater !== inflater) return;
+    this.abortInflate();
+    this.#onInflateError(error);
   }
 
   #waitFor(start: (done: () => void) => void): Promise<void> {
@@ -1119,13 +1241,116 @@ class PerMessageDeflate {
   #closeInflater(): void {
     const inflater = this.#inflater;
     this.#inflater = null;
+    this.#inflatesQueued = 0;
     inflater?.close();
   }
 
   #closeDeflater(): void {
     const deflater = this.#deflater;
     this.#deflater = null;
+    unwatchDeflater(this);
     deflater?.close();
+  }
+}
+
+/**
+ * A deflate context that compressed nothing for this long (one to two
+ * periods) is freed: with context takeover it is most of what compression
+ * costs an idle connection (256 KiB with the defaults). The server may start
+ * a message from an empty window whenever it likes (without
+ * `server_no_context_takeover` it may refer back, RFC 7692 §7.1.1.1, and
+ * need not), so the client sees no difference.
+ */
+const DEFLATE_IDLE_MS = 5000;
+/** Connections holding a deflate context with context takeover, swept every {@linkcode DEFLATE_IDLE_MS}. */
+const watchedDeflaters = new Set<PerMessageDeflate>();
+let deflaterSweep: ReturnType<typeof setInterval> | undefined;
+
+function watchDeflater(owner: PerMessageDeflate): void {
+  watchedDeflaters.add(owner);
+  deflaterSweep ??= setInterval(sweepDeflaters, DEFLATE_IDLE_MS);
+}
+
+function unwatchDeflater(owner: PerMessageDeflate): void {
+  watchedDeflaters.delete(owner);
+  if (watchedDeflaters.size > 0 || deflaterSweep === undefined) return;
+  clearInterval(deflaterSweep); // nothing to sweep: no timer keeps the process alive
+  deflaterSweep = undefined;
+}
+
+function sweepDeflaters(): void {
+  for (const owner of watchedDeflaters) owner.sweepDeflater();
+}
+
+/** Messages up to this size are deflated synchronously where {@linkcode syncZlib} allows. */
+const SYNC_DEFLATE_BYTES = 64 * 1024;
+/** A synchronous inflate hands the rest to the stream after this much output. */
+const SYNC_INFLATE_OUTPUT_BYTES = 256 * 1024;
+/** zlib's output piece, as node:zlib streams use (16 KiB). */
+const ZLIB_CHUNK_BYTES = 16 * 1024;
+/** The output buffer of synchronous zlib calls, shared: each piece is used before the next call. */
+let zlibScratch: Uint8Array | null = null;
+
+/** A zlib stream's native handle, for synchronous writes that keep the context. */
+interface SyncZlib {
+  handle: {
+    writeSync(
+      flush: number,
+      input: Uint8Array,
+      inputOffset: number,
+      inputLength: number,
+      output: Uint8Array,
+      outputOffset: number,
+      outputLength: number,
+    ): void;
+  };
+  /** After a write: `[output space left, input left]`. */
+  state: Uint32Array;
+}
+
+/**
+ * The stream's handle for synchronous writes, or null to use the stream.
+ *
+ * A `node:zlib` stream write costs a thread-pool round trip on Node and Bun:
+ * a 1.9 KiB deflate plus inflate measured 60-190 us that way against 17-39 us
+ * through the handle's `writeSync` (the one Node's own `*Sync` functions use;
+ * `_processChunk` without a callback would close the context). Deno's stream
+ * writes are cheaper than its handle's (about 15 us against 45), so Deno keeps
+ * the stream. Where the handle is missing or unlike Node's, the stream is used.
+ */
+function syncZlib(stream: DeflateRaw | InflateRaw): SyncZlib | null {
+  if ("Deno" in globalThis || stream.destroyed) return null;
+  const { _handle: handle, _writeState: state } = stream as unknown as {
+    _handle?: SyncZlib["handle"] | null;
+    _writeState?: unknown;
+  };
+  if (typeof handle?.writeSync !== "function") return null;
+  return state instanceof Uint32Array && state.length >= 2 ? { handle, state } : null;
+}
+
+/**
+ * Runs `input` through zlib with a sync flush, synchronously, passing each
+ * piece of output (valid during the call) to `onOutput`, which returns false
+ * to stop. Stops once `maxOutput` bytes came out. Returns how many input bytes
+ * zlib took, or -1 when `onOutput` stopped it.
+ */
+function writeZlibSync(
+  zlib: SyncZlib,
+  input: Uint8Array,
+  onOutput: (chunk: Uint8Array) => boolean,
+  maxOutput: number,
+): number {
+  const out = zlibScratch ??= new Uint8Array(ZLIB_CHUNK_BYTES);
+  let taken = 0, produced = 0;
+  for (;;) {
+    const left = input.length - taken;
+    zlib.handle.writeSync(zlibConstants.Z_SYNC_FLUSH, input, taken, left, out, 0, out.length);
+    const outLeft = zlib.state[0], inLeft = zlib.state[1];
+    taken += left - inLeft;
+    const have = out.length - outLeft;
+    produced += have;
+    if (have > 0 && !onOutput(out.subarray(0, have))) return -1;
+    if (outLeft !== 0 || produced >= maxOutput) return taken;
   }
 }
 
@@ -1624,11 +1849,15 @@ export class ServerWebSocket extends EventTarget {
     if (this.#readyState !== 1) return;
     const deflate = this.#deflate;
     let bytes: Uint8Array | Promise<Uint8Array>;
-    if (deflate !== null && size >= deflate.params.threshold) {
+    const compressed = deflate !== null && size >= deflate.params.threshold &&
+        payload instanceof Uint8Array
+      ? deflate.compressSync(payload)
+      : null;
+    if (compressed !== null) {
+      bytes = frameBytes(opcode, compressed, RSV1);
+    } else if (deflate !== null && size >= deflate.params.threshold) {
       const data = payload instanceof Uint8Array && !owned ? payload.slice() : payload;
-      bytes = Promise.resolve(data)
-        .then((data) => deflate.compress(data))
-        .then((compressed) => frameBytes(opcode, compressed, RSV1));
+      bytes = deflate.compress(data).then((compressed) => frameBytes(opcode, compressed, RSV1));
     } else {
       bytes = payload instanceof Uint8Array
         ? frameBytes(opcode, payload)
@@ -1918,9 +2147,6 @@ export class ServerWebSocket extends EventTarget {
       utf8: 0,
       compressed: header.rsv !== 0,
     };
-    if (header.rsv !== 0 && this.#inflateBatch === EMPTY) {
-      this.#inflateBatch = new Uint8Array(READ_BUFFER_BYTES);
-    }
   }
 
   /** Takes the current frame's payload bytes `#buf[from, to)`. */
@@ -1988,9 +2214,10 @@ export class ServerWebSocket extends EventTarget {
     this.#frame = null;
     if (!frame.header.fin) return;
     this.#batchCompressed(DEFLATE_TAIL_BYTES, 0, 4); // RFC 7692 §7.2.2: the tail the sender removed
-    this.#flushCompressed();
+    const last = this.#takeInflateBatch();
+    this.#inflateBatch = EMPTY; // an idle socket keeps no batch; the next message grows one
     const drained = this.#pause ?? Promise.resolve();
-    this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage() : undefined)
+    this.#pause = drained.then(() => this.#failure === null ? deflate.endMessage(last) : undefined)
       .then(() => {
         if (this.#failure !== null || this.#finished || this.#message !== message) return;
         this.#guard(() => this.#endMessage(message));
@@ -2003,18 +2230,31 @@ export class ServerWebSocket extends EventTarget {
    */
   #batchCompressed(bytes: Uint8Array, from: number, to: number): void {
     if (to === from) return;
-    if (this.#inflateBatchSize + (to - from) > this.#inflateBatch.length) this.#flushCompressed();
+    const needed = this.#inflateBatchSize + (to - from);
+    if (needed > this.#inflateBatch.length && this.#inflateBatch.length < READ_BUFFER_BYTES) {
+      const grown = new Uint8Array(
+        Math.min(READ_BUFFER_BYTES, Math.max(needed, 2 * this.#inflateBatch.length, 256)),
+      );
+      grown.set(this.#inflateBatch.subarray(0, this.#inflateBatchSize));
+      this.#inflateBatch = grown;
+    }
+    if (needed > this.#inflateBatch.length) this.#flushCompressed();
     this.#inflateBatch.set(bytes.subarray(from, to), this.#inflateBatchSize);
     this.#inflateBatchSize += to - from;
   }
 
   /** Hands the gathered compressed bytes to the inflater, in a copy zlib may keep. */
   #flushCompressed(): void {
-    const size = this.#inflateBatchSize;
-    if (size === 0 || this.#failure !== null) return;
-    this.#inflateBatchSize = 0;
-    const pause = this.#deflate!.inflate(this.#inflateBatch.slice(0, size));
+    if (this.#inflateBatchSize === 0 || this.#failure !== null) return;
+    const pause = this.#deflate!.inflate(this.#takeInflateBatch());
     if (pause !== null) this.#pause = pause;
+  }
+
+  /** The gathered compressed bytes, in a copy zlib may keep; the batch starts again empty. */
+  #takeInflateBatch(): Uint8Array {
+    const bytes = this.#inflateBatch.slice(0, this.#inflateBatchSize);
+    this.#inflateBatchSize = 0;
+    return bytes;
   }
 
   /** A piece of a compressed message, inflated: counted against `maxMessageSize` as it comes. */

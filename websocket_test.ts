@@ -1451,6 +1451,25 @@ describe("permessage-deflate frames", () => {
     });
   });
 
+  test("a deflate context idle for 10 s is freed: the next message starts from an empty window", {
+    timeout: 30_000,
+  }, async () => {
+    await withDeflate(async (ws) => {
+      const text = "a sentence the server compresses more than once. ".repeat(20);
+      const echo = async (count: number) => {
+        await ws.send(clientFrame(Opcode.Text, bytes(text)));
+        return (await ws.waitFrames(count))[count - 1].payload;
+      };
+      const first = await echo(1), second = await echo(2);
+      assert.ok(second.length < first.length / 2, "the second refers back to the first");
+      await new Promise((resolve) => setTimeout(resolve, 10_500)); // two sweeps, 5 s apart
+      const third = await echo(3);
+      assert.ok(third.length > 2 * second.length, `${third.length} bytes: an empty window`);
+      // It refers to nothing before it, so it inflates on its own.
+      assert.equal(decoder.decode(inflateMessage(third)), text);
+    });
+  });
+
   test("RSV1 on a continuation frame: close 1002", async () => {
     await withDeflate(async (ws) => {
       const payload = deflateMessage("abcdef");
@@ -1595,6 +1614,29 @@ describe("permessage-deflate with the ws package", () => {
       }
     });
   }
+
+  test("a Blob sent before strings is compressed first: all arrive in order and inflate", async () => {
+    let socket: ServerWebSocket | undefined;
+    await using ctx = await startEcho({ compression: { threshold: 0 } }, (s) => socket = s);
+    const ws = await openWs(`ws://127.0.0.1:${ctx.port}/`, undefined, () => {}, true);
+    try {
+      await until(() => socket?.readyState === 1, 2000, "the socket to open");
+      const received: string[] = [];
+      ws.on("message", (data) => received.push(String(data)));
+      const texts = [
+        "the blob goes first, ".repeat(50),
+        "then a string, ".repeat(50),
+        "and one more",
+      ];
+      socket!.send(new Blob([texts[0]]));
+      socket!.send(texts[1]);
+      socket!.send(texts[2]);
+      await until(() => received.length === 3, 5000, "three messages");
+      assert.deepEqual(received, texts);
+    } finally {
+      ws.terminate();
+    }
+  });
 
   test("bufferedAmount counts the uncompressed bytes until they are written", async () => {
     let socket: ServerWebSocket | undefined;

@@ -9,13 +9,18 @@
  * ```
  *
  * Every server runs in a process of its own on 127.0.0.1 and is stopped at the end. One client,
- * the `ws` package in this process (offering permessage-deflate, as browsers do), keeps
- * `connections` sockets busy: each sends a JSON text message of about 2 KiB and waits for its
- * echo before sending the next, for `seconds`. Bytes on the wire are the TCP payload both ways
- * (frame headers included), read from the client's sockets. The idle figure opens `idle`
- * sockets that each echo one message, then reads the server's resident memory (`/proc`, Linux):
- * (RSS with the sockets - RSS before) / sockets. `ws` is installed with npm into a cache
- * directory outside the repository.
+ * the `ws` package on Node in a process of its own (offering permessage-deflate, as browsers
+ * do), keeps `connections` sockets busy: each sends a JSON text message of about 2 KiB and waits
+ * for its echo before sending the next, for `seconds`. (The client runs on Node because `ws`
+ * compressing through Deno's `node:zlib` streams was slower than every server it measured.)
+ * Bytes on the wire are the TCP payload both ways (frame headers included), read from the
+ * client's sockets. Server CPU per echo is the server process's user + system time (`/proc`,
+ * Linux, all threads, so zlib's thread pool counts) over the echoes: on a loaded machine it moves
+ * less than messages/s. The idle figure opens `idle` sockets from this process that each echo one
+ * message, then reads the server's resident memory: (RSS with the sockets - RSS before) /
+ * sockets, half a second later; then the same for as many sockets opened 11 s later, when brick
+ * has freed the first ones' idle deflate contexts for them to reuse. `ws` is installed with npm into a cache directory outside the repository. A row for
+ * brick on Bun is added when `bun` is on the PATH.
  *
  * {@linkcode benchWsEcho} runs it all and returns the rows, for `deno task bench` to print.
  *
@@ -54,8 +59,16 @@ export interface WsEchoRow {
   payloadBytes: number;
   /** TCP bytes per echo, both ways (client to server and back). */
   wireBytesPerEcho: number;
+  /** Server CPU time per echo in microseconds (user + system, all threads); null off Linux. */
+  serverCpuMicrosPerEcho: number | null;
   /** Server RSS growth per idle socket that has echoed one message, in KiB; null off Linux. */
   idleKiBPerSocket: number | null;
+  /**
+   * The same for a second batch of sockets opened once the first stayed idle
+   * 11 s: brick frees a deflate context idle for 5-10 s, and the next
+   * connections reuse that memory (RSS itself does not shrink).
+   */
+  idleKiBPerSocketLater: number | null;
 }
 
 /** The servers measured: a label, and the command that starts one (it prints its port). */
@@ -64,6 +77,8 @@ interface ServerSpec {
   command: () => Promise<string[]>;
   /** A file the server needs; the row is left out when it is missing (the npm build). */
   needs?: string;
+  /** A program the server runs on; the row is left out when it is not on the PATH. */
+  program?: string;
 }
 
 const SERVERS: ServerSpec[] = [
@@ -79,6 +94,12 @@ const SERVERS: ServerSpec[] = [
     label: "brick on Node, compression on",
     command: () => Promise.resolve(["node", "--input-type=module", "-e", brickNodeSource()]),
     needs: join(REPO, "npm", "websocket.js"),
+  },
+  {
+    label: "brick on Bun, compression on",
+    command: () => Promise.resolve(["bun", "--eval", brickNodeSource()]),
+    needs: join(REPO, "npm", "websocket.js"),
+    program: "bun",
   },
   {
     label: "ws on Node, perMessageDeflate on",
@@ -195,6 +216,51 @@ async function stop(running: Running): Promise<void> {
   await running.child.status;
 }
 
+/** The echo client on Node: prints echoes, seconds, wire bytes and the extensions as JSON. */
+function wsClientSource(dir: string, port: number, connections: number, seconds: number): string {
+  const entry = join(dir, "node_modules", "ws", "wrapper.mjs");
+  return `
+    import WebSocket from ${JSON.stringify(entry)};
+    const message = ${JSON.stringify(sampleMessage())};
+    const open = () => new Promise((resolve, reject) => {
+      const ws = new WebSocket("ws://127.0.0.1:${port}/", { perMessageDeflate: true });
+      ws.once("open", () => resolve(ws));
+      ws.once("error", reject);
+    });
+    const sockets = await Promise.all(Array.from({ length: ${connections} }, open));
+    const wire = () => sockets.reduce((n, ws) => n + ws._socket.bytesRead + ws._socket.bytesWritten, 0);
+    const startBytes = wire(), start = performance.now(), end = start + ${seconds * 1000};
+    let echoes = 0;
+    await Promise.all(sockets.map((ws) => new Promise((resolve, reject) => {
+      ws.on("message", (data) => {
+        if (String(data).length !== message.length) reject(new Error("A wrong echo"));
+        echoes++;
+        if (performance.now() < end) ws.send(message);
+        else resolve();
+      });
+      ws.once("error", reject);
+      ws.send(message);
+    })));
+    const seconds = (performance.now() - start) / 1000, bytes = wire() - startBytes;
+    for (const ws of sockets) ws.terminate();
+    console.log(JSON.stringify({ echoes, seconds, bytes, extensions: sockets[0].extensions }));
+  `;
+}
+
+/** Whether `program` runs (`program --version`). */
+async function available(program: string): Promise<boolean> {
+  try {
+    const { code } = await new Deno.Command(program, {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return code === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Opens a client socket; resolves once open, with the answer's extensions. */
 function connect(port: number): Promise<{ ws: WebSocket; extensions: string }> {
   return new Promise((resolve, reject) => {
@@ -208,41 +274,38 @@ function connect(port: number): Promise<{ ws: WebSocket; extensions: string }> {
   });
 }
 
-/** TCP bytes this client socket has read and written so far. */
-function wireBytes(ws: WebSocket): number {
-  const socket = (ws as unknown as { _socket: { bytesRead: number; bytesWritten: number } })
-    ._socket;
-  return socket.bytesRead + socket.bytesWritten;
+/** Keeps `connections` sockets echoing for `seconds` from a Node client; returns the figures. */
+async function measureEcho(running: Running, connections: number, seconds: number) {
+  const source = wsClientSource(await wsDir(), running.port, connections, seconds);
+  const cpuBefore = cpuOf(running.child.pid);
+  const { code, stdout, stderr } = await new Deno.Command("node", {
+    args: ["--input-type=module", "-e", source],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const cpuAfter = cpuOf(running.child.pid);
+  if (code !== 0) throw new Error(`The echo client failed: ${new TextDecoder().decode(stderr)}`);
+  const result = JSON.parse(new TextDecoder().decode(stdout));
+  return {
+    extensions: String(result.extensions),
+    messagesPerSecond: result.echoes / result.seconds,
+    payloadBytes: new TextEncoder().encode(sampleMessage()).length,
+    wireBytesPerEcho: result.bytes / result.echoes,
+    serverCpuMicrosPerEcho: cpuBefore === null || cpuAfter === null
+      ? null
+      : (cpuAfter - cpuBefore) * 1e6 / result.echoes,
+  };
 }
 
-/** Keeps `connections` sockets echoing for `seconds`; returns echoes and bytes on the wire. */
-async function measureEcho(port: number, connections: number, seconds: number) {
-  const message = sampleMessage();
-  const sockets = await Promise.all(Array.from({ length: connections }, () => connect(port)));
-  const startBytes = sockets.reduce((n, { ws }) => n + wireBytes(ws), 0);
-  const end = performance.now() + seconds * 1000;
-  let echoes = 0;
-  await Promise.all(sockets.map(({ ws }) =>
-    new Promise<void>((resolve, reject) => {
-      ws.on("message", (data) => {
-        if (String(data).length !== message.length) reject(new Error("A wrong echo"));
-        echoes++;
-        if (performance.now() < end) ws.send(message);
-        else resolve();
-      });
-      ws.once("error", reject);
-      ws.send(message);
-    })
-  ));
-  const elapsed = seconds + Math.max(0, performance.now() - end) / 1000;
-  const bytes = sockets.reduce((n, { ws }) => n + wireBytes(ws), 0) - startBytes;
-  for (const { ws } of sockets) ws.terminate();
-  return {
-    extensions: sockets[0].extensions,
-    messagesPerSecond: echoes / elapsed,
-    payloadBytes: new TextEncoder().encode(message).length,
-    wireBytesPerEcho: bytes / echoes,
-  };
+/** A process's user + system CPU time in seconds, all threads, from /proc; null where there is none. */
+function cpuOf(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
+    return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
 }
 
 /** A process's resident memory in bytes, from /proc; null where there is none. */
@@ -255,24 +318,41 @@ function rssOf(pid: number): number | null {
   }
 }
 
-/** Server memory per idle socket that echoed one compressed-size message, in KiB. */
-async function measureIdle(running: Running, count: number): Promise<number | null> {
+/**
+ * Server memory per idle socket that echoed one compressed-size message, in
+ * KiB: for `count` sockets, then for `count` more opened 11 s later.
+ */
+async function measureIdle(
+  running: Running,
+  count: number,
+): Promise<{ soon: number | null; later: number | null }> {
   const before = rssOf(running.child.pid);
-  if (before === null) return null;
+  if (before === null) return { soon: null, later: null };
+  const first = await openIdle(running.port, count);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const soon = rssOf(running.child.pid)!;
+  await new Promise((resolve) => setTimeout(resolve, 11_000));
+  const beforeSecond = rssOf(running.child.pid)!;
+  const second = await openIdle(running.port, count);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const later = rssOf(running.child.pid)!;
+  for (const ws of [...first, ...second]) ws.terminate();
+  return { soon: (soon - before) / count / 1024, later: (later - beforeSecond) / count / 1024 };
+}
+
+/** Opens `count` sockets that each echo one message, one after the other. */
+async function openIdle(port: number, count: number): Promise<WebSocket[]> {
   const message = sampleMessage();
   const sockets: WebSocket[] = [];
   for (let i = 0; i < count; i++) {
-    const { ws } = await connect(running.port);
+    const { ws } = await connect(port);
     await new Promise<void>((resolve) => {
       ws.once("message", () => resolve());
       ws.send(message);
     });
     sockets.push(ws);
   }
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  const after = rssOf(running.child.pid)!;
-  for (const ws of sockets) ws.terminate();
-  return (after - before) / count / 1024;
+  return sockets;
 }
 
 /**
@@ -286,11 +366,17 @@ export async function benchWsEcho(options: WsEchoOptions = {}): Promise<WsEchoRo
   const rows: WsEchoRow[] = [];
   for (const spec of SERVERS) {
     if (spec.needs !== undefined && !existsSync(spec.needs)) continue;
+    if (spec.program !== undefined && !(await available(spec.program))) continue;
     const running = await start(spec);
     try {
-      const echo = await measureEcho(running.port, connections, seconds);
-      const idleKiBPerSocket = await measureIdle(running, idle);
-      rows.push({ server: spec.label, ...echo, idleKiBPerSocket });
+      const echo = await measureEcho(running, connections, seconds);
+      const { soon, later } = await measureIdle(running, idle);
+      rows.push({
+        server: spec.label,
+        ...echo,
+        idleKiBPerSocket: soon,
+        idleKiBPerSocketLater: later,
+      });
     } finally {
       await stop(running);
     }
@@ -301,13 +387,18 @@ export async function benchWsEcho(options: WsEchoOptions = {}): Promise<WsEchoRo
 /** The rows as a Markdown table. */
 export function formatWsEcho(rows: WsEchoRow[]): string {
   const lines = [
-    "| server | msg/s | payload B | wire B per echo | idle KiB per socket | extensions |",
-    "| --- | ---: | ---: | ---: | ---: | --- |",
+    "| server | msg/s | server CPU us per echo | payload B | wire B per echo | idle KiB per socket | next batch after 11 s | extensions |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   ];
   for (const row of rows) {
     lines.push(
-      `| ${row.server} | ${Math.round(row.messagesPerSecond)} | ${row.payloadBytes} | ` +
+      `| ${row.server} | ${Math.round(row.messagesPerSecond)} | ` +
+        `${
+          row.serverCpuMicrosPerEcho === null ? "n/a" : Math.round(row.serverCpuMicrosPerEcho)
+        } | ` +
+        `${row.payloadBytes} | ` +
         `${Math.round(row.wireBytesPerEcho)} | ${row.idleKiBPerSocket?.toFixed(1) ?? "n/a"} | ` +
+        `${row.idleKiBPerSocketLater?.toFixed(1) ?? "n/a"} | ` +
         `${row.extensions || "none"} |`,
     );
   }
