@@ -533,7 +533,7 @@ describe("validateRequest() (RFC 9113 §8.2-§8.3)", () => {
     assert.equal(request.method, "GET");
     assert.equal(request.path, "/a?b");
     assert.equal(request.authority, "x.test");
-    assert.deepEqual(request.headers, [["accept", "*/*"], ["cookie", "a=1; b=2"]]);
+    assert.deepEqual(request.fields, ["accept", "*/*", "cookie", "a=1; b=2"]);
   });
 
   test("rejects uppercase names, connection-specific fields, TE other than trailers", () => {
