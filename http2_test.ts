@@ -1192,3 +1192,142 @@ describe("serve() with HTTP/2", () => {
     await raw.waitClosed();
   });
 });
+
+describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1.1", () => {
+  const statusOf = (frame: RawFrame) => frame.fields![frame.fields!.indexOf(":status") + 1];
+  const dataFrame = (id: number, bytes: number, end = false) =>
+    encodeFrame(FrameType.DATA, end ? Flag.END_STREAM : 0, id, new Uint8Array(bytes));
+
+  test("an h2 request is the same lazy request object as HTTP/1.1's, not a built Request", async () => {
+    const prototypes: object[] = [];
+    const { server, port } = await startServer(async (request) => {
+      prototypes.push(Object.getPrototypeOf(request));
+      const line = `${request.method} ${request.url} ${request.headers.get("x-a")}`;
+      return new Response(`${line} ${await request.text()}`);
+    });
+    try {
+      const client = await connect(port);
+      const h2 = await request(client, { ":method": "PUT", ":path": "/p?q", "x-a": "1" }, "body");
+      assert.equal(decoder.decode(h2.body), `PUT http://127.0.0.1:${port}/p?q 1 body`);
+      await closeClient(client);
+      const h1 = await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: "x" });
+      await h1.text();
+      assert.equal(prototypes.length, 2);
+      assert.notEqual(prototypes[0], Request.prototype, "h2 built a standard Request");
+      assert.equal(prototypes[0], prototypes[1]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("request.signal aborts and info.completed rejects when the client sends RST_STREAM", async () => {
+    const aborted = deferred<unknown>();
+    const completed = deferred<string>();
+    const started = deferred<void>();
+    const { server, port } = await startServer((request, info) => {
+      request.signal.addEventListener("abort", () => aborted.resolve(request.signal.reason));
+      info.completed.then(() => completed.resolve("resolved"), () => completed.resolve("rejected"));
+      started.resolve();
+      return new Promise<Response>(() => {}); // answers never
+    });
+    try {
+      const raw = await RawH2.open(port);
+      raw.send(raw.headers(1));
+      await within(started.promise, 5_000, "the handler");
+      raw.send(rstStreamFrame(1, ErrorCode.CANCEL));
+      assert.match(
+        String(await within(aborted.promise, 5_000, "request.signal")),
+        /reset stream 1/,
+      );
+      assert.equal(await within(completed.promise, 5_000, "info.completed"), "rejected");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("a content-length over maxBodyBytes is answered 413 before the handler, then RST_STREAM NO_ERROR", async () => {
+    let calls = 0;
+    const { server, port } = await startServer(() => {
+      calls++;
+      return new Response("ran");
+    }, { maxBodyBytes: 1_000 });
+    try {
+      const raw = await RawH2.open(port);
+      const post: [string, string][] = [[":method", "POST"], [":scheme", "http"], [
+        ":path",
+        "/",
+      ], [":authority", "localhost"]];
+      raw.send(raw.headers(1, [["content-length", "5000"]], false, post));
+      const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(statusOf(head), "413");
+      assert.equal(await raw.rst(1), ErrorCode.NO_ERROR);
+      assert.equal(calls, 0);
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("a body that grows past maxBodyBytes fails its read, and the error the handler lets through answers 413", async () => {
+    const { server, port } = await startServer(async (request) => {
+      return new Response(`read ${(await request.bytes()).length}`);
+    }, { maxBodyBytes: 1_000 });
+    try {
+      const raw = await RawH2.open(port);
+      const post: [string, string][] = [[":method", "POST"], [":scheme", "http"], [
+        ":path",
+        "/",
+      ], [":authority", "localhost"]];
+      raw.send(raw.headers(1, [], false, post), dataFrame(1, 600), dataFrame(1, 600));
+      const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(statusOf(head), "413");
+      assert.equal(await raw.rst(1), ErrorCode.NO_ERROR);
+      // The connection still serves.
+      raw.send(raw.headers(3));
+      const next = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 3);
+      assert.equal(statusOf(next), "200");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("readTimeout: a request body that stalls is answered 408", async () => {
+    const { server, port } = await startServer(async (request) => {
+      return new Response(await request.text());
+    }, { readTimeout: 300 });
+    try {
+      const raw = await RawH2.open(port);
+      const post: [string, string][] = [[":method", "POST"], [":scheme", "http"], [
+        ":path",
+        "/",
+      ], [":authority", "localhost"]];
+      raw.send(raw.headers(1, [], false, post), dataFrame(1, 10));
+      const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(statusOf(head), "408");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("writeTimeout: a response stalled on a zero window is reset with CANCEL and request.signal aborts", async () => {
+    const aborted = deferred<void>();
+    const { server, port } = await startServer((request) => {
+      request.signal.addEventListener("abort", () => aborted.resolve());
+      return new Response(new Uint8Array(100_000));
+    }, { writeTimeout: 300 });
+    try {
+      const raw = await RawH2.open(port, false);
+      raw.send(PREFACE, settingsFrame([[Setting.INITIAL_WINDOW_SIZE, 0]]), settingsFrame([], true));
+      raw.send(raw.headers(1));
+      await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(await raw.rst(1), ErrorCode.CANCEL);
+      await within(aborted.promise, 5_000, "request.signal");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
