@@ -1871,7 +1871,7 @@ function openStandard(toolkit: Http2Toolkit, parts: Http2RequestParts): Http2Exc
   const request = new Request(url, {
     method: parts.method,
     headers,
-    body: bodyless ? null : ReadableStream.from(chunksOf(parts.body)),
+    body: bodyless ? null : webStreamOf(parts.body),
     signal: controller.signal,
     // @ts-ignore: `duplex` is needed for a stream body on Node and Deno
     duplex: "half",
@@ -1897,12 +1897,13 @@ function openStandard(toolkit: Http2Toolkit, parts: Http2RequestParts): Http2Exc
   };
 }
 
-async function* chunksOf(body: Http2RequestBody): AsyncGenerator<Uint8Array> {
-  try {
-    for (let chunk = await body.next(); chunk !== null; chunk = await body.next()) yield chunk;
-  } finally {
-    body.cancel();
-  }
+/** The body as a web stream; a failed read errors it (Bun has no `ReadableStream.from`). */
+function webStreamOf(body: Http2RequestBody): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull: (controller) =>
+      body.next().then((chunk) => chunk === null ? controller.close() : controller.enqueue(chunk)),
+    cancel: () => body.cancel(),
+  }, { highWaterMark: 0 });
 }
 
 function defaultBody(response: Response): Http2Body {
