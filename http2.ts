@@ -19,8 +19,10 @@ import { HpackDecoder, HpackEncoder, HpackError } from "./_hpack.ts";
 
 // ─── 1. Protocol tables and errors ─────────────────────────────────────────
 
+const encoder = new TextEncoder();
+
 /** The client connection preface (§3.4): "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n". */
-export const PREFACE: Uint8Array = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+export const PREFACE: Uint8Array = encoder.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** Frame types (§6, §11.2). */
 export const FrameType = {
@@ -189,8 +191,10 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
       requireStream(header, "DATA");
       const data = unpad(header, payload);
       return {
-        ...header,
+        length,
         type,
+        flags,
+        streamId,
         data,
         endStream: (flags & Flag.END_STREAM) !== 0,
         flowLength: length,
@@ -218,8 +222,10 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
         }
       }
       return {
-        ...header,
+        length,
         type,
+        flags,
+        streamId,
         fragment,
         dependency,
         endStream: (flags & Flag.END_STREAM) !== 0,
@@ -243,7 +249,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           `Stream ${streamId} depends on itself`,
         );
       }
-      return { ...header, type, dependency };
+      return { length, type, flags, streamId, dependency };
     }
     case FrameType.RST_STREAM:
       requireStream(header, "RST_STREAM");
@@ -253,7 +259,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           `RST_STREAM frame of ${length} bytes: it must be 4`,
         );
       }
-      return { ...header, type, errorCode: readUint32(payload, 0) };
+      return { length, type, flags, streamId, errorCode: readUint32(payload, 0) };
     case FrameType.SETTINGS: {
       requireConnection(header, "SETTINGS");
       const ack = (flags & Flag.ACK) !== 0;
@@ -273,7 +279,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
       for (let i = 0; i < length; i += 6) {
         settings.push([(payload[i] << 8) | payload[i + 1], readUint32(payload, i + 2)]);
       }
-      return { ...header, type, ack, settings };
+      return { length, type, flags, streamId, ack, settings };
     }
     case FrameType.PUSH_PROMISE:
       // Only servers push; a client that sends one breaks §8.4.
@@ -286,7 +292,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           `PING frame of ${length} bytes: it must be 8`,
         );
       }
-      return { ...header, type, ack: (flags & Flag.ACK) !== 0, opaque: payload };
+      return { length, type, flags, streamId, ack: (flags & Flag.ACK) !== 0, opaque: payload };
     case FrameType.GOAWAY:
       requireConnection(header, "GOAWAY");
       if (length < 8) {
@@ -296,8 +302,10 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
         );
       }
       return {
-        ...header,
+        length,
         type,
+        flags,
+        streamId,
         lastStreamId: readUint31(payload, 0),
         errorCode: readUint32(payload, 4),
         debug: payload.subarray(8),
@@ -316,13 +324,20 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           ? connectionError(ErrorCode.PROTOCOL_ERROR, message)
           : streamError(streamId, ErrorCode.PROTOCOL_ERROR, message);
       }
-      return { ...header, type, increment };
+      return { length, type, flags, streamId, increment };
     }
     case FrameType.CONTINUATION:
       requireStream(header, "CONTINUATION");
-      return { ...header, type, fragment: payload, endHeaders: (flags & Flag.END_HEADERS) !== 0 };
+      return {
+        length,
+        type,
+        flags,
+        streamId,
+        fragment: payload,
+        endHeaders: (flags & Flag.END_HEADERS) !== 0,
+      };
     default:
-      return { ...header, type: -1 };
+      return { length, type: -1, flags, streamId };
   }
 }
 
@@ -401,7 +416,7 @@ export function settingsFrame(settings: [number, number][], ack = false): Uint8A
 
 /** A GOAWAY frame. */
 export function goawayFrame(lastStreamId: number, errorCode: number, debug = ""): Uint8Array {
-  const text = new TextEncoder().encode(debug);
+  const text = encoder.encode(debug);
   const payload = new Uint8Array(8 + text.length);
   writeUint32(payload, 0, lastStreamId);
   writeUint32(payload, 4, errorCode);
@@ -889,6 +904,8 @@ class Connection implements Http2Session {
   #goawayLastId = MAX_WINDOW;
   #settingsTimer: ReturnType<typeof setTimeout> | null = null;
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the connection last had no open stream; -1 while it has some. */
+  #idleSince = -1;
   #shutdownPing: (() => void) | null = null;
   #idleFrames = 0;
   #idleWindowStart = Date.now();
@@ -1500,7 +1517,7 @@ class Connection implements Http2Session {
   ): Promise<void> {
     const fields: [string, string][] = [[":status", String(status)]];
     let bytes: Uint8Array | null = null;
-    if (body.kind === "text") bytes = new TextEncoder().encode(body.text);
+    if (body.kind === "text") bytes = encoder.encode(body.text);
     else if (body.kind === "bytes") bytes = body.bytes;
     const noBody = head || status === 204 || status === 304 || body.kind === "none";
     let hasLength = false;
@@ -1713,15 +1730,28 @@ class Connection implements Http2Session {
     }, this.#o.settingsTimeout);
   }
 
+  /**
+   * Starts counting idleTimeout. One timer serves many idle spells: streams
+   * that come and go only move {@linkcode #idleSince}, and the timer, when it
+   * fires early, waits for the rest (a busy connection goes idle between
+   * every batch of streams).
+   */
   #armIdle(): void {
-    this.#disarmIdle();
     if (this.#closed || this.#o.idleTimeout <= 0) return;
-    this.#idleTimer = this.#timer(() => this.shutdown(), this.#o.idleTimeout);
+    this.#idleSince = Date.now();
+    this.#idleTimer ??= this.#timer(() => this.#idleCheck(), this.#o.idleTimeout);
   }
 
   #disarmIdle(): void {
-    this.#clearTimer(this.#idleTimer);
+    this.#idleSince = -1;
+  }
+
+  #idleCheck(): void {
     this.#idleTimer = null;
+    if (this.#idleSince < 0) return; // busy: the next idle spell arms it again
+    const left = this.#idleSince + this.#o.idleTimeout - Date.now();
+    if (left > 0) this.#idleTimer = this.#timer(() => this.#idleCheck(), left);
+    else this.shutdown();
   }
 
   /** Graceful shutdown (§6.8): GOAWAY with the largest id and a PING, then the real last id. */
