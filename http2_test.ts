@@ -1220,6 +1220,26 @@ describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1
     }
   });
 
+  test("request.bytes() and request.body read a 1 MiB upload past the stream windows", async () => {
+    const { server, port } = await startServer(async (request) => {
+      if (request.url.endsWith("/bytes")) return new Response(`${(await request.bytes()).length}`);
+      let total = 0;
+      for await (const chunk of request.body!) total += chunk.length;
+      return new Response(`${total}`);
+    });
+    try {
+      const client = await connect(port);
+      const upload = new Uint8Array(1024 * 1024).fill(7);
+      for (const path of ["/bytes", "/stream"]) {
+        const response = await request(client, { ":method": "POST", ":path": path }, upload);
+        assert.equal(decoder.decode(response.body), String(upload.length), path);
+      }
+      await closeClient(client);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
   test("request.signal aborts and info.completed rejects when the client sends RST_STREAM", async () => {
     const aborted = deferred<unknown>();
     const completed = deferred<string>();
