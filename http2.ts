@@ -734,7 +734,7 @@ const CONNECTION_FIELDS = new Set([
 ]);
 
 /** Request pseudo-headers (§8.3.1). */
-const REQUEST_PSEUDO = new Set([":method", ":scheme", ":authority", ":path"]);
+const REQUEST_PSEUDO = [":method", ":scheme", ":authority", ":path"];
 
 class Stream {
   state: StreamState;
@@ -1962,7 +1962,8 @@ interface ValidRequest extends Http2RequestParts {
 export function validateRequest(streamId: number, fields: string[]): ValidRequest {
   const malformed = (why: string) =>
     streamError(streamId, ErrorCode.PROTOCOL_ERROR, `Malformed request: ${why}`);
-  const pseudo = new Map<string, string>();
+  // :method, :scheme, :authority, :path, in REQUEST_PSEUDO's order; no Map per request.
+  const pseudo: (string | undefined)[] = [undefined, undefined, undefined, undefined];
   const headers: string[] = [];
   let cookies: string[] | null = null;
   let host: string | null = null;
@@ -1977,9 +1978,10 @@ export function validateRequest(streamId: number, fields: string[]): ValidReques
       if (headers.length > 0 || cookies !== null) {
         throw malformed(`pseudo-header ${name} after a regular field`);
       }
-      if (!REQUEST_PSEUDO.has(name)) throw malformed(`unknown pseudo-header ${name}`);
-      if (pseudo.has(name)) throw malformed(`pseudo-header ${name} twice`);
-      pseudo.set(name, value);
+      const slot = REQUEST_PSEUDO.indexOf(name);
+      if (slot < 0) throw malformed(`unknown pseudo-header ${name}`);
+      if (pseudo[slot] !== undefined) throw malformed(`pseudo-header ${name} twice`);
+      pseudo[slot] = value;
       continue;
     }
     if (!isLowercaseToken(name)) throw malformed(`field name "${name}" is not a lowercase token`);
@@ -2003,18 +2005,16 @@ export function validateRequest(streamId: number, fields: string[]): ValidReques
     headers.push(name, value);
   }
   if (cookies !== null) headers.push("cookie", cookies.join("; ")); // §8.2.3
-  const method = pseudo.get(":method");
+  const [method, scheme, givenAuthority, path] = pseudo;
   if (method === undefined) throw malformed(":method is missing");
   if (!isToken(method)) throw malformed(`:method "${method}" is not a token`);
-  const authority = pseudo.get(":authority") ?? host;
+  const authority = givenAuthority ?? host;
   if (method === "CONNECT") {
-    if (pseudo.has(":scheme") || pseudo.has(":path") || authority === null) {
+    if (scheme !== undefined || path !== undefined || authority === null) {
       throw malformed("CONNECT needs :authority and no :scheme or :path");
     }
     return { method, path: "/", authority, fields: headers, body: ENDED_BODY, contentLength };
   }
-  const scheme = pseudo.get(":scheme");
-  const path = pseudo.get(":path");
   if (scheme === undefined) throw malformed(":scheme is missing");
   if (path === undefined) throw malformed(":path is missing");
   if (path === "") throw malformed(":path is empty");
