@@ -1849,14 +1849,6 @@ function wake(stream: Stream): void {
   resolve?.();
 }
 
-function closeController(controller: ReadableStreamDefaultController<Uint8Array>): void {
-  try {
-    controller.close();
-  } catch {
-    // already closed or errored
-  }
-}
-
 function concat(pieces: Uint8Array[], size: number): Uint8Array {
   const out = new Uint8Array(size);
   let at = 0;
