@@ -1197,6 +1197,12 @@ describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1
   const statusOf = (frame: RawFrame) => frame.fields![frame.fields!.indexOf(":status") + 1];
   const dataFrame = (id: number, bytes: number, end = false) =>
     encodeFrame(FrameType.DATA, end ? Flag.END_STREAM : 0, id, new Uint8Array(bytes));
+  const POST: [string, string][] = [
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":path", "/"],
+    [":authority", "localhost"],
+  ];
 
   test("an h2 request is the same lazy request object as HTTP/1.1's, not a built Request", async () => {
     const prototypes: object[] = [];
@@ -1274,11 +1280,7 @@ describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1
     }, { maxBodyBytes: 1_000 });
     try {
       const raw = await RawH2.open(port);
-      const post: [string, string][] = [[":method", "POST"], [":scheme", "http"], [
-        ":path",
-        "/",
-      ], [":authority", "localhost"]];
-      raw.send(raw.headers(1, [["content-length", "5000"]], false, post));
+      raw.send(raw.headers(1, [["content-length", "5000"]], false, POST));
       const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
       assert.equal(statusOf(head), "413");
       assert.equal(await raw.rst(1), ErrorCode.NO_ERROR);
@@ -1295,11 +1297,7 @@ describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1
     }, { maxBodyBytes: 1_000 });
     try {
       const raw = await RawH2.open(port);
-      const post: [string, string][] = [[":method", "POST"], [":scheme", "http"], [
-        ":path",
-        "/",
-      ], [":authority", "localhost"]];
-      raw.send(raw.headers(1, [], false, post), dataFrame(1, 600), dataFrame(1, 600));
+      raw.send(raw.headers(1, [], false, POST), dataFrame(1, 600), dataFrame(1, 600));
       const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
       assert.equal(statusOf(head), "413");
       assert.equal(await raw.rst(1), ErrorCode.NO_ERROR);
@@ -1319,11 +1317,7 @@ describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1
     }, { readTimeout: 300 });
     try {
       const raw = await RawH2.open(port);
-      const post: [string, string][] = [[":method", "POST"], [":scheme", "http"], [
-        ":path",
-        "/",
-      ], [":authority", "localhost"]];
-      raw.send(raw.headers(1, [], false, post), dataFrame(1, 10));
+      raw.send(raw.headers(1, [], false, POST), dataFrame(1, 10));
       const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
       assert.equal(statusOf(head), "408");
       raw.close();
