@@ -1226,6 +1226,26 @@ describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1
     }
   });
 
+  test("an :authority with userinfo or a bad host is malformed (§8.3.1): RST_STREAM PROTOCOL_ERROR", async () => {
+    const { server, port } = await startServer(() => new Response("ran"));
+    try {
+      const raw = await RawH2.open(port);
+      const ask = (id: number, authority: string) =>
+        raw.headers(id, [], true, [[":method", "GET"], [":scheme", "http"], [":path", "/"], [
+          ":authority",
+          authority,
+        ]]);
+      raw.send(ask(1, "user@localhost"), ask(3, "bad host"), ask(5, "localhost:8080"));
+      assert.equal(await raw.rst(1), ErrorCode.PROTOCOL_ERROR);
+      assert.equal(await raw.rst(3), ErrorCode.PROTOCOL_ERROR);
+      const ok = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 5);
+      assert.equal(statusOf(ok), "200");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
   test("request.bytes() and request.body read a 1 MiB upload past the stream windows", async () => {
     const { server, port } = await startServer(async (request) => {
       if (request.url.endsWith("/bytes")) return new Response(`${(await request.bytes()).length}`);
