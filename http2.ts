@@ -19,8 +19,10 @@ import { HpackDecoder, HpackEncoder, HpackError } from "./_hpack.ts";
 
 // ─── 1. Protocol tables and errors ─────────────────────────────────────────
 
+const encoder = new TextEncoder();
+
 /** The client connection preface (§3.4): "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n". */
-export const PREFACE: Uint8Array = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+export const PREFACE: Uint8Array = encoder.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** Frame types (§6, §11.2). */
 export const FrameType = {
@@ -189,8 +191,10 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
       requireStream(header, "DATA");
       const data = unpad(header, payload);
       return {
-        ...header,
+        length,
         type,
+        flags,
+        streamId,
         data,
         endStream: (flags & Flag.END_STREAM) !== 0,
         flowLength: length,
@@ -218,8 +222,10 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
         }
       }
       return {
-        ...header,
+        length,
         type,
+        flags,
+        streamId,
         fragment,
         dependency,
         endStream: (flags & Flag.END_STREAM) !== 0,
@@ -243,7 +249,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           `Stream ${streamId} depends on itself`,
         );
       }
-      return { ...header, type, dependency };
+      return { length, type, flags, streamId, dependency };
     }
     case FrameType.RST_STREAM:
       requireStream(header, "RST_STREAM");
@@ -253,7 +259,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           `RST_STREAM frame of ${length} bytes: it must be 4`,
         );
       }
-      return { ...header, type, errorCode: readUint32(payload, 0) };
+      return { length, type, flags, streamId, errorCode: readUint32(payload, 0) };
     case FrameType.SETTINGS: {
       requireConnection(header, "SETTINGS");
       const ack = (flags & Flag.ACK) !== 0;
@@ -273,7 +279,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
       for (let i = 0; i < length; i += 6) {
         settings.push([(payload[i] << 8) | payload[i + 1], readUint32(payload, i + 2)]);
       }
-      return { ...header, type, ack, settings };
+      return { length, type, flags, streamId, ack, settings };
     }
     case FrameType.PUSH_PROMISE:
       // Only servers push; a client that sends one breaks §8.4.
@@ -286,7 +292,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           `PING frame of ${length} bytes: it must be 8`,
         );
       }
-      return { ...header, type, ack: (flags & Flag.ACK) !== 0, opaque: payload };
+      return { length, type, flags, streamId, ack: (flags & Flag.ACK) !== 0, opaque: payload };
     case FrameType.GOAWAY:
       requireConnection(header, "GOAWAY");
       if (length < 8) {
@@ -296,8 +302,10 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
         );
       }
       return {
-        ...header,
+        length,
         type,
+        flags,
+        streamId,
         lastStreamId: readUint31(payload, 0),
         errorCode: readUint32(payload, 4),
         debug: payload.subarray(8),
@@ -316,13 +324,20 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
           ? connectionError(ErrorCode.PROTOCOL_ERROR, message)
           : streamError(streamId, ErrorCode.PROTOCOL_ERROR, message);
       }
-      return { ...header, type, increment };
+      return { length, type, flags, streamId, increment };
     }
     case FrameType.CONTINUATION:
       requireStream(header, "CONTINUATION");
-      return { ...header, type, fragment: payload, endHeaders: (flags & Flag.END_HEADERS) !== 0 };
+      return {
+        length,
+        type,
+        flags,
+        streamId,
+        fragment: payload,
+        endHeaders: (flags & Flag.END_HEADERS) !== 0,
+      };
     default:
-      return { ...header, type: -1 };
+      return { length, type: -1, flags, streamId };
   }
 }
 
@@ -401,7 +416,7 @@ export function settingsFrame(settings: [number, number][], ack = false): Uint8A
 
 /** A GOAWAY frame. */
 export function goawayFrame(lastStreamId: number, errorCode: number, debug = ""): Uint8Array {
-  const text = new TextEncoder().encode(debug);
+  const text = encoder.encode(debug);
   const payload = new Uint8Array(8 + text.length);
   writeUint32(payload, 0, lastStreamId);
   writeUint32(payload, 4, errorCode);
@@ -477,16 +492,30 @@ export type Http2Body =
   | { kind: "text"; text: string }
   | { kind: "stream"; stream: ReadableStream<Uint8Array>; length: number | null };
 
-/** What the engine gives the toolkit to build a request. */
+/**
+ * A request body as the request object reads it (mod.ts's `BodyReader` has
+ * this shape): chunks in order, then null; reading gives flow-control credit
+ * back to the client.
+ */
+export interface Http2RequestBody {
+  /** The next chunk, or null at the end; rejects if the stream failed. */
+  next(): Promise<Uint8Array | null>;
+  /** The rest of the body in one array. */
+  readAll(): Promise<Uint8Array>;
+  /** Drops what is buffered and what comes later; the request will not be read. */
+  cancel(): void;
+}
+
+/** What the engine hands the toolkit to build a request, once its fields are valid. */
 export interface Http2RequestParts {
   method: string;
-  url: string;
-  /** Field names (lowercase) and values, pseudo-headers removed, cookies joined. */
-  headers: [string, string][];
-  /** The request body, or null when the HEADERS frame ended the stream. */
-  body: ReadableStream<Uint8Array> | null;
-  /** Aborts on RST_STREAM from the client, connection loss or a failed response. */
-  signal: AbortSignal;
+  /** `:path` as sent ("*" for `OPTIONS *`, "/" for CONNECT). */
+  path: string;
+  /** `:authority`, else the Host field, else null. */
+  authority: string | null;
+  /** Field names (lowercase) and values, flat, pseudo-headers removed, cookies joined. */
+  fields: string[];
+  body: Http2RequestBody;
 }
 
 /** What the handler is told besides the request: `info` of the fetch handler. */
@@ -497,16 +526,33 @@ export interface Http2Info {
 }
 
 /**
+ * One request and its handler, as the toolkit builds them: the engine asks
+ * for the response, and reports how the stream ended.
+ */
+export interface Http2Exchange {
+  /** Runs the handler; a failure is turned into a response (onError), never a rejection. */
+  respond(): Response | Promise<Response>;
+  /** The stream ended before its response did: aborts `request.signal`, fails `info.completed`. */
+  abort(reason: Error): void;
+  /** The response was written (no argument) or failed: settles `info.completed`. */
+  finish(error?: Error): void;
+}
+
+/**
  * What the HTTP/1.1 server shares with the engine, so that requests and
  * responses are built and read in one place for both protocols.
  */
 export interface Http2Toolkit {
-  /** The fetch handler. */
-  handler(request: Request, info: Http2Info): Response | Promise<Response>;
-  /** Turns a handler's error into a response. Default: log it, answer 500. */
+  /**
+   * Builds the request object and its handler call; throws if the request
+   * cannot be served (a bad authority), which resets the stream. Default: a
+   * standard `Request` passed to {@linkcode Http2Toolkit.handler}.
+   */
+  open?(parts: Http2RequestParts): Http2Exchange;
+  /** The fetch handler, for the default {@linkcode Http2Toolkit.open}. */
+  handler?(request: Request, info: Http2Info): Response | Promise<Response>;
+  /** Turns a handler's error into a response, for the default `open`. Default: log it, answer 500. */
   onError?(error: unknown): Response | Promise<Response>;
-  /** Builds the request object. Default: `new Request(url, …)`. */
-  createRequest?(parts: Http2RequestParts): Request;
   /** Reads a response's body. Default: `response.body`. */
   responseBody?(response: Response): Http2Body;
   /**
@@ -567,10 +613,29 @@ export interface Http2Options {
    */
   idleTimeout?: number;
   /**
-   * The largest request body in bytes; a larger one resets the stream.
+   * The largest request body in bytes. A content-length over it is answered
+   * 413 before the handler runs; a body that grows past it fails its reads
+   * with an error that answers 413 if the handler lets it through, or resets
+   * the stream (CANCEL) if the response has started. Mapped from `maxBodyBytes`.
    * @default {16777216}
    */
   maxBodyBytes?: number;
+  /**
+   * Milliseconds a stream may take to receive its whole request, counted from
+   * its HEADERS. When it runs out the body fails with an error that answers
+   * 408 if the response has not started, else the stream is reset (CANCEL).
+   * `0` disables it. Mapped from `readTimeout`.
+   * @default {300000}
+   */
+  readTimeout?: number;
+  /**
+   * Milliseconds a stream may take from its request head to the end of its
+   * response, a client that grants no flow-control window included; then the
+   * stream is reset (CANCEL) and `request.signal` aborts. `0` disables it.
+   * Mapped from `writeTimeout`.
+   * @default {0}
+   */
+  writeTimeout?: number;
   /**
    * Milliseconds a graceful shutdown waits for streams before closing.
    * @default {10000}
@@ -587,6 +652,8 @@ const DEFAULTS: Required<Http2Options> = {
   readHeaderTimeout: 10_000,
   idleTimeout: 65_000,
   maxBodyBytes: 16_777_216,
+  readTimeout: 300_000,
+  writeTimeout: 0,
   shutdownTimeout: 10_000,
 };
 
@@ -667,7 +734,7 @@ const CONNECTION_FIELDS = new Set([
 ]);
 
 /** Request pseudo-headers (§8.3.1). */
-const REQUEST_PSEUDO = new Set([":method", ":scheme", ":authority", ":path"]);
+const REQUEST_PSEUDO = [":method", ":scheme", ":authority", ":path"];
 
 class Stream {
   state: StreamState;
@@ -676,37 +743,116 @@ class Stream {
   /** Bytes read by the handler and not yet given back in a WINDOW_UPDATE. */
   unacked = 0;
   sendWindow: number;
-  /** Request body: chunks not yet pulled, and the controller of its stream. */
-  chunks: Uint8Array[] = [];
-  buffered = 0;
-  body: ReadableStreamDefaultController<Uint8Array> | null = null;
-  bodyStream: ReadableStream<Uint8Array> | null = null;
-  bodyEnded = false;
-  bodyError: Error | null = null;
-  /** A read of the body waits for the next DATA frame. */
-  pullWaiting = false;
+  /** The request body; null when HEADERS ended the stream. */
+  body: StreamBody | null = null;
   contentLength: number | null = null;
   received = 0;
-  readonly abort = new AbortController();
+  /** The request body broke a limit: later DATA is dropped, and the stream ends with the response. */
+  refused = false;
+  /** The request object and handler call, once the handler runs. */
+  exchange: Http2Exchange | null = null;
   /** Woken when the send window grows or the stream ends. */
   wake: (() => void) | null = null;
   handlerRunning = false;
   responseStarted = false;
-  completed!: Promise<void>;
-  resolveCompleted!: () => void;
-  rejectCompleted!: (error: Error) => void;
+  readTimer: ReturnType<typeof setTimeout> | null = null;
+  writeTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(readonly id: number, endStream: boolean, recvWindow: number, sendWindow: number) {
     this.state = endStream ? "half-closed-remote" : "open";
     this.recvWindow = recvWindow;
     this.sendWindow = sendWindow;
-    this.completed = new Promise((resolve, reject) => {
-      this.resolveCompleted = resolve;
-      this.rejectCompleted = reject;
-    });
-    this.completed.catch(() => {}); // nobody may be listening
   }
 }
+
+/**
+ * A request body received in DATA frames: chunks wait here (within the
+ * stream's window) until the handler reads them, and each read gives its
+ * bytes back to the client as window (`onRead`).
+ */
+class StreamBody implements Http2RequestBody {
+  chunks: Uint8Array[] = [];
+  buffered = 0;
+  ended = false;
+  error: Error | null = null;
+  cancelled = false;
+  #waiting: { resolve(chunk: Uint8Array | null): void; reject(error: Error): void } | null = null;
+
+  constructor(readonly onRead: (n: number) => void) {}
+
+  next(): Promise<Uint8Array | null> {
+    const chunk = this.chunks.shift();
+    if (chunk !== undefined) {
+      this.buffered -= chunk.length;
+      this.onRead(chunk.length);
+      return Promise.resolve(chunk);
+    }
+    if (this.error !== null) return Promise.reject(this.error);
+    if (this.ended || this.cancelled) return Promise.resolve(null);
+    return new Promise((resolve, reject) => (this.#waiting = { resolve, reject }));
+  }
+
+  async readAll(): Promise<Uint8Array> {
+    const pieces: Uint8Array[] = [];
+    let size = 0;
+    for (let chunk = await this.next(); chunk !== null; chunk = await this.next()) {
+      pieces.push(chunk);
+      size += chunk.length;
+    }
+    return pieces.length === 1 ? pieces[0] : concat(pieces, size);
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    const dropped = this.discard();
+    if (dropped > 0) this.onRead(dropped);
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.cancelled) return this.onRead(chunk.length);
+    const waiting = this.#waiting;
+    if (waiting === null) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+      return;
+    }
+    this.#waiting = null;
+    this.onRead(chunk.length);
+    waiting.resolve(chunk);
+  }
+
+  end(): void {
+    this.ended = true;
+    if (this.chunks.length > 0) return;
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.resolve(null);
+  }
+
+  /** Makes later reads fail with `error` once the chunks already here are read. */
+  fail(error: Error): void {
+    if (this.ended || this.error !== null) return;
+    this.error = error;
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.reject(error);
+  }
+
+  /** Drops the unread chunks; returns how many bytes they held. */
+  discard(): number {
+    const dropped = this.buffered;
+    this.chunks = [];
+    this.buffered = 0;
+    return dropped;
+  }
+}
+
+/** The body of a request whose HEADERS frame ended the stream. */
+const ENDED_BODY: Http2RequestBody = {
+  next: () => Promise.resolve(null),
+  readAll: () => Promise.resolve(EMPTY),
+  cancel() {},
+};
 
 /** A header block being received across CONTINUATION frames. */
 interface PendingBlock {
@@ -758,6 +904,8 @@ class Connection implements Http2Session {
   #goawayLastId = MAX_WINDOW;
   #settingsTimer: ReturnType<typeof setTimeout> | null = null;
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the connection last had no open stream; -1 while it has some. */
+  #idleSince = -1;
   #shutdownPing: (() => void) | null = null;
   #idleFrames = 0;
   #idleWindowStart = Date.now();
@@ -942,6 +1090,11 @@ class Connection implements Http2Session {
       return this.#stopRequest(stream);
     }
     stream.recvWindow -= frame.flowLength;
+    if (stream.refused) {
+      this.#giveBackConnection(frame.flowLength); // its stream window stays shut
+      if (frame.endStream) this.#remoteEnded(stream);
+      return;
+    }
     // Padding is flow-controlled but never read: give it back now.
     const padding = frame.flowLength - frame.data.length;
     if (padding > 0) this.#consumed(stream, padding);
@@ -951,13 +1104,10 @@ class Connection implements Http2Session {
       throw streamError(id, ErrorCode.PROTOCOL_ERROR, "DATA beyond content-length");
     }
     if (stream.received > this.#o.maxBodyBytes) {
-      this.#failBody(
-        stream,
-        new RangeError(`Request body is over maxBodyBytes (${this.#o.maxBodyBytes})`),
-      );
-      throw streamError(id, ErrorCode.CANCEL, "Request body over maxBodyBytes");
+      const why = `Request body is over maxBodyBytes (${this.#o.maxBodyBytes})`;
+      return this.#refuseBody(stream, new RequestBodyError(413, why));
     }
-    if (frame.data.length > 0) this.#pushBody(stream, frame.data.slice());
+    if (frame.data.length > 0) stream.body!.push(frame.data.slice());
     if (frame.endStream) this.#endOfRequest(stream);
   }
 
@@ -969,71 +1119,36 @@ class Connection implements Http2Session {
         `Request body of ${stream.received} bytes, content-length says ${stream.contentLength}`,
       );
     }
-    stream.bodyEnded = true;
-    if (stream.body !== null && stream.chunks.length === 0) closeController(stream.body);
+    stream.body?.end();
+    this.#clearTimer(stream.readTimer);
+    stream.readTimer = null;
     this.#remoteEnded(stream);
+  }
+
+  /**
+   * A request body broke a limit (maxBodyBytes, readTimeout): its reads fail
+   * with `error`, and later DATA is dropped. Before the response starts the
+   * handler may still answer (the error carries 413 or 408); after, the
+   * stream is reset.
+   */
+  #refuseBody(stream: Stream, error: RequestBodyError): void {
+    if (stream.responseStarted) return this.#resetStream(stream.id, ErrorCode.CANCEL);
+    stream.refused = true;
+    if (stream.body !== null) {
+      this.#giveBackConnection(stream.body.discard());
+      stream.body.fail(error);
+    }
+  }
+
+  #readTimedOut(stream: Stream): void {
+    stream.readTimer = null;
+    const why = `Request body not received within readTimeout (${this.#o.readTimeout} ms)`;
+    this.#refuseBody(stream, new RequestBodyError(408, why));
   }
 
   #remoteEnded(stream: Stream): void {
     if (stream.state === "open") stream.state = "half-closed-remote";
     else if (stream.state === "half-closed-local") this.#closeStream(stream);
-  }
-
-  #pushBody(stream: Stream, chunk: Uint8Array): void {
-    if (stream.body === null) {
-      // The handler reads no body (or not yet): keep it within the window.
-      stream.chunks.push(chunk);
-      stream.buffered += chunk.length;
-      return;
-    }
-    if (stream.pullWaiting) {
-      stream.pullWaiting = false;
-      stream.body.enqueue(chunk);
-      this.#consumed(stream, chunk.length);
-    } else {
-      stream.chunks.push(chunk);
-      stream.buffered += chunk.length;
-    }
-  }
-
-  /** The request body as a stream that pulls from the frames received. */
-  #bodyStream(stream: Stream): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        stream.body = controller;
-      },
-      pull: (controller) => {
-        const chunk = stream.chunks.shift();
-        if (chunk !== undefined) {
-          stream.buffered -= chunk.length;
-          controller.enqueue(chunk);
-          this.#consumed(stream, chunk.length);
-        }
-        if (stream.chunks.length === 0) {
-          if (stream.bodyError) controller.error(stream.bodyError);
-          else if (stream.bodyEnded) closeController(controller);
-          else if (chunk === undefined) stream.pullWaiting = true;
-        }
-      },
-      cancel: () => {
-        const dropped = stream.buffered;
-        stream.chunks = [];
-        stream.buffered = 0;
-        this.#consumed(stream, dropped);
-      },
-    }, { highWaterMark: 0 });
-  }
-
-  #failBody(stream: Stream, error: Error): void {
-    if (stream.bodyEnded || stream.bodyError) return;
-    stream.bodyError = error;
-    if (stream.body !== null) {
-      try {
-        stream.body.error(error);
-      } catch {
-        // already closed
-      }
-    }
   }
 
   /** Gives flow-control credit back once the handler read `n` bytes (§6.9). */
@@ -1168,7 +1283,20 @@ class Connection implements Http2Session {
     }
     const request = validateRequest(id, decoded.fields);
     stream.contentLength = request.contentLength;
-    if (endStream) this.#endOfRequest(stream);
+    if (endStream) return this.#startHandler(stream, request);
+    if (request.contentLength !== null && request.contentLength > this.#o.maxBodyBytes) {
+      stream.refused = true; // answered at once, as HTTP/1.1 does
+      this.#respondEarly(
+        stream,
+        413,
+        `Request body is over maxBodyBytes (${this.#o.maxBodyBytes})\n`,
+      );
+      return;
+    }
+    stream.body = new StreamBody((n) => this.#consumed(stream, n));
+    if (this.#o.readTimeout > 0) {
+      stream.readTimer = this.#timer(() => this.#readTimedOut(stream), this.#o.readTimeout);
+    }
     this.#startHandler(stream, request);
   }
 
@@ -1324,33 +1452,23 @@ class Connection implements Http2Session {
 
   // ── Requests and responses ──
 
-  #startHandler(stream: Stream, parts: ValidRequest): void {
-    const authority = parts.authority ?? this.#tk.defaultAuthority;
-    const url = `${this.#tk.scheme}://${authority}${parts.path}`;
-    const body = stream.state === "open" || stream.chunks.length > 0
-      ? (stream.bodyStream = this.#bodyStream(stream))
-      : null;
-    let request: Request;
+  #startHandler(stream: Stream, request: ValidRequest): void {
+    if (stream.body !== null) request.body = stream.body;
     try {
-      const init: Http2RequestParts = {
-        method: parts.method,
-        url,
-        headers: parts.headers,
-        body,
-        signal: stream.abort.signal,
-      };
-      request = (this.#tk.createRequest ?? defaultRequest)(init);
-    } catch {
+      stream.exchange = this.#tk.open ? this.#tk.open(request) : openStandard(this.#tk, request);
+    } catch (error) {
       throw streamError(
         stream.id,
         ErrorCode.PROTOCOL_ERROR,
-        `Request target "${url}" is not a valid URL`,
+        `Malformed request: ${error instanceof Error ? error.message : error}`,
       );
+    }
+    if (this.#o.writeTimeout > 0) {
+      stream.writeTimer = this.#timer(() => this.#writeTimedOut(stream), this.#o.writeTimeout);
     }
     stream.handlerRunning = true;
     this.#handlers++;
-    const info: Http2Info = { remoteAddr: this.#tk.remoteAddr, completed: stream.completed };
-    this.#respond(stream, request, parts.method === "HEAD", info)
+    this.#respond(stream, stream.exchange, request.method === "HEAD")
       .catch((error) => {
         if (this.#streams.get(stream.id) === stream) {
           this.#resetStream(stream.id, ErrorCode.INTERNAL_ERROR);
@@ -1363,16 +1481,9 @@ class Connection implements Http2Session {
       });
   }
 
-  async #respond(stream: Stream, request: Request, head: boolean, info: Http2Info): Promise<void> {
-    let response: Response;
-    try {
-      response = await this.#tk.handler(request, info);
-      if (!(response instanceof Response)) {
-        throw new TypeError(`The handler returned ${typeof response}, not a Response`);
-      }
-    } catch (error) {
-      response = await (this.#tk.onError ?? defaultOnError)(error);
-    }
+  async #respond(stream: Stream, exchange: Http2Exchange, head: boolean): Promise<void> {
+    const result = exchange.respond();
+    const response = result instanceof Response ? result : await result;
     if (stream.state === "closed") throw new StreamEnded();
     const body = (this.#tk.responseBody ?? defaultBody)(response);
     const fields = (fn: (name: string, value: string) => void) =>
@@ -1380,6 +1491,12 @@ class Connection implements Http2Session {
         ? this.#tk.responseFields(response, fn)
         : response.headers.forEach((value, name) => fn(name, value));
     await this.#sendResponse(stream, response.status, fields, body, head);
+  }
+
+  /** writeTimeout ran out before the response ended (a slow handler, or a client granting no window). */
+  #writeTimedOut(stream: Stream): void {
+    stream.writeTimer = null;
+    if (this.#streams.get(stream.id) === stream) this.#resetStream(stream.id, ErrorCode.CANCEL);
   }
 
   /** Answers before any handler runs (431), then resets the rest of the request. */
@@ -1400,7 +1517,7 @@ class Connection implements Http2Session {
   ): Promise<void> {
     const fields: [string, string][] = [[":status", String(status)]];
     let bytes: Uint8Array | null = null;
-    if (body.kind === "text") bytes = new TextEncoder().encode(body.text);
+    if (body.kind === "text") bytes = encoder.encode(body.text);
     else if (body.kind === "bytes") bytes = body.bytes;
     const noBody = head || status === 204 || status === 304 || body.kind === "none";
     let hasLength = false;
@@ -1482,7 +1599,11 @@ class Connection implements Http2Session {
       this.#closeStream(stream);
     }
     this.#completedResponses++;
-    this.#drain().then(() => stream.resolveCompleted(), () => {});
+    this.#clearTimer(stream.writeTimer);
+    stream.writeTimer = null;
+    if (stream.refused && stream.state === "half-closed-local") this.#stopRequest(stream);
+    const exchange = stream.exchange;
+    if (exchange !== null) this.#drain().then(() => exchange.finish(), () => {});
   }
 
   /**
@@ -1494,14 +1615,14 @@ class Connection implements Http2Session {
     const finishedNormally = reason === undefined;
     stream.state = "closed";
     this.#streams.delete(stream.id);
+    this.#clearTimer(stream.readTimer);
+    this.#clearTimer(stream.writeTimer);
     if (!finishedNormally) {
-      this.#failBody(stream, reason);
-      stream.abort.abort(reason);
-      stream.rejectCompleted(reason);
+      stream.body?.fail(reason);
+      stream.exchange?.abort(reason);
+      stream.exchange?.finish(reason);
     }
-    if (stream.buffered > 0) this.#giveBackConnection(stream.buffered);
-    stream.chunks = [];
-    stream.buffered = 0;
+    if (stream.body !== null) this.#giveBackConnection(stream.body.discard());
     wake(stream);
     if (this.#streams.size === 0) {
       if (this.#goawaySent || this.#peerGoaway) this.#closeGracefully();
@@ -1513,7 +1634,7 @@ class Connection implements Http2Session {
   #stopRequest(stream: Stream): void {
     this.#rememberReset(stream.id);
     this.#enqueue(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
-    this.#failBody(stream, new Error("The response ended before the request body"));
+    stream.body?.fail(new Error("The response ended before the request body"));
     this.#closeStream(stream);
   }
 
@@ -1609,15 +1730,28 @@ class Connection implements Http2Session {
     }, this.#o.settingsTimeout);
   }
 
+  /**
+   * Starts counting idleTimeout. One timer serves many idle spells: streams
+   * that come and go only move {@linkcode #idleSince}, and the timer, when it
+   * fires early, waits for the rest (a busy connection goes idle between
+   * every batch of streams).
+   */
   #armIdle(): void {
-    this.#disarmIdle();
     if (this.#closed || this.#o.idleTimeout <= 0) return;
-    this.#idleTimer = this.#timer(() => this.shutdown(), this.#o.idleTimeout);
+    this.#idleSince = Date.now();
+    this.#idleTimer ??= this.#timer(() => this.#idleCheck(), this.#o.idleTimeout);
   }
 
   #disarmIdle(): void {
-    this.#clearTimer(this.#idleTimer);
+    this.#idleSince = -1;
+  }
+
+  #idleCheck(): void {
     this.#idleTimer = null;
+    if (this.#idleSince < 0) return; // busy: the next idle spell arms it again
+    const left = this.#idleSince + this.#o.idleTimeout - Date.now();
+    if (left > 0) this.#idleTimer = this.#timer(() => this.#idleCheck(), left);
+    else this.shutdown();
   }
 
   /** Graceful shutdown (§6.8): GOAWAY with the largest id and a PING, then the real last id. */
@@ -1715,14 +1849,6 @@ function wake(stream: Stream): void {
   resolve?.();
 }
 
-function closeController(controller: ReadableStreamDefaultController<Uint8Array>): void {
-  try {
-    controller.close();
-  } catch {
-    // already closed or errored
-  }
-}
-
 function concat(pieces: Uint8Array[], size: number): Uint8Array {
   const out = new Uint8Array(size);
   let at = 0;
@@ -1733,16 +1859,73 @@ function concat(pieces: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
-function defaultRequest(parts: Http2RequestParts): Request {
+/**
+ * The key under which an error carries its own HTTP answer; mod.ts answers
+ * such an error with it when a handler lets it through.
+ */
+const ERROR_RESPONSE: unique symbol = Symbol.for("brick.errorResponse");
+
+/** A request body that broke a limit: reads fail with it, and it answers 408 or 413. */
+class RequestBodyError extends Error {
+  constructor(readonly status: 408 | 413, message: string) {
+    super(message);
+    this.name = "RequestBodyError";
+  }
+
+  [ERROR_RESPONSE](): Response {
+    return new Response(`${this.message}\n`, { status: this.status });
+  }
+}
+
+/**
+ * The exchange without a toolkit's `open`: a standard `Request` and the
+ * toolkit's handler (serve() passes brick's own request object instead).
+ */
+function openStandard(toolkit: Http2Toolkit, parts: Http2RequestParts): Http2Exchange {
+  const target = parts.path === "*" ? "/*" : parts.path;
+  const url = `${toolkit.scheme}://${parts.authority ?? toolkit.defaultAuthority}${target}`;
+  const headers = new Headers();
+  for (let i = 0; i < parts.fields.length; i += 2) {
+    headers.append(parts.fields[i], parts.fields[i + 1]);
+  }
+  const controller = new AbortController();
   const bodyless = parts.method === "GET" || parts.method === "HEAD";
-  return new Request(parts.url, {
+  const request = new Request(url, {
     method: parts.method,
-    headers: parts.headers,
-    body: bodyless ? null : parts.body,
-    signal: parts.signal,
+    headers,
+    body: bodyless ? null : webStreamOf(parts.body),
+    signal: controller.signal,
     // @ts-ignore: `duplex` is needed for a stream body on Node and Deno
     duplex: "half",
   });
+  let settle!: (error?: Error) => void;
+  const completed = new Promise<void>((resolve, reject) => {
+    settle = (error) => (error ? reject(error) : resolve());
+  });
+  completed.catch(() => {}); // nobody may be listening
+  const info: Http2Info = { remoteAddr: toolkit.remoteAddr, completed };
+  return {
+    async respond() {
+      try {
+        const response = await toolkit.handler!(request, info);
+        if (response instanceof Response) return response;
+        throw new TypeError(`The handler returned ${typeof response}, not a Response`);
+      } catch (error) {
+        return await (toolkit.onError ?? defaultOnError)(error);
+      }
+    },
+    abort: (reason) => controller.abort(reason),
+    finish: settle,
+  };
+}
+
+/** The body as a web stream; a failed read errors it (Bun has no `ReadableStream.from`). */
+function webStreamOf(body: Http2RequestBody): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull: (controller) =>
+      body.next().then((chunk) => chunk === null ? controller.close() : controller.enqueue(chunk)),
+    cancel: () => body.cancel(),
+  }, { highWaterMark: 0 });
 }
 
 function defaultBody(response: Response): Http2Body {
@@ -1758,12 +1941,8 @@ function defaultOnError(error: unknown): Response {
 
 // ── Request header validation (§8.2, §8.3) ──
 
-/** A request's fields once validated. */
-interface ValidRequest {
-  method: string;
-  path: string;
-  authority: string | null;
-  headers: [string, string][];
+/** A request's fields once validated, ready for {@linkcode Http2Toolkit.open}. */
+interface ValidRequest extends Http2RequestParts {
   contentLength: number | null;
 }
 
@@ -1775,8 +1954,9 @@ interface ValidRequest {
 export function validateRequest(streamId: number, fields: string[]): ValidRequest {
   const malformed = (why: string) =>
     streamError(streamId, ErrorCode.PROTOCOL_ERROR, `Malformed request: ${why}`);
-  const pseudo = new Map<string, string>();
-  const headers: [string, string][] = [];
+  // :method, :scheme, :authority, :path, in REQUEST_PSEUDO's order; no Map per request.
+  const pseudo: (string | undefined)[] = [undefined, undefined, undefined, undefined];
+  const headers: string[] = [];
   let cookies: string[] | null = null;
   let host: string | null = null;
   let contentLength: number | null = null;
@@ -1790,9 +1970,10 @@ export function validateRequest(streamId: number, fields: string[]): ValidReques
       if (headers.length > 0 || cookies !== null) {
         throw malformed(`pseudo-header ${name} after a regular field`);
       }
-      if (!REQUEST_PSEUDO.has(name)) throw malformed(`unknown pseudo-header ${name}`);
-      if (pseudo.has(name)) throw malformed(`pseudo-header ${name} twice`);
-      pseudo.set(name, value);
+      const slot = REQUEST_PSEUDO.indexOf(name);
+      if (slot < 0) throw malformed(`unknown pseudo-header ${name}`);
+      if (pseudo[slot] !== undefined) throw malformed(`pseudo-header ${name} twice`);
+      pseudo[slot] = value;
       continue;
     }
     if (!isLowercaseToken(name)) throw malformed(`field name "${name}" is not a lowercase token`);
@@ -1813,32 +1994,24 @@ export function validateRequest(streamId: number, fields: string[]): ValidReques
       }
       contentLength = Number(value);
     }
-    headers.push([name, value]);
+    headers.push(name, value);
   }
-  if (cookies !== null) headers.push(["cookie", cookies.join("; ")]); // §8.2.3
-  const method = pseudo.get(":method");
+  if (cookies !== null) headers.push("cookie", cookies.join("; ")); // §8.2.3
+  const [method, scheme, givenAuthority, path] = pseudo;
   if (method === undefined) throw malformed(":method is missing");
   if (!isToken(method)) throw malformed(`:method "${method}" is not a token`);
-  const authority = pseudo.get(":authority") ?? host;
+  const authority = givenAuthority ?? host;
   if (method === "CONNECT") {
-    if (pseudo.has(":scheme") || pseudo.has(":path") || authority === null) {
+    if (scheme !== undefined || path !== undefined || authority === null) {
       throw malformed("CONNECT needs :authority and no :scheme or :path");
     }
-    return { method, path: "/", authority, headers, contentLength };
+    return { method, path: "/", authority, fields: headers, body: ENDED_BODY, contentLength };
   }
-  const scheme = pseudo.get(":scheme");
-  const path = pseudo.get(":path");
   if (scheme === undefined) throw malformed(":scheme is missing");
   if (path === undefined) throw malformed(":path is missing");
   if (path === "") throw malformed(":path is empty");
   if (path !== "*" && !path.startsWith("/")) throw malformed(`:path "${path}" is not absolute`);
-  return {
-    method,
-    path: path === "*" ? "/" : path,
-    authority: authority ?? null,
-    headers,
-    contentLength,
-  };
+  return { method, path, authority, fields: headers, body: ENDED_BODY, contentLength };
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

@@ -534,7 +534,7 @@ describe("validateRequest() (RFC 9113 §8.2-§8.3)", () => {
     assert.equal(request.method, "GET");
     assert.equal(request.path, "/a?b");
     assert.equal(request.authority, "x.test");
-    assert.deepEqual(request.headers, [["accept", "*/*"], ["cookie", "a=1; b=2"]]);
+    assert.deepEqual(request.fields, ["accept", "*/*", "cookie", "a=1; b=2"]);
   });
 
   test("rejects uppercase names, connection-specific fields, TE other than trailers", () => {
@@ -1191,5 +1191,178 @@ describe("serve() with HTTP/2", () => {
     assert.equal(decoder.decode(data.payload), "done");
     await within(finished, 5_000, "the shutdown");
     await raw.waitClosed();
+  });
+});
+
+describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1.1", () => {
+  const statusOf = (frame: RawFrame) => frame.fields![frame.fields!.indexOf(":status") + 1];
+  const dataFrame = (id: number, bytes: number, end = false) =>
+    encodeFrame(FrameType.DATA, end ? Flag.END_STREAM : 0, id, new Uint8Array(bytes));
+  const POST: [string, string][] = [
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":path", "/"],
+    [":authority", "localhost"],
+  ];
+
+  test("an h2 request is the same lazy request object as HTTP/1.1's, not a built Request", async () => {
+    const prototypes: object[] = [];
+    const { server, port } = await startServer(async (request) => {
+      prototypes.push(Object.getPrototypeOf(request));
+      const line = `${request.method} ${request.url} ${request.headers.get("x-a")}`;
+      return new Response(`${line} ${await request.text()}`);
+    });
+    try {
+      const client = await connect(port);
+      const h2 = await request(client, { ":method": "PUT", ":path": "/p?q", "x-a": "1" }, "body");
+      assert.equal(decoder.decode(h2.body), `PUT http://127.0.0.1:${port}/p?q 1 body`);
+      await closeClient(client);
+      const h1 = await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: "x" });
+      await h1.text();
+      assert.equal(prototypes.length, 2);
+      assert.notEqual(prototypes[0], Request.prototype, "h2 built a standard Request");
+      assert.equal(prototypes[0], prototypes[1]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("an :authority with userinfo or a bad host is malformed (§8.3.1): RST_STREAM PROTOCOL_ERROR", async () => {
+    const { server, port } = await startServer(() => new Response("ran"));
+    try {
+      const raw = await RawH2.open(port);
+      const ask = (id: number, authority: string) =>
+        raw.headers(id, [], true, [[":method", "GET"], [":scheme", "http"], [":path", "/"], [
+          ":authority",
+          authority,
+        ]]);
+      raw.send(ask(1, "user@localhost"), ask(3, "bad host"), ask(5, "localhost:8080"));
+      assert.equal(await raw.rst(1), ErrorCode.PROTOCOL_ERROR);
+      assert.equal(await raw.rst(3), ErrorCode.PROTOCOL_ERROR);
+      const ok = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 5);
+      assert.equal(statusOf(ok), "200");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("request.bytes() and request.body read a 1 MiB upload past the stream windows", async () => {
+    const { server, port } = await startServer(async (request) => {
+      if (request.url.endsWith("/bytes")) return new Response(`${(await request.bytes()).length}`);
+      let total = 0;
+      for await (const chunk of request.body!) total += chunk.length;
+      return new Response(`${total}`);
+    });
+    try {
+      const client = await connect(port);
+      const upload = new Uint8Array(1024 * 1024).fill(7);
+      for (const path of ["/bytes", "/stream"]) {
+        const response = await request(client, { ":method": "POST", ":path": path }, upload);
+        assert.equal(decoder.decode(response.body), String(upload.length), path);
+      }
+      await closeClient(client);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("request.signal aborts and info.completed rejects when the client sends RST_STREAM", async () => {
+    const aborted = deferred<unknown>();
+    const completed = deferred<string>();
+    const started = deferred<void>();
+    const { server, port } = await startServer((request, info) => {
+      request.signal.addEventListener("abort", () => aborted.resolve(request.signal.reason));
+      info.completed.then(() => completed.resolve("resolved"), () => completed.resolve("rejected"));
+      started.resolve();
+      return new Promise<Response>(() => {}); // answers never
+    });
+    try {
+      const raw = await RawH2.open(port);
+      raw.send(raw.headers(1));
+      await within(started.promise, 5_000, "the handler");
+      raw.send(rstStreamFrame(1, ErrorCode.CANCEL));
+      assert.match(
+        String(await within(aborted.promise, 5_000, "request.signal")),
+        /reset stream 1/,
+      );
+      assert.equal(await within(completed.promise, 5_000, "info.completed"), "rejected");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("a content-length over maxBodyBytes is answered 413 before the handler, then RST_STREAM NO_ERROR", async () => {
+    let calls = 0;
+    const { server, port } = await startServer(() => {
+      calls++;
+      return new Response("ran");
+    }, { maxBodyBytes: 1_000 });
+    try {
+      const raw = await RawH2.open(port);
+      raw.send(raw.headers(1, [["content-length", "5000"]], false, POST));
+      const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(statusOf(head), "413");
+      assert.equal(await raw.rst(1), ErrorCode.NO_ERROR);
+      assert.equal(calls, 0);
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("a body that grows past maxBodyBytes fails its read, and the error the handler lets through answers 413", async () => {
+    const { server, port } = await startServer(async (request) => {
+      return new Response(`read ${(await request.bytes()).length}`);
+    }, { maxBodyBytes: 1_000 });
+    try {
+      const raw = await RawH2.open(port);
+      raw.send(raw.headers(1, [], false, POST), dataFrame(1, 600), dataFrame(1, 600));
+      const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(statusOf(head), "413");
+      assert.equal(await raw.rst(1), ErrorCode.NO_ERROR);
+      // The connection still serves.
+      raw.send(raw.headers(3));
+      const next = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 3);
+      assert.equal(statusOf(next), "200");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("readTimeout: a request body that stalls is answered 408", async () => {
+    const { server, port } = await startServer(async (request) => {
+      return new Response(await request.text());
+    }, { readTimeout: 300 });
+    try {
+      const raw = await RawH2.open(port);
+      raw.send(raw.headers(1, [], false, POST), dataFrame(1, 10));
+      const head = await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(statusOf(head), "408");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("writeTimeout: a response stalled on a zero window is reset with CANCEL and request.signal aborts", async () => {
+    const aborted = deferred<void>();
+    const { server, port } = await startServer((request) => {
+      request.signal.addEventListener("abort", () => aborted.resolve());
+      return new Response(new Uint8Array(100_000));
+    }, { writeTimeout: 300 });
+    try {
+      const raw = await RawH2.open(port, false);
+      raw.send(PREFACE, settingsFrame([[Setting.INITIAL_WINDOW_SIZE, 0]]), settingsFrame([], true));
+      raw.send(raw.headers(1));
+      await raw.next((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.equal(await raw.rst(1), ErrorCode.CANCEL);
+      await within(aborted.promise, 5_000, "request.signal");
+      raw.close();
+    } finally {
+      await server.shutdown();
+    }
   });
 });

@@ -36,7 +36,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { lstatSync, rmSync } from "node:fs";
-import { serveHttp2 } from "./http2.ts";
+import { type Http2Exchange, type Http2RequestParts, serveHttp2 } from "./http2.ts";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -2569,8 +2569,32 @@ const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders");
  */
 const ERROR_RESPONSE: unique symbol = Symbol.for("brick.errorResponse");
 
-/** Per-request state the server and the request object share. */
-class RequestState {
+/**
+ * What the request object needs of a request head, whichever protocol brought
+ * it: HTTP/1.1's {@linkcode RequestHead}, or an HTTP/2 stream's pseudo-headers
+ * and fields (see {@linkcode openHttp2Request}).
+ */
+type RequestFacts = Pick<RequestHead, "method" | "target" | "form" | "host" | "fields">;
+
+/**
+ * Where the request object reads the body from: HTTP/1.1's
+ * {@linkcode BodyReader}, or an HTTP/2 stream's DATA frames.
+ */
+interface RequestBody {
+  next(): Promise<Uint8Array | null>;
+  readAll(): Promise<Uint8Array>;
+  /** Called when the reader gives up on the body (its stream was cancelled). */
+  cancel?(): void;
+  /** Set when the body broke its framing or a limit: the server answers for it. */
+  readonly error?: Error | null;
+}
+
+/**
+ * Per-request state the server and the request object share. Both protocols
+ * use it: HTTP/1.1 with its parsed head and body reader (the defaults), HTTP/2
+ * with any {@linkcode RequestFacts} and {@linkcode RequestBody}.
+ */
+class RequestState<Head extends RequestFacts = RequestHead, Body extends RequestBody = BodyReader> {
   controller: AbortController | null = null;
   abortReason: unknown = undefined;
   aborted = false;
@@ -2585,8 +2609,8 @@ class RequestState {
   #url: string | null = null;
 
   constructor(
-    readonly head: RequestHead,
-    readonly body: BodyReader,
+    readonly head: Head,
+    readonly body: Body,
     readonly site: Site,
   ) {}
 
@@ -2641,9 +2665,9 @@ class RequestState {
 
 /** The {@linkcode ServeInfo} handed to the handler beside the request. */
 class RequestInfo implements ServeInfo<Addr> {
-  #state: RequestState;
+  #state: AnyRequestState;
 
-  constructor(readonly remoteAddr: Addr, state: RequestState) {
+  constructor(readonly remoteAddr: Addr, state: AnyRequestState) {
     this.#state = state;
   }
 
@@ -2651,6 +2675,9 @@ class RequestInfo implements ServeInfo<Addr> {
     return this.#state.completed;
   }
 }
+
+/** A {@linkcode RequestState} of either protocol. */
+type AnyRequestState = RequestState<RequestFacts, RequestBody>;
 
 const hasBodyMethod = (method: string) => method !== "GET" && method !== "HEAD";
 
@@ -2661,13 +2688,13 @@ const hasBodyMethod = (method: string) => method !== "GET" && method !== "HEAD";
  * `Request` and answers from it (see STYLE.md §6).
  */
 class LazyRequest {
-  #state: RequestState;
+  #state: AnyRequestState;
   #headers: Headers | null = null;
   #body: ReadableStream<Uint8Array> | null = null;
   #used = false;
   #real: Request | null = null;
 
-  constructor(state: RequestState) {
+  constructor(state: AnyRequestState) {
     this.#state = state;
   }
 
@@ -2804,7 +2831,10 @@ interface PendingUpgrade {
   reject(error: unknown): void;
 }
 
-function requestUpgrade(state: RequestState, response: Response): Promise<UpgradedConnection> {
+function requestUpgrade(
+  state: AnyRequestState,
+  response: Response,
+): Promise<UpgradedConnection> {
   if (state.upgrade !== null) {
     return Promise.reject(new TypeError("The connection was already claimed for an upgrade"));
   }
@@ -2901,7 +2931,7 @@ function lendMembers<T extends object>(light: T, native: object, real: (self: T)
 }
 
 /** The request body as a byte stream, pulled from the socket as the consumer reads. */
-function bodyStream(reader: BodyReader): ReadableStream<Uint8Array> {
+function bodyStream(reader: RequestBody): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -2911,6 +2941,9 @@ function bodyStream(reader: BodyReader): ReadableStream<Uint8Array> {
       } catch (error) {
         controller.error(error);
       }
+    },
+    cancel() {
+      reader.cancel?.();
     },
   }, { highWaterMark: 0 });
 }
@@ -3829,8 +3862,7 @@ function handOverToHttp2(c: Connection): Promise<void> {
   c.deadline = "none";
   const transport = c.handedOver = new HandedOverConnection(c);
   const session = serveHttp2(transport, {
-    handler: server.handler,
-    onError: (error) => ownAnswer(error) ?? options.onError(error),
+    open: (parts) => openHttp2Request(server, c.remoteAddr, parts),
     responseBody: bodySourceOf,
     responseFields(response, fn) {
       const light = lightOf(response);
@@ -3846,11 +3878,48 @@ function handOverToHttp2(c: Connection): Promise<void> {
     readHeaderTimeout: options.readHeaderTimeout,
     idleTimeout: options.idleTimeout,
     maxBodyBytes: options.maxBodyBytes,
+    readTimeout: options.readTimeout,
+    writeTimeout: options.writeTimeout,
     shutdownTimeout: options.shutdownTimeout,
   });
   transport.onShutdown = () => void session.shutdown();
   if (server.closing) queueMicrotask(() => transport.onShutdown?.());
   return session.finished;
+}
+
+/**
+ * An HTTP/2 request as HTTP/1.1's: the same {@linkcode RequestState},
+ * {@linkcode LazyRequest} and {@linkcode RequestInfo}, and the same handler
+ * call (so onError, and errors that carry their answer, work alike).
+ */
+class Http2Request extends RequestState<RequestFacts, RequestBody> implements Http2Exchange {
+  constructor(readonly server: ServerImpl, readonly remoteAddr: Addr, parts: Http2RequestParts) {
+    const head: RequestFacts = {
+      method: parts.method,
+      target: parts.path,
+      form: parts.path === "*" ? "asterisk" : "origin",
+      host: parts.authority,
+      fields: parts.fields,
+    };
+    super(head, parts.body, server.site);
+  }
+
+  respond(): Response | Promise<Response> {
+    const request = new LazyRequest(this) as unknown as Request;
+    return callHandler(this.server, request, new RequestInfo(this.remoteAddr, this), this);
+  }
+}
+
+/** The toolkit's `open`: a request with an authority that is not `host[:port]` is refused. */
+function openHttp2Request(
+  server: ServerImpl,
+  remoteAddr: Addr,
+  parts: Http2RequestParts,
+): Http2Request {
+  if (parts.authority !== null && !isValidAuthority(parts.authority)) {
+    throw new TypeError(`:authority "${parts.authority}" is not host[:port]`);
+  }
+  return new Http2Request(server, remoteAddr, parts);
 }
 
 /**
@@ -3873,7 +3942,7 @@ function callHandler(
   server: ServerImpl,
   request: Request,
   info: ServeInfo<Addr>,
-  state: RequestState,
+  state: AnyRequestState,
 ): Response | Promise<Response> {
   let result: unknown;
   try {
@@ -3887,7 +3956,7 @@ function callHandler(
 /** Awaits what the handler returned; anything but a Response goes to onError. */
 async function settleResponse(
   server: ServerImpl,
-  state: RequestState,
+  state: AnyRequestState,
   result: unknown,
 ): Promise<Response> {
   try {
@@ -3900,7 +3969,11 @@ async function settleResponse(
 }
 
 /** Turns a handler failure into onError's response (or a plain 500). */
-async function recover(server: ServerImpl, state: RequestState, error: unknown): Promise<Response> {
+async function recover(
+  server: ServerImpl,
+  state: AnyRequestState,
+  error: unknown,
+): Promise<Response> {
   if (state.body.error instanceof HttpError || state.aborted) {
     return new Response(null, { status: 500 }); // replaced by the body's error, or never sent
   }
@@ -3943,7 +4016,7 @@ interface Site {
 }
 
 /** The absolute URL of the request, from its target and Host (RFC 9112 §3.3). */
-function requestUrl(head: RequestHead, site: Site): string {
+function requestUrl(head: RequestFacts, site: Site): string {
   if (head.form === "absolute") return head.target;
   const host = head.host || site.defaultHost;
   if (head.form === "asterisk") return `${site.scheme}${host}/*`;
