@@ -534,8 +534,20 @@ export interface Http2Exchange {
   respond(): Response | Promise<Response>;
   /** The stream ended before its response did: aborts `request.signal`, fails `info.completed`. */
   abort(reason: Error): void;
-  /** The response was written (no argument) or failed: settles `info.completed`. */
-  finish(error?: Error): void;
+  /**
+   * The response was written (no error) or failed: settles `info.completed`.
+   * `sent` says what reached the connection: the status (0 when no HEADERS
+   * went out) and the bytes of body in DATA frames.
+   */
+  finish(error?: Error, sent?: Http2Sent): void;
+}
+
+/** What a stream's response put on the connection, for an access log. */
+export interface Http2Sent {
+  /** The status sent, or 0 when no response head went out. */
+  status: number;
+  /** The bytes of body sent in DATA frames. */
+  bodyBytes: number;
 }
 
 /**
@@ -755,6 +767,8 @@ class Stream {
   wake: (() => void) | null = null;
   handlerRunning = false;
   responseStarted = false;
+  /** What the response has put on the connection so far (status 0: no head yet). */
+  readonly sent: Http2Sent = { status: 0, bodyBytes: 0 };
   readTimer: ReturnType<typeof setTimeout> | null = null;
   writeTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -1533,6 +1547,7 @@ class Connection implements Http2Session {
       fields.push(["content-length", String(bytes.length)]);
     }
     stream.responseStarted = true;
+    stream.sent.status = status;
     const endStream = noBody || (bytes !== null && bytes.length === 0);
     this.#enqueue(
       headersFrames(stream.id, this.#encoder.encode(fields), endStream, this.#peerMaxFrameSize),
@@ -1583,6 +1598,7 @@ class Connection implements Http2Session {
         data.subarray(at, at + allowed),
       ));
       at += allowed;
+      stream.sent.bodyBytes += allowed;
       this.#sendWindow -= allowed;
       stream.sendWindow -= allowed;
       if (this.#queued > WRITE_HIGH_WATER) await this.#drain();
@@ -1603,7 +1619,9 @@ class Connection implements Http2Session {
     stream.writeTimer = null;
     if (stream.refused && stream.state === "half-closed-local") this.#stopRequest(stream);
     const exchange = stream.exchange;
-    if (exchange !== null) this.#drain().then(() => exchange.finish(), () => {});
+    if (exchange !== null) {
+      this.#drain().then(() => exchange.finish(undefined, stream.sent), () => {});
+    }
   }
 
   /**
@@ -1620,7 +1638,7 @@ class Connection implements Http2Session {
     if (!finishedNormally) {
       stream.body?.fail(reason);
       stream.exchange?.abort(reason);
-      stream.exchange?.finish(reason);
+      stream.exchange?.finish(reason, stream.sent);
     }
     if (stream.body !== null) this.#giveBackConnection(stream.body.discard());
     wake(stream);

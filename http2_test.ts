@@ -39,6 +39,7 @@ import { chromiumPath, dumpDom } from "./_test_browser.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ResponseLogEntry } from "./mod.ts";
 
 const NO_CURL = await missing("curl");
 const NO_NGHTTP = await missing("nghttp", "--version");
@@ -1222,6 +1223,39 @@ describe("serve() with HTTP/2: the request object, limits and timeouts of HTTP/1
       assert.equal(prototypes.length, 2);
       assert.notEqual(prototypes[0], Request.prototype, "h2 built a standard Request");
       assert.equal(prototypes[0], prototypes[1]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("onResponse gets one entry per h2 response, with its status and the body bytes sent", async () => {
+    const entries: ResponseLogEntry[] = [];
+    const { server, port } = await startServer((request) => {
+      if (new URL(request.url).pathname === "/boom") throw new Error("handler failed on purpose");
+      return new Response(new Uint8Array(70_000), { status: 201 });
+    }, {
+      onResponse: (entry) => entries.push(entry),
+      onError: () => new Response("no", { status: 500 }),
+    });
+    try {
+      const client = await connect(port);
+      const big = await request(client, { ":method": "GET", ":path": "/big?x=1" });
+      const boom = await request(client, { ":method": "GET", ":path": "/boom" });
+      const head = await request(client, { ":method": "HEAD", ":path": "/big" });
+      assert.deepEqual([big.status, boom.status, head.status], [201, 500, 201]);
+      await closeClient(client);
+      await until(() => entries.length === 3, 5000, "three onResponse entries");
+      const seen = entries.map((e) => [e.requestLine, e.method, e.target, e.status, e.bodyBytes]);
+      seen.sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+      assert.deepEqual(seen, [
+        ["GET /big?x=1 HTTP/2", "GET", "/big?x=1", 201, 70_000],
+        ["GET /boom HTTP/2", "GET", "/boom", 500, 2],
+        ["HEAD /big HTTP/2", "HEAD", "/big", 201, 0],
+      ]);
+      for (const entry of entries) {
+        assert.equal(entry.error, undefined);
+        assert.equal(entry.remoteAddr.transport, "tcp");
+      }
     } finally {
       await server.shutdown();
     }

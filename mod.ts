@@ -36,7 +36,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { lstatSync, rmSync } from "node:fs";
-import { type Http2Exchange, type Http2RequestParts, serveHttp2 } from "./http2.ts";
+import { type Http2Exchange, type Http2RequestParts, type Http2Sent, serveHttp2 } from "./http2.ts";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -87,7 +87,11 @@ export type Handler<A extends Addr = NetAddr> = (
 
 /** One response the server sent, as {@linkcode ServeOptions.onResponse} receives it. */
 export interface ResponseLogEntry {
-  /** The request line as received, such as `GET /a?b=1 HTTP/1.1`; empty when none arrived whole. */
+  /**
+   * The request line as received, such as `GET /a?b=1 HTTP/1.1`; empty when
+   * none arrived whole. For HTTP/2, the same made from the stream's
+   * `:method` and `:path`: `GET /a?b=1 HTTP/2`.
+   */
   requestLine: string;
   /** The request method: the request line's first word, or empty. */
   method: string;
@@ -3893,6 +3897,9 @@ function handOverToHttp2(c: Connection): Promise<void> {
  * call (so onError, and errors that carry their answer, work alike).
  */
 class Http2Request extends RequestState<RequestFacts, RequestBody> implements Http2Exchange {
+  /** When the stream's request head arrived, for `onResponse`. */
+  readonly startTime = Date.now();
+
   constructor(readonly server: ServerImpl, readonly remoteAddr: Addr, parts: Http2RequestParts) {
     const head: RequestFacts = {
       method: parts.method,
@@ -3907,6 +3914,20 @@ class Http2Request extends RequestState<RequestFacts, RequestBody> implements Ht
   respond(): Response | Promise<Response> {
     const request = new LazyRequest(this) as unknown as Request;
     return callHandler(this.server, request, new RequestInfo(this.remoteAddr, this), this);
+  }
+
+  override finish(error?: unknown, sent?: Http2Sent): void {
+    super.finish(error);
+    if (sent !== undefined && this.server.options.onResponse) this.#log(sent, error);
+  }
+
+  /** Hands `onResponse` this stream's entry; the request line is HTTP/2's equivalent. */
+  #log(sent: Http2Sent, error: unknown): void {
+    const { method, target } = this.head;
+    const log = newLogEntry(`${method} ${target} HTTP/2`, this.startTime, this.remoteAddr);
+    log.status = sent.status;
+    log.bodyBytes = sent.bodyBytes;
+    reportResponse(this.server, log, error);
   }
 }
 
@@ -4046,9 +4067,9 @@ async function answerProtocolError(c: Connection, error: unknown): Promise<void>
  * is written or cut off. The request line is copied now: the buffer is reused.
  */
 function logWhenFinished(c: Connection, state: RequestState, headStart: number): void {
-  const log = newLogEntry(c, requestLineAt(c.buf, headStart, c.start + c.buffered));
+  const log = connectionLogEntry(c, requestLineAt(c.buf, headStart, c.start + c.buffered));
   state.log = log;
-  const report = (error?: unknown) => state.log === log && reportResponse(c, log, error);
+  const report = (error?: unknown) => state.log === log && reportResponse(c.server, log, error);
   state.completed.then(() => report(), report);
 }
 
@@ -4063,16 +4084,14 @@ function logServerAnswer(
   const line = c.current?.log?.requestLine ?? requestLineAt(c.buf, c.start, c.start + c.buffered);
   // This answer replaces the handler's response, which is not sent then.
   if (c.current !== null) c.current.log = null;
-  const log = newLogEntry(c, line);
+  const log = connectionLogEntry(c, line);
   log.status = status;
   log.bodyBytes = message === null ? 0 : encoder.encode(message).length + 1;
-  sent.then(() => reportResponse(c, log), (error) => reportResponse(c, log, error));
+  sent.then(() => reportResponse(c.server, log), (error) => reportResponse(c.server, log, error));
 }
 
-function newLogEntry(c: Connection, requestLine: string): ResponseLogEntry {
+function newLogEntry(requestLine: string, startTime: number, remoteAddr: Addr): ResponseLogEntry {
   const [method = "", target = ""] = requestLine === "" ? [] : requestLine.split(" ");
-  const startTime = c.requestStartedAt || Date.now();
-  const remoteAddr = c.remoteAddr;
   return {
     requestLine,
     method,
@@ -4085,11 +4104,16 @@ function newLogEntry(c: Connection, requestLine: string): ResponseLogEntry {
   };
 }
 
-function reportResponse(c: Connection, log: ResponseLogEntry, error?: unknown): void {
+/** A connection's entry for `onResponse`: its request began at `requestStartedAt`. */
+function connectionLogEntry(c: Connection, requestLine: string): ResponseLogEntry {
+  return newLogEntry(requestLine, c.requestStartedAt || Date.now(), c.remoteAddr);
+}
+
+function reportResponse(server: ServerImpl, log: ResponseLogEntry, error?: unknown): void {
   log.duration = Date.now() - log.startTime;
   if (error !== undefined) log.error = error;
   try {
-    c.server.options.onResponse!(log);
+    server.options.onResponse!(log);
   } catch (failure) {
     reportError(failure, "onResponse failed");
   }
