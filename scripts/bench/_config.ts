@@ -8,6 +8,7 @@
 import { fileURLToPath } from "node:url";
 import type { Scenario } from "./_scenarios.ts";
 import type { Server } from "./_servers.ts";
+import type { ProtocolBench } from "./_protocols.ts";
 
 // ─── Servers, scenarios and targets ─────────────────────────────────────────
 
@@ -19,6 +20,8 @@ export const RUNTIME_LABELS: Record<Runtime, string> = { deno: "Deno", node: "No
 /** Settings of one benchmark run. */
 export interface Options {
   scenarios: Scenario[];
+  /** The other protocols' benches to run after the scenarios. */
+  protocols: ProtocolBench[];
   servers: Server[];
   /** Measured seconds per run. */
   duration: number;

@@ -15,6 +15,7 @@ import {
   SERVER_CPU,
   WORKERS,
 } from "./_config.ts";
+import { PROTOCOL_BENCHES } from "./_protocols.ts";
 import { SCENARIOS } from "./_scenarios.ts";
 import { SERVERS } from "./_servers.ts";
 
@@ -30,6 +31,8 @@ and wrk share every CPU).
 Options:
   --scenario <names>        scenarios to run, repeatable or comma-separated (default: all)
                             ${SCENARIOS.map((s) => s.name).join(", ")}
+                            and the other protocols' benches, each a script of its own:
+                            ${PROTOCOL_BENCHES.map((b) => b.name).join(", ")}
   --runtime <names>         runtimes to run, repeatable or comma-separated (default: all)
                             ${Object.keys(RUNTIME_LABELS).join(", ")}
   --server <names>          servers to run, repeatable or comma-separated (default: all)
@@ -148,8 +151,14 @@ export function parseOptions(args: string[]): Options | undefined {
   if (values.help) return undefined;
 
   const quick = values.quick;
+  const named = values.scenario === undefined ? undefined : splitList(values.scenario);
+  const isProtocol = (name: string) => PROTOCOL_BENCHES.some((bench) => bench.name === name);
+  const core = named?.filter((name) => !isProtocol(name));
   return {
-    scenarios: selectByName("scenario", SCENARIOS, values.scenario),
+    scenarios: core?.length === 0 ? [] : selectByName("scenario", SCENARIOS, core),
+    protocols: named === undefined
+      ? PROTOCOL_BENCHES
+      : PROTOCOL_BENCHES.filter((bench) => named.includes(bench.name)),
     servers: selectServers(values.server, values.runtime),
     duration: parsePositive("duration", values.duration, quick ? 1 : 5),
     warmup: parsePositive("warmup", values.warmup, quick ? 1 : 2),

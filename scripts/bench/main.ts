@@ -27,6 +27,11 @@
  * - Node: brick's CLI from the npm build (`npm/main.js --workers 2`, node:cluster processes)
  *   and `node_cluster.mjs`, a node:cluster of two node:http workers, the baseline.
  *
+ * After the scenarios come the other protocols' benches (`_protocols.ts`: WebSocket echo,
+ * HTTP/2 under h2load, the reverse proxy against nginx), each a script of its own run as a
+ * child, whose tables are added to the report; `--scenario websocket,http2,proxy` runs only
+ * those and prints them.
+ *
  * The scenarios (`SCENARIOS` in `_scenarios.ts`): `hello`, `close` and `pipeline` (GET / keep-alive, with
  * a new connection per request, 16 pipelined), `post` (a 64 KiB body read whole), `static` (a
  * 100 MiB file), `idle` (10,000 open keep-alive connections) and `workers` (`hello` against the
@@ -91,6 +96,7 @@ import {
   isInterrupted,
   stopProcess,
 } from "./_processes.ts";
+import { type ProtocolBench, runProtocolBench } from "./_protocols.ts";
 import { runScenario } from "./_rounds.ts";
 import type { Failure } from "./_running.ts";
 
@@ -113,6 +119,9 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  if (options.scenarios.length === 0) {
+    return await runProtocolsOnly(options.protocols, options.duration);
+  }
   const removeSignalHandler = interruptOnSignal();
   const tmpDir = await Deno.makeTempDir({ prefix: "brick-bench-" });
   try {
@@ -134,8 +143,16 @@ async function main(): Promise<number> {
     const checks = formatChecks(results, preparation.servers);
     console.log(`\n${table}`);
     for (const section of checks) console.log(section);
+    const protocols = [];
+    for (const bench of options.protocols) {
+      if (isInterrupted()) break;
+      const section = await runProtocolBench(bench, options.duration);
+      console.log(`\n${section}`);
+      protocols.push(section);
+    }
     const parts = { table, checks, preparation, failures };
-    await writeReport(options.output, await formatReport(parts, options));
+    const report = await formatReport(parts, options);
+    await writeReport(options.output, [report, ...protocols].join("\n"));
     console.error(`Wrote ${options.output}`);
     if (failures.length > 0) {
       console.error(`${failures.length} server run(s) failed; see the report`);
@@ -151,6 +168,12 @@ async function main(): Promise<number> {
     await Deno.remove(tmpDir, { recursive: true });
     removeSignalHandler();
   }
+}
+
+/** Only other protocols' benches were asked for: their tables are printed, BENCH.md is left alone. */
+async function runProtocolsOnly(benches: ProtocolBench[], seconds: number): Promise<number> {
+  for (const bench of benches) console.log(`\n${await runProtocolBench(bench, seconds)}`);
+  return 0;
 }
 
 if (import.meta.main) {
