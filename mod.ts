@@ -3064,13 +3064,14 @@ function nextMacrotask(): Promise<undefined> {
   return new Promise((resolve) => later(() => resolve(undefined)));
 }
 
-// A lightweight Response for Node. undici's constructor builds a
+// A lightweight Response for Node and Bun. undici's constructor builds a
 // ReadableStream for every body, strings included: about a fifth of brick's
-// time per request on hello world. As @hono/node-server does, brick puts a
-// lighter Response in `globalThis` while it serves on Node. It keeps the body
+// time per request on hello world; Bun hides a static body, which brick then
+// reads as a stream. As @hono/node-server does, brick puts a
+// lighter Response in `globalThis` while it serves on Node and Bun. It keeps the body
 // and init as given; brick reads them directly, and any other use builds the
-// real Response once. `instanceof Response` holds for it and for undici's own
-// responses; `Response.json()`, `redirect()` and `error()` are undici's.
+// real Response once. `instanceof Response` holds for it and for the runtime's
+// own responses; `Response.json()`, `redirect()` and `error()` are the runtime's.
 
 const NativeResponse = globalThis.Response;
 const LIGHT = Symbol("brick.lightResponse");
@@ -3124,7 +3125,15 @@ class LightResponse {
 
 function realResponse(light: LightResponse): Response {
   const state = light[LIGHT];
-  state.real ??= new NativeResponse(state.body as BodyInit | null, state.init);
+  if (state.real === null) {
+    const real = new NativeResponse(state.body as BodyInit | null, state.init);
+    // Bun's Headers do not show the Content-Type a string body implies: the
+    // real response names it, as brick sends it and as Deno's and undici's do.
+    if (typeof state.body === "string" && !real.headers.has("content-type")) {
+      real.headers.set("content-type", "text/plain;charset=UTF-8");
+    }
+    state.real = real;
+  }
   return state.real;
 }
 
@@ -3206,9 +3215,16 @@ function lightFields(state: LightState, fn: (name: string, value: string) => voi
   if (!typed && typeof state.body === "string") fn("content-type", "text/plain;charset=UTF-8");
 }
 
-/** On Node, serves with the light Response in place of undici's (once per process). */
+/**
+ * On Node and Bun, serves with the light Response in place of the runtime's
+ * (once per process). Bun hides a static body: brick would read every
+ * response through its stream (peekBody), most of its time per request on
+ * hello world. The light response keeps the string or bytes as given, and
+ * names the Content-Type a string body implies itself (Bun's own Headers do
+ * not show it).
+ */
 function useLightResponse(): void {
-  if (deno || !staticBodyVisible || "Bun" in globalThis) return;
+  if (deno) return;
   if (globalThis.Response === NativeResponse) {
     globalThis.Response = LightResponse as unknown as typeof Response;
   }
