@@ -3405,22 +3405,23 @@ function bufferTextResponse(
   sendsBody: boolean,
   keepAlive: boolean,
 ): boolean {
-  // Encode the body first, leaving room for the head, whose Content-Length
-  // depends on the body's byte length; then put the head right before it.
+  // The head is planned once, for as many bytes as the text has characters
+  // (all ASCII, the usual case), and the body encoded right behind it. Other
+  // text has more bytes: the head is planned again for them and the body
+  // moved up by the digits its Content-Length gained.
   const source: BodySource = { kind: "text", text };
-  const plan0 = planResponse(c, state, response, facts, source, 0, keepAlive);
-  const room = plan0.head.length + 16;
-  const out = c.reserveOut(room + text.length * 3);
-  const bodyAt = c.outLength + room;
+  let plan = planResponse(c, state, response, facts, source, text.length, keepAlive);
+  const out = c.reserveOut(plan.head.length + 16 + text.length * 3);
+  const bodyAt = c.outLength + plan.head.length;
   const { written } = encoder.encodeInto(text, out.subarray(bodyAt));
-  const plan = written === 0
-    ? plan0
-    : planResponse(c, state, response, facts, source, written, keepAlive);
-  const headAt = bodyAt - plan.head.length;
-  putHead(out, headAt, plan.head);
+  if (written !== text.length) {
+    plan = planResponse(c, state, response, facts, source, written, keepAlive);
+    const headEnd = c.outLength + plan.head.length;
+    if (headEnd !== bodyAt) out.copyWithin(headEnd, bodyAt, bodyAt + written);
+  }
+  putHead(out, c.outLength, plan.head);
   const size = plan.head.length + (sendsBody ? written : 0);
   if (state.log !== null) state.log.bodyBytes = sendsBody ? written : 0;
-  if (headAt !== c.outLength) out.copyWithin(c.outLength, headAt, headAt + size);
   c.outLength += size;
   c.unflushed.push(state);
   return plan.keepAlive;

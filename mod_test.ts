@@ -1083,6 +1083,22 @@ describe("serve() responses", () => {
     });
   }
 
+  test("serve() frames pipelined text bodies of ASCII, accents and emoji by their UTF-8 bytes", async () => {
+    // 9 characters, 18 bytes: the Content-Length gains a digit over the character count.
+    const bodies = ["plain", "ééééééééé", "", "a😀b", "x".repeat(99) + "é", "ok"];
+    let next = 0;
+    await withServer(() => new Response(bodies[next++]), async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET.repeat(bodies.length));
+      const responses = await client.responses(bodies.length);
+      for (const [i, response] of responses.entries()) {
+        const bytes = new TextEncoder().encode(bodies[i]).length;
+        assert.equal(header(response, "content-length"), String(bytes));
+        assert.equal(response.text, bodies[i]);
+      }
+    });
+  });
+
   test("serve() sends a ReadableStream body chunked on HTTP/1.1", async () => {
     const { response, text } = await respond(() => new Response(tickingStream(1, 3).stream));
     assert.equal(header(response, "transfer-encoding"), "chunked");
