@@ -3116,13 +3116,14 @@ function nextMacrotask(): Promise<undefined> {
   return new Promise((resolve) => later(() => resolve(undefined)));
 }
 
-// A lightweight Response for Node. undici's constructor builds a
+// A lightweight Response for Node and Bun. undici's constructor builds a
 // ReadableStream for every body, strings included: about a fifth of brick's
-// time per request on hello world. As @hono/node-server does, brick puts a
-// lighter Response in `globalThis` while it serves on Node. It keeps the body
+// time per request on hello world; Bun hides a static body, which brick then
+// reads as a stream. As @hono/node-server does, brick puts a
+// lighter Response in `globalThis` while it serves on Node and Bun. It keeps the body
 // and init as given; brick reads them directly, and any other use builds the
-// real Response once. `instanceof Response` holds for it and for undici's own
-// responses; `Response.json()`, `redirect()` and `error()` are undici's.
+// real Response once. `instanceof Response` holds for it and for the runtime's
+// own responses; `Response.json()`, `redirect()` and `error()` are the runtime's.
 
 const NativeResponse = globalThis.Response;
 const LIGHT = Symbol("brick.lightResponse");
@@ -3176,7 +3177,15 @@ class LightResponse {
 
 function realResponse(light: LightResponse): Response {
   const state = light[LIGHT];
-  state.real ??= new NativeResponse(state.body as BodyInit | null, state.init);
+  if (state.real === null) {
+    const real = new NativeResponse(state.body as BodyInit | null, state.init);
+    // Bun's Headers do not show the Content-Type a string body implies: the
+    // real response names it, as brick sends it and as Deno's and undici's do.
+    if (typeof state.body === "string" && !real.headers.has("content-type")) {
+      real.headers.set("content-type", "text/plain;charset=UTF-8");
+    }
+    state.real = real;
+  }
   return state.real;
 }
 
@@ -3258,9 +3267,16 @@ function lightFields(state: LightState, fn: (name: string, value: string) => voi
   if (!typed && typeof state.body === "string") fn("content-type", "text/plain;charset=UTF-8");
 }
 
-/** On Node, serves with the light Response in place of undici's (once per process). */
+/**
+ * On Node and Bun, serves with the light Response in place of the runtime's
+ * (once per process). Bun hides a static body: brick would read every
+ * response through its stream (peekBody), most of its time per request on
+ * hello world. The light response keeps the string or bytes as given, and
+ * names the Content-Type a string body implies itself (Bun's own Headers do
+ * not show it).
+ */
 function useLightResponse(): void {
-  if (deno || !staticBodyVisible || "Bun" in globalThis) return;
+  if (deno) return;
   if (globalThis.Response === NativeResponse) {
     globalThis.Response = LightResponse as unknown as typeof Response;
   }
@@ -3441,22 +3457,23 @@ function bufferTextResponse(
   sendsBody: boolean,
   keepAlive: boolean,
 ): boolean {
-  // Encode the body first, leaving room for the head, whose Content-Length
-  // depends on the body's byte length; then put the head right before it.
+  // The head is planned once, for as many bytes as the text has characters
+  // (all ASCII, the usual case), and the body encoded right behind it. Other
+  // text has more bytes: the head is planned again for them and the body
+  // moved up by the digits its Content-Length gained.
   const source: BodySource = { kind: "text", text };
-  const plan0 = planResponse(c, state, response, facts, source, 0, keepAlive);
-  const room = plan0.head.length + 16;
-  const out = c.reserveOut(room + text.length * 3);
-  const bodyAt = c.outLength + room;
+  let plan = planResponse(c, state, response, facts, source, text.length, keepAlive);
+  const out = c.reserveOut(plan.head.length + 16 + text.length * 3);
+  const bodyAt = c.outLength + plan.head.length;
   const { written } = encoder.encodeInto(text, out.subarray(bodyAt));
-  const plan = written === 0
-    ? plan0
-    : planResponse(c, state, response, facts, source, written, keepAlive);
-  const headAt = bodyAt - plan.head.length;
-  putHead(out, headAt, plan.head);
+  if (written !== text.length) {
+    plan = planResponse(c, state, response, facts, source, written, keepAlive);
+    const headEnd = c.outLength + plan.head.length;
+    if (headEnd !== bodyAt) out.copyWithin(headEnd, bodyAt, bodyAt + written);
+  }
+  putHead(out, c.outLength, plan.head);
   const size = plan.head.length + (sendsBody ? written : 0);
   if (state.log !== null) state.log.bodyBytes = sendsBody ? written : 0;
-  if (headAt !== c.outLength) out.copyWithin(c.outLength, headAt, headAt + size);
   c.outLength += size;
   c.unflushed.push(state);
   return plan.keepAlive;

@@ -1008,16 +1008,32 @@ describe("serve() responses", () => {
     }
   });
 
-  // Bun's Response neither names the type of a string body nor tells a
-  // string from bytes (the body is a stream until sent), so brick cannot.
-  test("serve() sends a string body with Content-Type text/plain;charset=UTF-8", {
-    skip: onBun && "Bun's Response hides that its body is a string",
-  }, async () => {
+  // On Bun too, though Bun's own Response hides both the type and the string:
+  // brick's light Response keeps them.
+  test("serve() sends a string body with Content-Type text/plain;charset=UTF-8", async () => {
     await withServer(() => new Response("typed"), async ({ connect }) => {
       const client = await connect();
       await client.write(GET);
       const [response] = await client.responses(1);
       assert.equal(header(response, "content-type")?.toLowerCase(), "text/plain;charset=utf-8");
+    });
+  });
+
+  test("serve() keeps a string body's Content-Type once the handler reads its headers", async () => {
+    let seen: string | null = null;
+    await withServer(() => {
+      const response = new Response("typed");
+      response.headers.set("x-extra", "1");
+      seen = response.headers.get("content-type");
+      return response;
+    }, async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET);
+      const [response] = await client.responses(1);
+      assert.equal(seen, "text/plain;charset=UTF-8");
+      assert.equal(header(response, "content-type")?.toLowerCase(), "text/plain;charset=utf-8");
+      assert.equal(header(response, "x-extra"), "1");
+      assert.equal(response.text, "typed");
     });
   });
 
@@ -1067,6 +1083,22 @@ describe("serve() responses", () => {
       assert.equal(response.text, expected);
     });
   }
+
+  test("serve() frames pipelined text bodies of ASCII, accents and emoji by their UTF-8 bytes", async () => {
+    // 9 characters, 18 bytes: the Content-Length gains a digit over the character count.
+    const bodies = ["plain", "ééééééééé", "", "a😀b", "x".repeat(99) + "é", "ok"];
+    let next = 0;
+    await withServer(() => new Response(bodies[next++]), async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET.repeat(bodies.length));
+      const responses = await client.responses(bodies.length);
+      for (const [i, response] of responses.entries()) {
+        const bytes = new TextEncoder().encode(bodies[i]).length;
+        assert.equal(header(response, "content-length"), String(bytes));
+        assert.equal(response.text, bodies[i]);
+      }
+    });
+  });
 
   test("serve() sends a ReadableStream body chunked on HTTP/1.1", async () => {
     const { response, text } = await respond(() => new Response(tickingStream(1, 3).stream));

@@ -44,10 +44,36 @@ export interface AccessLogEntry {
  * ```
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
-  const requestLine = escapeForLog(entry.requestLine.replace(/["\\]/g, "\\$&"));
-  const bytes = entry.bytes === undefined ? "-" : String(entry.bytes);
-  const date = formatClfDate(entry.date);
-  return `${entry.remoteAddr} - - [${date}] "${requestLine}" ${entry.status} ${bytes}`;
+  return logLine(
+    entry.remoteAddr,
+    formatClfDate(entry.date),
+    entry.requestLine,
+    entry.status,
+    entry.bytes,
+  );
+}
+
+/** One log line from its parts, the date already formatted. */
+function logLine(
+  remoteAddr: string,
+  date: string,
+  requestLine: string,
+  status: number,
+  bytes: number | undefined,
+): string {
+  const line = isPlainForLog(requestLine)
+    ? requestLine
+    : escapeForLog(requestLine.replace(/["\\]/g, "\\$&"));
+  return `${remoteAddr} - - [${date}] "${line}" ${status} ${bytes === undefined ? "-" : bytes}`;
+}
+
+/** Whether `text` needs no escaping: printable ASCII without `"` or `\`. */
+function isPlainForLog(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code > 0x7e || code === 0x22 || code === 0x5c) return false;
+  }
+  return true;
 }
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -112,20 +138,76 @@ function latin1(bytes: Uint8Array): string {
  * ```
  */
 export function accessLogger(log: (line: string) => void): (entry: ResponseLogEntry) => void {
+  // The date is formatted once per second, not once per line.
+  let second = NaN;
+  let date = "";
   return (entry) => {
     try {
-      log(formatAccessLog({
-        remoteAddr: clientAddress(entry.remoteAddr),
-        date: new Date(entry.startTime),
-        requestLine: entry.requestLine === "" ? "-" : entry.requestLine,
-        status: entry.status,
-        bytes: entry.bodyBytes === 0 ? undefined : entry.bodyBytes,
-      }));
+      const now = Math.floor(entry.startTime / 1000);
+      if (now !== second) {
+        second = now;
+        date = formatClfDate(new Date(now * 1000));
+      }
+      log(logLine(
+        clientAddress(entry.remoteAddr),
+        date,
+        entry.requestLine === "" ? "-" : entry.requestLine,
+        entry.status,
+        entry.bodyBytes === 0 ? undefined : entry.bodyBytes,
+      ));
     } catch {
       // A closed stdout must not take the server down.
     }
   };
 }
+
+/**
+ * Makes a line writer that gathers the lines of one event-loop turn and
+ * writes them with one call of `write`, at the end of the turn: one system
+ * call for a burst of log lines instead of one each. Lines keep their order.
+ *
+ * @param write Receives the gathered lines, each ending in a newline.
+ * @returns The function that takes one line (without its newline), with `flush()`.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import process from "node:process";
+ * import { batchedLines } from "./access_log.ts";
+ * const log = batchedLines((text) => process.stdout.write(text));
+ * log("one");
+ * log("two"); // both written at once when this turn ends
+ * ```
+ */
+export function batchedLines(write: (text: string) => void): LineBatch {
+  let pending = "";
+  const flush = () => {
+    if (pending === "") return;
+    const text = pending;
+    pending = "";
+    try {
+      write(text);
+    } catch {
+      // A closed stdout must not take the server down.
+    }
+  };
+  const add = (line: string) => {
+    if (pending === "") setTimeout(flush, 0);
+    pending += line + "\n";
+    if (pending.length >= MAX_BATCH_CHARS) flush();
+  };
+  return Object.assign(add, { flush });
+}
+
+/** Takes one line; `flush()` writes what is gathered at once. */
+export interface LineBatch {
+  /** Gathers one line (without its newline). */
+  (line: string): void;
+  /** Writes the lines gathered so far now. */
+  flush(): void;
+}
+
+/** A batch of log lines is written at once past this many characters. */
+const MAX_BATCH_CHARS = 64 * 1024;
 
 /** The client's address for the log: its IP address, or `unix` on a Unix socket. */
 function clientAddress(addr: Addr): string {

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { join } from "node:path";
 import { type ResponseLogEntry, serve } from "../mod.ts";
 import { upgradeWebSocket } from "../websocket.ts";
-import { formatAccessLog, formatClfDate } from "./access_log.ts";
+import { accessLogger, batchedLines, formatAccessLog, formatClfDate } from "./access_log.ts";
 import {
   CLF_LINE,
   connect,
@@ -36,6 +36,44 @@ test("formatAccessLog() writes Common Log Format with '-' for an unknown size", 
     formatAccessLog({ ...base, requestLine: 'GET /"\x1b[2J HTTP/1.1', bytes: 0 }),
     `127.0.0.1 - - [${stamp}] "GET /\\"\\x1b[2J HTTP/1.1" 200 0`,
   );
+});
+
+test("accessLogger() formats each line's own second, with a tab and a quote escaped", () => {
+  const lines: string[] = [];
+  const logger = accessLogger((line) => lines.push(line));
+  const start = new Date(2026, 10, 21, 10, 0, 0).getTime();
+  const entry = (startTime: number, requestLine: string): ResponseLogEntry => ({
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    startTime,
+    requestLine,
+    status: 200,
+    bodyBytes: 2,
+  } as ResponseLogEntry);
+  logger(entry(start + 10, "GET / HTTP/1.1"));
+  logger(entry(start + 990, "GET /b HTTP/1.1"));
+  logger(entry(start + 1000, 'GET /"\t HTTP/1.1'));
+  const first = formatClfDate(new Date(start));
+  const next = formatClfDate(new Date(start + 1000));
+  assert.deepEqual(lines, [
+    `127.0.0.1 - - [${first}] "GET / HTTP/1.1" 200 2`,
+    `127.0.0.1 - - [${first}] "GET /b HTTP/1.1" 200 2`,
+    `127.0.0.1 - - [${next}] "GET /\\"\t HTTP/1.1" 200 2`,
+  ]);
+});
+
+test("batchedLines() writes a turn's lines at once, in order, and on flush()", async () => {
+  const writes: string[] = [];
+  const log = batchedLines((text) => writes.push(text));
+  log("one");
+  log("two");
+  assert.deepEqual(writes, []);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(writes, ["one\ntwo\n"]);
+  log("three");
+  log.flush();
+  assert.deepEqual(writes, ["one\ntwo\n", "three\n"]);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(writes, ["one\ntwo\n", "three\n"]);
 });
 
 test("brick CLI writes one Common Log Format line per request", async () => {

@@ -19,7 +19,7 @@ import {
   type Server,
   type UnixAddr,
 } from "../mod.ts";
-import { accessLogger, printRequestHead } from "./access_log.ts";
+import { accessLogger, batchedLines, type LineBatch, printRequestHead } from "./access_log.ts";
 import type { Target } from "./app.ts";
 import { printBanner, proxyBanner } from "./banner.ts";
 import { CliError, describeListenError, listenExitCode } from "./errors.ts";
@@ -148,11 +148,17 @@ export async function runServer(setup: ServerSetup): Promise<number> {
   // bind in the background and reject `server.finished` before onListen.
   let listening = false;
   let server: Server<Addr>;
+  // One write per event-loop turn for the access log; line by line with
+  // --verbose, whose request heads print at once, to keep the two in order.
+  const logLines = flags.quiet || flags.verbose
+    ? undefined
+    : batchedLines((text) => process.stdout.write(text));
+  const log = logLines ?? ((line: string) => console.log(line));
   try {
     server = listenWith(flags, tls, role, {
       handler,
       onRequestHead: flags.verbose ? printRequestHead : undefined,
-      onResponse: flags.quiet ? undefined : accessLogger((line) => console.log(line)),
+      onResponse: flags.quiet ? undefined : accessLogger(log),
       onListen: (addr) => {
         listening = true;
         if (role) role.listening();
@@ -198,5 +204,27 @@ export async function runServer(setup: ServerSetup): Promise<number> {
     return 1;
   } finally {
     removeStopListeners();
+    if (logLines) await flushAccessLog(logLines);
   }
+}
+
+/**
+ * Writes the access log lines still gathered and waits, at most a second,
+ * until stdout has taken them: the process exits right after, and Bun drops
+ * what a pipe has not yet taken.
+ */
+function flushAccessLog(logLines: LineBatch): Promise<void> {
+  logLines.flush();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 1000);
+    try {
+      process.stdout.write("", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    } catch {
+      clearTimeout(timer);
+      resolve();
+    }
+  });
 }

@@ -113,12 +113,10 @@ export function prepareBrickBuild(tmpDir: string, options: Options): Promise<Pre
     const snapshot = join(tmpDir, "brick-npm");
     await Deno.mkdir(snapshot);
     await Deno.writeTextFile(join(snapshot, "package.json"), '{ "type": "module" }\n');
-    for await (const entry of Deno.readDir(REPO_ROOT + "npm")) {
-      const isTest = entry.name.endsWith("_test.js") || entry.name.startsWith("_test");
-      if (entry.isFile && entry.name.endsWith(".js") && !isTest) {
-        await Deno.copyFile(join(REPO_ROOT, "npm", entry.name), join(snapshot, entry.name));
-      }
-    }
+    await copyModules(join(REPO_ROOT, "npm"), snapshot);
+    // The CLI's modules (main.js imports cli/).
+    await Deno.mkdir(join(snapshot, "cli"));
+    await copyModules(join(REPO_ROOT, "npm", "cli"), join(snapshot, "cli"));
     const serveDir = await modifiedAt(join(snapshot, "file_server.js")) !== undefined;
     return {
       env: { BRICK_BENCH_NPM_DIR: snapshot },
@@ -130,6 +128,16 @@ export function prepareBrickBuild(tmpDir: string, options: Options): Promise<Pre
     };
   })();
   return brickBuild;
+}
+
+/** Copies the modules of `from` (tests left out, not its folders) into `to`. */
+async function copyModules(from: string, to: string): Promise<void> {
+  for await (const entry of Deno.readDir(from)) {
+    const isTest = entry.name.endsWith("_test.js") || entry.name.startsWith("_test");
+    if (entry.isFile && entry.name.endsWith(".js") && !isTest) {
+      await Deno.copyFile(join(from, entry.name), join(to, entry.name));
+    }
+  }
 }
 
 /** Whether every package of {@linkcode HONO_PACKAGES} is installed in `dir` at its version. */

@@ -227,6 +227,11 @@ export function evaluate(check: Check, results: Results): { verdict: Verdict; ra
   }
 }
 
+/** A target ratio with one decimal, or two where one would round it (0.95). */
+function ratioText(value: number): string {
+  return Number(value.toFixed(1)) === value ? value.toFixed(1) : value.toFixed(2);
+}
+
 /**
  * Prints a target for the table, such as `≥ 1.3×`.
  *
@@ -238,9 +243,9 @@ export function formatTarget(target: Target | undefined, metric: Metric): string
   if (target === undefined) return "—";
   switch (target.kind) {
     case "at least":
-      return `≥ ${target.value.toFixed(1)}×`;
+      return `≥ ${ratioText(target.value)}×`;
     case "at most":
-      return `≤ ${target.value.toFixed(1)}×`;
+      return `≤ ${ratioText(target.value)}×`;
     case "limit":
       return `≤ ${metric.format(target.value)}`;
     case "all open":

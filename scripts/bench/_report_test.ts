@@ -165,3 +165,10 @@ test("markdownTable() pads columns and right-aligns the ones asked", () => {
     "| a    | number |\n| ---- | -----: |\n| x    |      1 |\n| long |     22 |\n",
   );
 });
+
+test("formatTarget() prints a ratio with one decimal, two where one would round it", () => {
+  assert.equal(formatTarget({ kind: "at least", value: 1.3 }, PEAK_RSS), "≥ 1.3×");
+  assert.equal(formatTarget({ kind: "at least", value: 2 }, PEAK_RSS), "≥ 2.0×");
+  assert.equal(formatTarget({ kind: "at least", value: 0.95 }, PEAK_RSS), "≥ 0.95×");
+  assert.equal(formatTarget({ kind: "at most", value: 1.05 }, PEAK_RSS), "≤ 1.05×");
+});

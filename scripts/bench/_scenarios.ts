@@ -196,12 +196,18 @@ export const CHECKS: Record<Runtime, Check[]> = {
     check("hello", CPU_PER_REQUEST, "brick-node", "node-http"),
     check("hello-h2load", REQUESTS_PER_SEC, "brick-node", "node-http"),
     check("hello", REQUESTS_PER_SEC, "brick-node", "raw-node"),
+    // The CLI as fast as the library, within 5%.
+    check("hello", REQUESTS_PER_SEC, "brick-node-cli", "brick-node", atLeast(0.95)),
+    check("hello", CPU_PER_REQUEST, "brick-node-cli", "brick-node"),
     check("workers", REQUESTS_PER_SEC, "brick-node-workers", "node-cluster"),
     check("workers", P99, "brick-node-workers", "node-cluster"),
   ],
   bun: [
     check("hello", REQUESTS_PER_SEC, "brick-bun", "bun", atLeast(0.7)),
     check("hello", REQUESTS_PER_SEC, "brick-bun-cli", "bun", atLeast(0.7)),
+    // The CLI as fast as the library, within 5%.
+    check("hello", REQUESTS_PER_SEC, "brick-bun-cli", "brick-bun", atLeast(0.95)),
+    check("hello", CPU_PER_REQUEST, "brick-bun-cli", "brick-bun"),
     check("hello-h2load", REQUESTS_PER_SEC, "brick-bun", "bun", atLeast(0.7)),
     check("hello-h2load", REQUESTS_PER_SEC, "brick-bun-cli", "bun", atLeast(0.7)),
     check("close", REQUESTS_PER_SEC, "brick-bun", "bun"),

@@ -160,6 +160,21 @@ export const SERVERS: Server[] = [
     scenarios: RAW_SCENARIOS,
   },
   {
+    name: "brick-node-cli",
+    title: "brick CLI on Node",
+    runtime: "node",
+    baseline: "node-http",
+    scenarios: ["hello", "hello-h2load"],
+    benchArgs: false,
+    portLine: BRICK_BANNER_PORT,
+    command: ["node", REPO_ROOT + "npm/main.js", ...brickCliArgs(1)],
+    prepare: async (tmpDir, options) => {
+      const build = await prepareBrickBuild(tmpDir, options);
+      const main = join(build.env!.BRICK_BENCH_NPM_DIR, "main.js");
+      return { ...build, command: ["node", main, ...brickCliArgs(1)] };
+    },
+  },
+  {
     name: "brick-bun",
     title: "brick on Bun",
     runtime: "bun",
