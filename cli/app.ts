@@ -7,9 +7,9 @@
  */
 
 import { type Stats, statSync } from "node:fs";
-import { extname, resolve } from "node:path";
+import { extname, posix, relative, resolve, sep } from "node:path";
 import process from "node:process";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { serveDir, type ServeDirOptions } from "../file_server.ts";
 import type { Handler } from "../mod.ts";
 import { brickCommand, READ_FILES, shellQuote } from "./command.ts";
@@ -152,12 +152,35 @@ async function loadApp(target: { path: string; name: string }, args: string[]): 
   }
   let module: Record<string, unknown>;
   try {
-    module = await import(pathToFileURL(path).href);
+    module = await import(`./${fromThisFolder(path)}`);
   } catch (error) {
     const message = `Cannot load "${name}": it threw while loading\n${describeLoadError(error)}`;
     throw new CliError(message, 1, { cause: error });
   }
   return handlerFromModule(module, name);
+}
+
+/**
+ * The app's URL relative to this module's folder (percent-encoded, as a URL
+ * path; on Bun, which resolves such specifiers as file paths, the plain path). brick imports it as `./…`, a specifier Deno's module graph and
+ * `deno publish` can analyze (an import of an arbitrary URL is reported as an
+ * unanalyzable dynamic import); it resolves to the same file.
+ *
+ * @throws {CliError} With exit code 2 when brick itself was loaded from a
+ * remote URL: a remote module cannot import a local file.
+ */
+function fromThisFolder(path: string): string {
+  const here = new URL(".", import.meta.url);
+  if (here.protocol !== "file:") {
+    throw new CliError(
+      `Cannot load "${path}" from brick at ${import.meta.url}: a remote module cannot import ` +
+        "a local file\nRun brick from a clone or from the npm package instead",
+      2,
+    );
+  }
+  // Bun resolves a relative specifier as a file path, not a URL: no percent-encoding there.
+  if ("Bun" in globalThis) return relative(fileURLToPath(here), path).split(sep).join("/");
+  return posix.relative(here.pathname, pathToFileURL(path).pathname);
 }
 
 /**

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import net from "node:net";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "../_test_skips.ts";
@@ -213,6 +214,23 @@ test("brick CLI serves a { fetch } object module, calling fetch with the object 
   } finally {
     await brick.close();
   }
+});
+
+test("brick CLI loads an app whose path holds a space, '#' and '%'", async () => {
+  // The app is imported by a path relative to cli/app.ts, which must be
+  // percent-encoded as a URL on Deno and Node and left as a path on Bun.
+  await withTempDir({}, async (dir) => {
+    const folder = join(dir, "my apps #1 100%");
+    mkdirSync(folder);
+    const app = join(folder, "the app.mjs");
+    writeFileSync(app, 'export default () => new Response("from the spaced app");\n');
+    const { brick, url } = await startBrick([app], { permissions: READ });
+    try {
+      assert.equal(await (await fetch(url)).text(), "from the spaced app");
+    } finally {
+      await brick.close();
+    }
+  });
 });
 
 test("brick CLI exits 2 naming what a module exports instead of a fetch handler", async () => {
