@@ -43,6 +43,7 @@ import type { ResponseLogEntry } from "./mod.ts";
 
 const NO_CURL = await missing("curl");
 const NO_NGHTTP = await missing("nghttp", "--version");
+const NO_H2LOAD = await missing("h2load", "--version");
 const NO_OPENSSL = await opensslMissing();
 
 const encoder = new TextEncoder();
@@ -1030,6 +1031,69 @@ describe("serve() with HTTP/2", () => {
       assert.equal(nghttp.match(/:status: 200/g)?.length, 2, nghttp);
     } finally {
       await server.shutdown();
+    }
+  });
+
+  test("h2load's requests, multiplexed 16 deep over h2c and TLS, all succeed", {
+    skip: NO_H2LOAD || NO_OPENSSL,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "brick-h2load-"));
+    try {
+      const pki = await makeTestCertificates(dir);
+      const plain = await startServer(() => new Response("Hello, World!"));
+      const secure = await startServer(() => new Response("Hello, World!"), {
+        cert: pki.cert,
+        key: pki.key,
+      });
+      try {
+        for (
+          const url of [`http://127.0.0.1:${plain.port}/`, `https://127.0.0.1:${secure.port}/`]
+        ) {
+          const out = await run("h2load", ["-n", "2000", "-c", "4", "-m", "16", url], {
+            timeoutMs: 60_000,
+          });
+          assert.match(out, /requests: 2000 total, 2000 started, 2000 done, 2000 succeeded/, out);
+          assert.match(out, /status codes: 2000 2xx/, out);
+          if (url.startsWith("https")) assert.match(out, /Application protocol: h2/, out);
+        }
+      } finally {
+        await plain.server.shutdown();
+        await secure.server.shutdown();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("Deno's own fetch speaks h2 to brick over TLS", {
+    skip: !("Deno" in globalThis) ? "Deno's HTTP client: runs on Deno" : NO_OPENSSL,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "brick-h2-deno-"));
+    try {
+      const pki = await makeTestCertificates(dir);
+      const lines: string[] = [];
+      const { server, port } = await startServer(echo, {
+        cert: pki.cert,
+        key: pki.key,
+        onResponse: (entry) => lines.push(entry.requestLine),
+      });
+      const deno = (globalThis as unknown as {
+        Deno: { createHttpClient(o: object): { close(): void } };
+      }).Deno;
+      const client = deno.createHttpClient({ caCerts: [pki.ca], http1: false, http2: true });
+      try {
+        const url = `https://localhost:${port}/deno?x=1`;
+        const response = await fetch(url, { client, method: "POST", body: "abc" } as RequestInit);
+        assert.equal(response.status, 200);
+        assert.equal(await response.text(), `POST ${url} 3`);
+        await until(() => lines.length === 1, 5000, "the onResponse entry");
+        assert.deepEqual(lines, ["POST /deno?x=1 HTTP/2"]);
+      } finally {
+        client.close();
+        await server.shutdown();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
