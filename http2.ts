@@ -253,12 +253,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
     }
     case FrameType.RST_STREAM:
       requireStream(header, "RST_STREAM");
-      if (length !== 4) {
-        throw connectionError(
-          ErrorCode.FRAME_SIZE_ERROR,
-          `RST_STREAM frame of ${length} bytes: it must be 4`,
-        );
-      }
+      requireLength(header, 4, "RST_STREAM");
       return { length, type, flags, streamId, errorCode: readUint32(payload, 0) };
     case FrameType.SETTINGS: {
       requireConnection(header, "SETTINGS");
@@ -286,12 +281,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
       throw connectionError(ErrorCode.PROTOCOL_ERROR, "Client sent PUSH_PROMISE");
     case FrameType.PING:
       requireConnection(header, "PING");
-      if (length !== 8) {
-        throw connectionError(
-          ErrorCode.FRAME_SIZE_ERROR,
-          `PING frame of ${length} bytes: it must be 8`,
-        );
-      }
+      requireLength(header, 8, "PING");
       return { length, type, flags, streamId, ack: (flags & Flag.ACK) !== 0, opaque: payload };
     case FrameType.GOAWAY:
       requireConnection(header, "GOAWAY");
@@ -311,12 +301,7 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
         debug: payload.subarray(8),
       };
     case FrameType.WINDOW_UPDATE: {
-      if (length !== 4) {
-        throw connectionError(
-          ErrorCode.FRAME_SIZE_ERROR,
-          `WINDOW_UPDATE frame of ${length} bytes: it must be 4`,
-        );
-      }
+      requireLength(header, 4, "WINDOW_UPDATE");
       const increment = readUint31(payload, 0);
       if (increment === 0) {
         const message = "WINDOW_UPDATE with an increment of 0";
@@ -344,6 +329,16 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
 function requireStream(header: FrameHeader, name: string): void {
   if (header.streamId === 0) {
     throw connectionError(ErrorCode.PROTOCOL_ERROR, `${name} frame on stream 0`);
+  }
+}
+
+/** A frame whose payload has one fixed size: any other is a connection error (§4.2). */
+function requireLength(header: FrameHeader, size: number, name: string): void {
+  if (header.length !== size) {
+    throw connectionError(
+      ErrorCode.FRAME_SIZE_ERROR,
+      `${name} frame of ${header.length} bytes: it must be ${size}`,
+    );
   }
 }
 

@@ -348,7 +348,7 @@ const READ_BUFFER_BYTES = 8192;
 /**
  * Size of the read buffer a connection holds while it waits for a request
  * head: most API clients' heads fit (a longer one takes the 8 KiB buffer),
- * and 10,000 idle keep-alive connections hold about 75 MiB less. A longer head or a body takes an 8 KiB buffer from the pool.
+ * and 10,000 idle keep-alive connections hold about 75 MiB less.
  */
 const HEAD_BUFFER_BYTES = 512;
 /** Initial size of a connection's output buffer, taken at its first response. */
