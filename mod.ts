@@ -1118,8 +1118,10 @@ interface BunSocket {
   write(data: Uint8Array, byteOffset: number, byteLength: number): number;
   /** Sends FIN; reading goes on. */
   shutdown(): void;
-  /** Closes the socket. */
+  /** Closes the socket once Bun has sent what it holds. */
   end(): void;
+  /** Closes the socket now, dropping what was not sent. */
+  terminate?(): void;
   pause?(): void;
   resume?(): void;
   setNoDelay?(noDelay: boolean): boolean;
@@ -1419,7 +1421,10 @@ class BunConn extends PushedConn implements Conn {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#socket.end(); // Bun calls the close handler from here
+    // Writes still waiting mean the peer stopped reading (writeTimeout, a
+    // shutdown deadline): end() would wait for it, so drop them instead.
+    if (this.#unsent.length > 0 && this.#socket.terminate) this.#socket.terminate();
+    else this.#socket.end(); // Bun calls the close handler from here
     this.socketClosed();
     this.#failWrites();
   }

@@ -280,6 +280,31 @@ export function processStats(pid: number | "self" = "self"): ProcessStats | null
   }
 }
 
+/**
+ * Whether some process still holds the server's end of the TCP connection
+ * from 127.0.0.1:`clientPort` to `serverPort`, from `/proc/net/tcp`: a socket
+ * whose owner closed it is gone from the table, or listed with inode 0 while
+ * the kernel still sends what it holds. Null without `/proc`. Unlike a count
+ * of the server's descriptors, this is not fooled by the runtime opening or
+ * closing other files meanwhile.
+ */
+export function serverHoldsConnection(serverPort: number, clientPort: number): boolean | null {
+  if (!HAS_PROC) return null;
+  const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, "0");
+  const local = `0100007F:${hex(serverPort)}`;
+  const remote = `0100007F:${hex(clientPort)}`;
+  try {
+    for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n")) {
+      const columns = line.trim().split(/\s+/);
+      // sl, local, remote, state, queues, timer, retransmits, uid, timeout, inode
+      if (columns[1] === local && columns[2] === remote) return columns[9] !== "0";
+    }
+    return false;
+  } catch {
+    return null;
+  }
+}
+
 /** The soft and hard limits of open files of process `pid`, from `/proc/<pid>/limits`. */
 export function fdLimits(pid: number | "self" = "self"): { soft: number; hard: number } | null {
   if (!HAS_PROC) return null;

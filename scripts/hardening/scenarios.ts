@@ -29,6 +29,7 @@ import {
   type ExitStatus,
   type ProcessStats,
   type Runtime,
+  serverHoldsConnection,
   spawnProcess,
   type Target,
 } from "./harness.ts";
@@ -264,37 +265,125 @@ export async function slowReader(
   await timedRequest(target.port, "/stream?n=1048576");
   await delay(100);
   const before = target.stats();
-  const client = await RawClient.connect(target.port);
+  const client = await StallingClient.connect(target.port, readFirst);
   try {
     const started = performance.now();
-    await client.write(`GET /stream?n=${bytes}&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await client.waitFor(() => client.received.length >= readFirst, `${readFirst} bytes`, waitMs);
-    client.socket.pause();
+    client.write(`GET /stream?n=${bytes}&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await Promise.race([client.stalled, delay(waitMs)]);
     // Let the server fill every buffer it will, then look at its memory.
     await delay(Math.min(1000, waitMs / 4));
     const stalled = target.stats();
-    let closedAfterMs = NaN;
-    const closed = new Promise<void>((resolve) => client.socket.once("close", () => resolve()));
-    // A paused socket only notices the close once it reads again: peek at the
-    // server's side instead, then resume to let the close through.
+    // A client that reads nothing cannot see the close: watch the server's
+    // side of the connection instead, then read again to let the close through.
     const deadline = started + waitMs;
     while (performance.now() < deadline) {
-      const stats = target.stats();
-      if (stats && before && stats.fds <= before.fds) break;
-      if (!stats) break;
+      if (serverHoldsConnection(target.port, client.localPort) !== true) break;
       await delay(20);
     }
-    closedAfterMs = performance.now() - started;
-    client.socket.resume();
-    await Promise.race([closed, delay(waitMs)]);
-    if (!client.closed) closedAfterMs = NaN;
+    let closedAfterMs = performance.now() - started;
+    client.resume();
+    await Promise.race([client.closed, delay(waitMs)]);
+    if (!client.isClosed) closedAfterMs = NaN;
     return {
-      received: client.received.length,
+      received: client.received,
       closedAfterMs,
       stats: { before, stalled, after: target.stats() },
     };
   } finally {
     client.destroy();
+  }
+}
+
+/** The part of Bun's client socket API that {@linkcode StallingClient} uses. */
+interface BunClientSocket {
+  readonly localPort: number;
+  write(data: Uint8Array): number;
+  pause(): void;
+  resume(): void;
+  terminate(): void;
+}
+
+/**
+ * A client that stops reading, for real, in the data event that brings its
+ * `readFirst`th byte, so that the server's writes stall once the kernel's
+ * buffers are full. On Bun it is Bun's own client socket: Bun's node:net
+ * socket keeps reading into memory while paused, so the server could send
+ * everything to a client that reads nothing.
+ */
+class StallingClient {
+  received = 0;
+  isClosed = false;
+  /** Resolves once `readFirst` bytes have arrived and reading stopped. */
+  readonly stalled: Promise<void>;
+  /** Resolves once the server closed the connection. */
+  readonly closed: Promise<void>;
+  #stall!: () => void;
+  #close!: () => void;
+  #socket: { write(data: Uint8Array): unknown; pause(): void; resume(): void } | null = null;
+  #destroy: () => void = () => {};
+  localPort = 0;
+
+  private constructor(readonly readFirst: number) {
+    this.stalled = new Promise((resolve) => this.#stall = resolve);
+    this.closed = new Promise((resolve) => this.#close = resolve);
+  }
+
+  static async connect(port: number, readFirst: number): Promise<StallingClient> {
+    const client = new StallingClient(readFirst);
+    const bun = (globalThis as { Bun?: { connect(options: unknown): Promise<BunClientSocket> } })
+      .Bun;
+    if (bun) {
+      const socket = await bun.connect({
+        hostname: HOST,
+        port,
+        socket: {
+          data: (s: BunClientSocket, chunk: Uint8Array) => client.#read(s, chunk.length),
+          close: () => client.#closedNow(),
+          error: () => client.#closedNow(),
+        },
+      });
+      client.#socket = socket;
+      client.localPort = socket.localPort;
+      client.#destroy = () => socket.terminate();
+      return client;
+    }
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const socket = net.createConnection({ host: HOST, port });
+      socket.once("error", reject);
+      socket.once("connect", () => resolve(socket));
+    });
+    socket.on("data", (chunk: Uint8Array) => client.#read(socket, chunk.length));
+    socket.on("close", () => client.#closedNow());
+    socket.on("error", () => client.#closedNow());
+    client.#socket = socket;
+    client.localPort = socket.localPort!;
+    client.#destroy = () => socket.destroy();
+    return client;
+  }
+
+  #read(socket: { pause(): void }, length: number): void {
+    const wasStalled = this.received >= this.readFirst;
+    this.received += length;
+    if (wasStalled || this.received < this.readFirst) return;
+    socket.pause();
+    this.#stall();
+  }
+
+  #closedNow(): void {
+    this.isClosed = true;
+    this.#close();
+  }
+
+  write(request: string): void {
+    this.#socket!.write(new TextEncoder().encode(request));
+  }
+
+  resume(): void {
+    this.#socket!.resume();
+  }
+
+  destroy(): void {
+    this.#destroy();
   }
 }
 
