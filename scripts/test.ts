@@ -198,6 +198,15 @@ async function main(): Promise<number> {
       ]),
     );
   }
+  // The build comes first: some Deno suites drive the npm build too (the
+  // bench's Node servers), and would skip on a fresh clone without it.
+  const needsBuild = wants("node") || wants("bun") || wants("pack");
+  let built = false;
+  if (needsBuild) {
+    const build = await runStep("Deno", "npm build", deno, ["task", "build:npm"]);
+    results.push(build);
+    built = build.code === 0;
+  }
   if (wants("deno")) {
     // One type check of every test file together, rather than one per process.
     const files = findFiles(ROOT, "_test.ts").filter(picked);
@@ -227,13 +236,6 @@ async function main(): Promise<number> {
       ]]),
     );
     results.push(await runStep("Deno", "conformance", deno, ["task", "conformance"]));
-  }
-  const needsBuild = wants("node") || wants("bun") || wants("pack");
-  let built = false;
-  if (needsBuild) {
-    const build = await runStep("Deno", "npm build", deno, ["task", "build:npm"]);
-    results.push(build);
-    built = build.code === 0;
   }
   const npmSuites = built ? findFiles(NPM_DIR, "_test.js").filter(picked) : [];
   if (wants("node") && built) {
