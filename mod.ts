@@ -581,9 +581,11 @@ interface Conn {
   read(buffer: Uint8Array): Promise<number | null>;
   /**
    * Writes some of `data`; resolves to the byte count written, once `data`
-   * may be reused. Waiting for it is the backpressure.
+   * may be reused. Waiting for it is the backpressure. A transport that knows
+   * at once that the kernel took all of `data` returns the count itself:
+   * awaiting nothing saves a promise and a tick per response.
    */
-  write(data: Uint8Array): Promise<number>;
+  write(data: Uint8Array): number | Promise<number>;
   /** Sends FIN: no more bytes from this side, while still reading. */
   closeWrite(): Promise<void>;
   close(): void;
@@ -1030,6 +1032,13 @@ abstract class PushedConn {
   }
 }
 
+/**
+ * Whether NodeConn may count a write as finished when the socket shows
+ * nothing left to send on return. True on Node; Bun's node:net (asked for
+ * with BRICK_TRANSPORT=node:net) always waits for the callback.
+ */
+const nodeWritesAtOnce = (globalThis as { Bun?: unknown }).Bun === undefined;
+
 /** A `node:net` (or `node:tls`) socket as a {@linkcode Conn}. */
 class NodeConn extends PushedConn implements Conn {
   readonly remoteAddr: Addr;
@@ -1038,6 +1047,19 @@ class NodeConn extends PushedConn implements Conn {
   #socket: net.Socket;
   /** Callbacks of writes (and the end) that the socket has not called yet; usually one. */
   #unsettled: ((error?: Error | null) => void)[] = [];
+  /**
+   * Writes handed to the kernel at once whose callbacks have not come yet
+   * (Node calls back a tick later). Nobody waits for them, except
+   * `#partWritten` for the last one when the kernel took only part of it.
+   */
+  #uncalled = 0;
+  #partWritten: ((error?: Error | null) => void) | null = null;
+  #calledBack = (error?: Error | null): void => {
+    if (--this.#uncalled > 0 || this.#partWritten === null) return;
+    const settle = this.#partWritten;
+    this.#partWritten = null;
+    settle(error);
+  };
 
   constructor(socket: net.Socket, unix: boolean) {
     super();
@@ -1064,7 +1086,28 @@ class NodeConn extends PushedConn implements Conn {
     this.#socket.resume();
   }
 
-  write(data: Uint8Array): Promise<number> {
+  write(data: Uint8Array): number | Promise<number> {
+    const socket = this.#socket;
+    if (nodeWritesAtOnce && this.#unsettled.length === 0 && socket.writableLength === 0) {
+      // With nothing queued before it, Node hands `data` to the kernel now;
+      // when the kernel takes all of it the write is finished on return
+      // (writableLength is back to 0) and Node holds `data` no longer. The
+      // callback still comes a tick later, to nobody; an error comes as the
+      // socket's "error" event.
+      this.#uncalled++;
+      socket.write(data, this.#calledBack);
+      if (socket.writableLength === 0 && !socket.errored) return data.length;
+      // The kernel took part (or the write failed): wait for the callback.
+      return new Promise((resolve, reject) => {
+        const settle = (error?: Error | null) => {
+          this.#forget(settle);
+          if (error) reject(error);
+          else resolve(data.length);
+        };
+        this.#unsettled.push(settle);
+        this.#partWritten = settle;
+      });
+    }
     // Node keeps a reference to `data` until its callback: resolve only then.
     return new Promise((resolve, reject) => {
       const settle = (error?: Error | null) => {
@@ -1364,10 +1407,10 @@ class BunConn extends PushedConn implements Conn {
     if (!this.#closed) this.#socket.resume?.();
   }
 
-  write(data: Uint8Array): Promise<number> {
+  write(data: Uint8Array): number | Promise<number> {
     if (this.#unsent.length === 0) {
       const n = this.#closed ? -1 : this.#socket.write(data, 0, data.length);
-      if (n === data.length) return Promise.resolve(n);
+      if (n === data.length) return n;
       if (n < 0) return Promise.reject(this.failure ?? new Error("The socket closed"));
       return new Promise((resolve, reject) => {
         this.#unsent.push({ data, written: n, resolve, reject });
@@ -1682,19 +1725,30 @@ class Connection {
     return this.out;
   }
 
-  /** Writes the buffered responses, then settles their `completed` promises. */
-  async flush(): Promise<void> {
+  /**
+   * Writes the buffered responses, then settles their `completed` promises.
+   * Returns undefined when the socket took them at once (Node, Bun), which
+   * the connection loop then need not await.
+   */
+  flush(): Promise<void> | undefined {
     if (this.outLength === 0) return;
     const data = this.out!.subarray(0, this.outLength);
     this.outLength = 0;
+    const writing = this.#writeAll(data);
     const done = this.unflushed;
+    if (writing === undefined) {
+      this.#flushed(done);
+      done.length = 0; // kept for the next responses
+      return;
+    }
     this.unflushed = [];
-    try {
-      await this.#writeAll(data);
-    } catch (error) {
+    return writing.then(() => this.#flushed(done), (error) => {
       for (const state of done) state.finish(error);
       throw error;
-    }
+    });
+  }
+
+  #flushed(done: RequestState[]): undefined {
     // An idle connection holds no output buffer: the next response takes one from the pool.
     if (this.outLength === 0 && this.out !== null && this.out.length === OUT_BUFFER_BYTES) {
       giveBuffer(outBuffers, this.out);
@@ -1709,13 +1763,23 @@ class Connection {
     await this.#writeAll(data);
   }
 
-  async #writeAll(data: Uint8Array): Promise<void> {
+  /** Writes all of `data`; undefined when the socket took it at once, else a promise. */
+  #writeAll(data: Uint8Array): Promise<void> | undefined {
+    let sent: number | Promise<number>;
+    try {
+      sent = this.conn.write(data);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    if (sent === data.length) return;
+    return this.#writeRest(data, sent);
+  }
+
+  async #writeRest(data: Uint8Array, first: number | Promise<number>): Promise<void> {
     this.#writing++;
     try {
-      let written = 0;
-      while (written < data.length) {
-        written += await this.conn.write(written === 0 ? data : data.subarray(written));
-      }
+      let written = await first;
+      while (written < data.length) written += await this.conn.write(data.subarray(written));
     } catch (error) {
       this.clientGone();
       throw new ClientGoneError(`Writing the response failed: ${(error as Error).message}`);
@@ -1798,7 +1862,7 @@ class Connection {
         clearTimeout(giveUp);
         this.close();
       };
-      const sent = this.conn.write(errorResponseBytes(408, "Request Timeout"));
+      const sent = Promise.resolve(this.conn.write(errorResponseBytes(408, "Request Timeout")));
       sent.then(done, done);
       logServerAnswer(this, sent, 408, "Request Timeout");
       this.current?.abort(new HttpError(408, "The request took too long to arrive"));
@@ -3659,7 +3723,10 @@ async function serveConnection(c: Connection): Promise<void> {
         // Waiting here, not in a helper, keeps an idle connection down to
         // one suspended function and its pending read.
         if (!prepareToReadHead(c)) return; // closed between requests
-        if (c.outLength > 0) await c.flush();
+        if (c.outLength > 0) {
+          const flushing = c.flush();
+          if (flushing) await flushing; // not when the socket took the bytes at once
+        }
         if (c.buffered === 0) c.useHeadBuffer();
         if (await c.fill(server.options.maxHeaderBytes + 4) === 0) {
           if (c.buffered === 0 || c.state === "closed") return;
@@ -3692,7 +3759,7 @@ async function serveConnection(c: Connection): Promise<void> {
     await answerProtocolError(c, error);
   } finally {
     if (c.state !== "hijacked") {
-      await c.flush().catch(() => {});
+      await c.flush()?.catch(() => {});
       // The client may still be sending (a body the handler left unread, the
       // next request): closing at once would reset the connection, and the
       // reset can destroy the response in flight. Close in stages instead
