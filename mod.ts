@@ -3364,8 +3364,15 @@ interface HeadFacts {
   length: string | null;
 }
 
+/** The facts of a response that names no header fields: shared, never changed. */
+const NO_FIELDS: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
+
 /** Serialises the response's own header fields, skipping the framing fields. */
 function headerLines(response: Response): HeadFacts {
+  const light = lightOf(response);
+  // The usual light response has no init headers: nothing to serialise, and
+  // planResponse() names the Content-Type of a string body as lightFields() would.
+  if (light && light.init?.headers === undefined) return NO_FIELDS;
   const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
   const add = (value: string, name: string) => {
     if (FRAMING_FIELDS.has(name)) {
@@ -3377,7 +3384,6 @@ function headerLines(response: Response): HeadFacts {
     else if (name === "content-type") facts.type = true;
     facts.lines += name + ": " + value + "\r\n";
   };
-  const light = lightOf(response);
   if (light) lightFields(light, (name, value) => add(value, name));
   else response.headers.forEach(add);
   return facts;
@@ -3516,6 +3522,9 @@ function bufferHead(c: Connection, state: RequestState | null, head: string): vo
   if (state !== null) c.unflushed.push(state);
 }
 
+/** What planResponse() needs to know of a text body: its kind. */
+const TEXT_BODY: BodySource = { kind: "text", text: "" };
+
 /** A text body: UTF-8 encoded straight into the output buffer, behind its head. */
 function bufferTextResponse(
   c: Connection,
@@ -3527,16 +3536,25 @@ function bufferTextResponse(
   keepAlive: boolean,
 ): boolean {
   // The head is planned once, for as many bytes as the text has characters
-  // (all ASCII, the usual case), and the body encoded right behind it. Other
-  // text has more bytes: the head is planned again for them and the body
-  // moved up by the digits its Content-Length gained.
-  const source: BodySource = { kind: "text", text };
-  let plan = planResponse(c, state, response, facts, source, text.length, keepAlive);
+  // (all ASCII, the usual case), and head and body are encoded in one go.
+  // Other text has more bytes: the head is planned again for them and the
+  // body moved up by the digits its Content-Length gained.
+  let plan = planResponse(c, state, response, facts, TEXT_BODY, text.length, keepAlive);
   const out = c.reserveOut(plan.head.length + 16 + text.length * 3);
+  if (sendsBody) {
+    const whole = plan.head + text;
+    const { read, written } = encoder.encodeInto(whole, out.subarray(c.outLength));
+    if (read === whole.length && written === whole.length) { // all ASCII
+      if (state.log !== null) state.log.bodyBytes = text.length;
+      c.outLength += written;
+      c.unflushed.push(state);
+      return plan.keepAlive;
+    }
+  }
   const bodyAt = c.outLength + plan.head.length;
   const { written } = encoder.encodeInto(text, out.subarray(bodyAt));
   if (written !== text.length) {
-    plan = planResponse(c, state, response, facts, source, written, keepAlive);
+    plan = planResponse(c, state, response, facts, TEXT_BODY, written, keepAlive);
     const headEnd = c.outLength + plan.head.length;
     if (headEnd !== bodyAt) out.copyWithin(headEnd, bodyAt, bodyAt + written);
   }
