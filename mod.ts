@@ -35,6 +35,7 @@
 
 import * as net from "node:net";
 import * as tls from "node:tls";
+import { Buffer } from "node:buffer";
 import { lstatSync, rmSync } from "node:fs";
 import { type Http2Exchange, type Http2RequestParts, type Http2Sent, serveHttp2 } from "./http2.ts";
 
@@ -512,17 +513,21 @@ function dateHeaderLine(): string {
 
 const encoder = new TextEncoder();
 
+/**
+ * Node's latin1 decoder, which every runtime's node:buffer has and which takes
+ * any Uint8Array: a third of the time of String.fromCharCode over a subarray
+ * on Node (0.1 against 0.3 µs for a 50-byte head), which builds an array of
+ * the bytes first; faster on Deno and Bun too.
+ */
+const latin1Slice = Buffer.prototype.latin1Slice as (
+  this: Uint8Array,
+  start: number,
+  end: number,
+) => string;
+
 /** Decodes bytes as ISO-8859-1: each byte becomes the code point of its value (a ByteString). */
 function latin1(bytes: Uint8Array, start: number, end: number): string {
-  if (end - start <= 2048) {
-    return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
-  }
-  let s = "";
-  for (let i = start; i < end; i += 2048) {
-    const stop = Math.min(end, i + 2048);
-    s += String.fromCharCode.apply(null, bytes.subarray(i, stop) as unknown as number[]);
-  }
-  return s;
+  return latin1Slice.call(bytes, start, end);
 }
 
 // ─── 3. Errors ──────────────────────────────────────────────────────────────
@@ -581,9 +586,11 @@ interface Conn {
   read(buffer: Uint8Array): Promise<number | null>;
   /**
    * Writes some of `data`; resolves to the byte count written, once `data`
-   * may be reused. Waiting for it is the backpressure.
+   * may be reused. Waiting for it is the backpressure. A transport that knows
+   * at once that the kernel took all of `data` returns the count itself:
+   * awaiting nothing saves a promise and a tick per response.
    */
-  write(data: Uint8Array): Promise<number>;
+  write(data: Uint8Array): number | Promise<number>;
   /** Sends FIN: no more bytes from this side, while still reading. */
   closeWrite(): Promise<void>;
   close(): void;
@@ -1030,6 +1037,13 @@ abstract class PushedConn {
   }
 }
 
+/**
+ * Whether NodeConn may count a write as finished when the socket shows
+ * nothing left to send on return. True on Node; Bun's node:net (asked for
+ * with BRICK_TRANSPORT=node:net) always waits for the callback.
+ */
+const nodeWritesAtOnce = (globalThis as { Bun?: unknown }).Bun === undefined;
+
 /** A `node:net` (or `node:tls`) socket as a {@linkcode Conn}. */
 class NodeConn extends PushedConn implements Conn {
   readonly remoteAddr: Addr;
@@ -1038,6 +1052,19 @@ class NodeConn extends PushedConn implements Conn {
   #socket: net.Socket;
   /** Callbacks of writes (and the end) that the socket has not called yet; usually one. */
   #unsettled: ((error?: Error | null) => void)[] = [];
+  /**
+   * Writes handed to the kernel at once whose callbacks have not come yet
+   * (Node calls back a tick later). Nobody waits for them, except
+   * `#partWritten` for the last one when the kernel took only part of it.
+   */
+  #uncalled = 0;
+  #partWritten: ((error?: Error | null) => void) | null = null;
+  #calledBack = (error?: Error | null): void => {
+    if (--this.#uncalled > 0 || this.#partWritten === null) return;
+    const settle = this.#partWritten;
+    this.#partWritten = null;
+    settle(error);
+  };
 
   constructor(socket: net.Socket, unix: boolean) {
     super();
@@ -1064,7 +1091,28 @@ class NodeConn extends PushedConn implements Conn {
     this.#socket.resume();
   }
 
-  write(data: Uint8Array): Promise<number> {
+  write(data: Uint8Array): number | Promise<number> {
+    const socket = this.#socket;
+    if (nodeWritesAtOnce && this.#unsettled.length === 0 && socket.writableLength === 0) {
+      // With nothing queued before it, Node hands `data` to the kernel now;
+      // when the kernel takes all of it the write is finished on return
+      // (writableLength is back to 0) and Node holds `data` no longer. The
+      // callback still comes a tick later, to nobody; an error comes as the
+      // socket's "error" event.
+      this.#uncalled++;
+      socket.write(data, this.#calledBack);
+      if (socket.writableLength === 0 && !socket.errored) return data.length;
+      // The kernel took part (or the write failed): wait for the callback.
+      return new Promise((resolve, reject) => {
+        const settle = (error?: Error | null) => {
+          this.#forget(settle);
+          if (error) reject(error);
+          else resolve(data.length);
+        };
+        this.#unsettled.push(settle);
+        this.#partWritten = settle;
+      });
+    }
     // Node keeps a reference to `data` until its callback: resolve only then.
     return new Promise((resolve, reject) => {
       const settle = (error?: Error | null) => {
@@ -1364,10 +1412,10 @@ class BunConn extends PushedConn implements Conn {
     if (!this.#closed) this.#socket.resume?.();
   }
 
-  write(data: Uint8Array): Promise<number> {
+  write(data: Uint8Array): number | Promise<number> {
     if (this.#unsent.length === 0) {
       const n = this.#closed ? -1 : this.#socket.write(data, 0, data.length);
-      if (n === data.length) return Promise.resolve(n);
+      if (n === data.length) return n;
       if (n < 0) return Promise.reject(this.failure ?? new Error("The socket closed"));
       return new Promise((resolve, reject) => {
         this.#unsent.push({ data, written: n, resolve, reject });
@@ -1682,19 +1730,30 @@ class Connection {
     return this.out;
   }
 
-  /** Writes the buffered responses, then settles their `completed` promises. */
-  async flush(): Promise<void> {
+  /**
+   * Writes the buffered responses, then settles their `completed` promises.
+   * Returns undefined when the socket took them at once (Node, Bun), which
+   * the connection loop then need not await.
+   */
+  flush(): Promise<void> | undefined {
     if (this.outLength === 0) return;
     const data = this.out!.subarray(0, this.outLength);
     this.outLength = 0;
+    const writing = this.#writeAll(data);
     const done = this.unflushed;
+    if (writing === undefined) {
+      this.#flushed(done);
+      done.length = 0; // kept for the next responses
+      return;
+    }
     this.unflushed = [];
-    try {
-      await this.#writeAll(data);
-    } catch (error) {
+    return writing.then(() => this.#flushed(done), (error) => {
       for (const state of done) state.finish(error);
       throw error;
-    }
+    });
+  }
+
+  #flushed(done: RequestState[]): undefined {
     // An idle connection holds no output buffer: the next response takes one from the pool.
     if (this.outLength === 0 && this.out !== null && this.out.length === OUT_BUFFER_BYTES) {
       giveBuffer(outBuffers, this.out);
@@ -1709,13 +1768,23 @@ class Connection {
     await this.#writeAll(data);
   }
 
-  async #writeAll(data: Uint8Array): Promise<void> {
+  /** Writes all of `data`; undefined when the socket took it at once, else a promise. */
+  #writeAll(data: Uint8Array): Promise<void> | undefined {
+    let sent: number | Promise<number>;
+    try {
+      sent = this.conn.write(data);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    if (sent === data.length) return;
+    return this.#writeRest(data, sent);
+  }
+
+  async #writeRest(data: Uint8Array, first: number | Promise<number>): Promise<void> {
     this.#writing++;
     try {
-      let written = 0;
-      while (written < data.length) {
-        written += await this.conn.write(written === 0 ? data : data.subarray(written));
-      }
+      let written = await first;
+      while (written < data.length) written += await this.conn.write(data.subarray(written));
     } catch (error) {
       this.clientGone();
       throw new ClientGoneError(`Writing the response failed: ${(error as Error).message}`);
@@ -1798,7 +1867,7 @@ class Connection {
         clearTimeout(giveUp);
         this.close();
       };
-      const sent = this.conn.write(errorResponseBytes(408, "Request Timeout"));
+      const sent = Promise.resolve(this.conn.write(errorResponseBytes(408, "Request Timeout")));
       sent.then(done, done);
       logServerAnswer(this, sent, 408, "Request Timeout");
       this.current?.abort(new HttpError(408, "The request took too long to arrive"));
@@ -3300,8 +3369,15 @@ interface HeadFacts {
   length: string | null;
 }
 
+/** The facts of a response that names no header fields: shared, never changed. */
+const NO_FIELDS: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
+
 /** Serialises the response's own header fields, skipping the framing fields. */
 function headerLines(response: Response): HeadFacts {
+  const light = lightOf(response);
+  // The usual light response has no init headers: nothing to serialise, and
+  // planResponse() names the Content-Type of a string body as lightFields() would.
+  if (light && light.init?.headers === undefined) return NO_FIELDS;
   const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
   const add = (value: string, name: string) => {
     if (FRAMING_FIELDS.has(name)) {
@@ -3313,7 +3389,6 @@ function headerLines(response: Response): HeadFacts {
     else if (name === "content-type") facts.type = true;
     facts.lines += name + ": " + value + "\r\n";
   };
-  const light = lightOf(response);
   if (light) lightFields(light, (name, value) => add(value, name));
   else response.headers.forEach(add);
   return facts;
@@ -3452,6 +3527,9 @@ function bufferHead(c: Connection, state: RequestState | null, head: string): vo
   if (state !== null) c.unflushed.push(state);
 }
 
+/** What planResponse() needs to know of a text body: its kind. */
+const TEXT_BODY: BodySource = { kind: "text", text: "" };
+
 /** A text body: UTF-8 encoded straight into the output buffer, behind its head. */
 function bufferTextResponse(
   c: Connection,
@@ -3463,16 +3541,25 @@ function bufferTextResponse(
   keepAlive: boolean,
 ): boolean {
   // The head is planned once, for as many bytes as the text has characters
-  // (all ASCII, the usual case), and the body encoded right behind it. Other
-  // text has more bytes: the head is planned again for them and the body
-  // moved up by the digits its Content-Length gained.
-  const source: BodySource = { kind: "text", text };
-  let plan = planResponse(c, state, response, facts, source, text.length, keepAlive);
+  // (all ASCII, the usual case), and head and body are encoded in one go.
+  // Other text has more bytes: the head is planned again for them and the
+  // body moved up by the digits its Content-Length gained.
+  let plan = planResponse(c, state, response, facts, TEXT_BODY, text.length, keepAlive);
   const out = c.reserveOut(plan.head.length + 16 + text.length * 3);
+  if (sendsBody) {
+    const whole = plan.head + text;
+    const { read, written } = encoder.encodeInto(whole, out.subarray(c.outLength));
+    if (read === whole.length && written === whole.length) { // all ASCII
+      if (state.log !== null) state.log.bodyBytes = text.length;
+      c.outLength += written;
+      c.unflushed.push(state);
+      return plan.keepAlive;
+    }
+  }
   const bodyAt = c.outLength + plan.head.length;
   const { written } = encoder.encodeInto(text, out.subarray(bodyAt));
   if (written !== text.length) {
-    plan = planResponse(c, state, response, facts, source, written, keepAlive);
+    plan = planResponse(c, state, response, facts, TEXT_BODY, written, keepAlive);
     const headEnd = c.outLength + plan.head.length;
     if (headEnd !== bodyAt) out.copyWithin(headEnd, bodyAt, bodyAt + written);
   }
@@ -3659,7 +3746,10 @@ async function serveConnection(c: Connection): Promise<void> {
         // Waiting here, not in a helper, keeps an idle connection down to
         // one suspended function and its pending read.
         if (!prepareToReadHead(c)) return; // closed between requests
-        if (c.outLength > 0) await c.flush();
+        if (c.outLength > 0) {
+          const flushing = c.flush();
+          if (flushing) await flushing; // not when the socket took the bytes at once
+        }
         if (c.buffered === 0) c.useHeadBuffer();
         if (await c.fill(server.options.maxHeaderBytes + 4) === 0) {
           if (c.buffered === 0 || c.state === "closed") return;
@@ -3692,7 +3782,7 @@ async function serveConnection(c: Connection): Promise<void> {
     await answerProtocolError(c, error);
   } finally {
     if (c.state !== "hijacked") {
-      await c.flush().catch(() => {});
+      await c.flush()?.catch(() => {});
       // The client may still be sending (a body the handler left unread, the
       // next request): closing at once would reset the connection, and the
       // reset can destroy the response in flight. Close in stages instead
