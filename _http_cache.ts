@@ -179,6 +179,18 @@ export function whyNotStorable(
   return null;
 }
 
+/**
+ * Whether a stored response's directives forbid this shared cache to serve it
+ * stale, whatever max-stale, stale-while-revalidate or stale-if-error allow
+ * (RFC 9111 §4.2.4): `no-cache`, `must-revalidate`, `proxy-revalidate`, and
+ * `s-maxage`, which carries proxy-revalidate's meaning for a shared cache
+ * (§5.2.2.10).
+ */
+function staleForbidden(response: Directives): boolean {
+  return response.has("no-cache") || response.has("must-revalidate") ||
+    response.has("proxy-revalidate") || response.has("s-maxage");
+}
+
 /** What freshness needs of a stored response's fields, computed once at store time. */
 export interface Freshness {
   /** Freshness lifetime in seconds (RFC 9111 §4.2.1). */
@@ -516,9 +528,7 @@ export class HttpCache {
     const minFresh = deltaSeconds(directives, "min-fresh") ?? 0;
     const lifetime = entry.freshness.lifetime;
     if (lifetime - age >= minFresh && age < lifetime) return "fresh";
-    const mustValidate = response.has("must-revalidate") || response.has("proxy-revalidate") ||
-      response.has("s-maxage");
-    if (mustValidate || !directives.has("max-stale")) return "validate";
+    if (staleForbidden(response) || !directives.has("max-stale")) return "validate";
     const maxStale = deltaSeconds(directives, "max-stale");
     if (maxStale === null || age - lifetime <= maxStale) return "stale-ok";
     return "validate";
@@ -544,10 +554,9 @@ export class HttpCache {
     }
     const staleFor = currentAge(entry.basis, now) - entry.freshness.lifetime;
     const swr = deltaSeconds(entry.freshness.directives, "stale-while-revalidate");
-    const noValidation = entry.freshness.directives.has("no-cache") ||
-      directives.has("no-cache") || entry.freshness.directives.has("must-revalidate") ||
-      entry.freshness.directives.has("proxy-revalidate");
-    if (swr !== null && staleFor >= 0 && staleFor <= swr && !noValidation) {
+    const mayServeStale = !directives.has("no-cache") &&
+      !staleForbidden(entry.freshness.directives);
+    if (swr !== null && staleFor >= 0 && staleFor <= swr && mayServeStale) {
       this.#revalidateInBackground(request, entry, fetchUpstream);
       return this.#hit(request, entry, "hit; detail=stale-while-revalidate");
     }
@@ -710,12 +719,7 @@ export class HttpCache {
 
   #staleIfError(entry: Entry, request: Request, now: number): boolean {
     const response = entry.freshness.directives;
-    if (
-      response.has("must-revalidate") || response.has("proxy-revalidate") ||
-      response.has("no-cache")
-    ) {
-      return false;
-    }
+    if (staleForbidden(response)) return false;
     const requestDirectives = parseCacheControl(requestCacheControl(request.headers));
     const limit = deltaSeconds(requestDirectives, "stale-if-error") ??
       deltaSeconds(response, "stale-if-error");

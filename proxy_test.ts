@@ -947,6 +947,64 @@ describe("proxy() with a cache", () => {
     }
   });
 
+  // RFC 9111 §4.2.4: no stale response where a directive forbids it, even
+  // when the upstream is gone and the response allows stale-if-error.
+  test("answers 502, not the stale copy, when the upstream closes and a directive forbids stale", async () => {
+    const forbidding = ["must-revalidate", "proxy-revalidate", "no-cache", "s-maxage=1"];
+    const seen = new Map<string, number>();
+    const upstream = await nodeUpstream((req, res) => {
+      const n = (seen.get(req.url!) ?? 0) + 1;
+      seen.set(req.url!, n);
+      if (n > 1) return req.socket.destroy(); // the origin fails: no response at all
+      const directive = forbidding[Number(req.url!.slice(1))] ?? "public";
+      res.setHeader("cache-control", `max-age=1, ${directive}, stale-if-error=60`);
+      res.setHeader("date", new Date(Date.now() - 5000).toUTCString()); // stale on arrival
+      res.end("stored");
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      for (const [i, directive] of forbidding.entries()) {
+        assert.equal((await get(front.port, `/${i}`)).text, "stored", directive);
+        const second = await get(front.port, `/${i}`);
+        assert.equal(second.response.status, 502, directive);
+        assert.doesNotMatch(second.text, /stored/, directive);
+        assert.match(second.status, /fwd=stale; fwd-status=502/, directive);
+      }
+      // The control: with nothing forbidding it, stale-if-error serves the copy.
+      assert.equal((await get(front.port, "/9")).text, "stored");
+      const allowed = await get(front.port, "/9");
+      assert.equal(allowed.text, "stored");
+      assert.match(allowed.status, /stale-if-error/);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("validates before answering when s-maxage or must-revalidate forbid stale-while-revalidate", async () => {
+    const { upstream, count } = await counted((req, res, n) => {
+      const directive = req.url === "/s" ? "s-maxage=1" : "max-age=1, must-revalidate";
+      res.setHeader("cache-control", `${directive}, stale-while-revalidate=60`);
+      res.setHeader("date", new Date(Date.now() - 5000).toUTCString());
+      res.end(`body ${n}`);
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      assert.equal((await get(front.port, "/s")).text, "body 1");
+      const shared = await get(front.port, "/s");
+      assert.equal(shared.text, "body 2");
+      assert.match(shared.status, /fwd=stale; fwd-status=200/);
+      assert.equal((await get(front.port, "/m")).text, "body 3");
+      const must = await get(front.port, "/m");
+      assert.equal(must.text, "body 4");
+      assert.match(must.status, /fwd=stale; fwd-status=200/);
+      assert.equal(count(), 4);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
   test("collapses concurrent misses for one URL into one upstream request", async () => {
     const { upstream, count } = await counted((_req, res) => {
       res.setHeader("cache-control", "max-age=60");
