@@ -714,7 +714,11 @@ export class HttpCache {
       return new Response(null, { status, statusText: response.statusText, headers: outHeaders });
     }
     const body = teeIntoStore(response.body, this.#maxEntryBytes, length, store, finish);
-    return new Response(body, { status, statusText: response.statusText, headers: outHeaders });
+    // The first client gets the trailers too; the stored copy keeps none (RFC 9111 §3).
+    return keepTrailers(
+      response,
+      new Response(body, { status, statusText: response.statusText, headers: outHeaders }),
+    );
   }
 
   #staleIfError(entry: Entry, request: Request, now: number): boolean {
@@ -817,11 +821,14 @@ export class HttpCache {
       headers = new Headers(response.headers); // immutable headers (Response.error(), redirects)
     }
     headers.append("cache-status", `${this.#name}; ${status}`);
-    return new Response(response.body, {
-      status: response.status,
-      statusText: response.statusText,
-      headers,
-    });
+    return keepTrailers(
+      response,
+      new Response(response.body, {
+        status: response.status,
+        statusText: response.statusText,
+        headers,
+      }),
+    );
   }
 
   /** Invalidates the target and Location/Content-Location after an unsafe method (RFC 9111 §4.4). */
@@ -838,6 +845,16 @@ export class HttpCache {
       } catch { /* not a URL: nothing to invalidate */ }
     }
   }
+}
+
+/** Where brick's server finds a response's trailer fields (mod.ts `withTrailers`). */
+const TRAILERS = Symbol.for("brick.trailers");
+
+/** `to`, carrying the trailer fields of `from` when it has some. */
+function keepTrailers(from: Response, to: Response): Response {
+  const trailers = (from as unknown as Record<symbol, unknown>)[TRAILERS];
+  if (trailers !== undefined) Object.defineProperty(to, TRAILERS, { value: trailers });
+  return to;
 }
 
 /** The request's Cache-Control, or `no-cache` from `Pragma: no-cache` without it (RFC 9111 §5.4). */

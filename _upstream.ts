@@ -593,6 +593,11 @@ export class BodyReader {
   #framing: BodyFraming;
   #timeout: number;
 
+  /** Whether the body is chunked, so that it may end with trailer fields. */
+  get chunked(): boolean {
+    return this.#framing.kind === "chunked";
+  }
+
   constructor(conn: UpstreamConnection, framing: BodyFraming, readIdleTimeout: number) {
     this.#conn = conn;
     this.#framing = framing;

@@ -3389,7 +3389,10 @@ function writeResponse(
   keepAlive: boolean,
 ): boolean | Promise<boolean> {
   const source = bodySourceOf(response);
-  if (source.kind === "stream" && source.peek && !response.headers.has("content-length")) {
+  if (
+    source.kind === "stream" && source.peek && !response.headers.has("content-length") &&
+    trailersOf(response) === null
+  ) {
     return peekBody(source.stream).then((peeked) =>
       writeSource(c, state, response, peeked, keepAlive)
     );
@@ -3408,6 +3411,10 @@ function writeSource(
     response.status !== 304;
   const facts = headerLines(response);
   c.responding = true;
+  const trailers = trailersOf(response);
+  if (trailers !== null && sendsBody && !state.head.http10 && facts.length === null) {
+    source = chunkedSource(source);
+  }
   if (source.kind === "text" && source.text.length * 3 <= MAX_COALESCED_BODY) {
     return bufferTextResponse(c, state, response, facts, source.text, sendsBody, keepAlive);
   }
@@ -3426,7 +3433,7 @@ function writeSource(
     return plan.keepAlive;
   }
   bufferHead(c, null, plan.head); // `completed` waits for the end of the stream
-  return writeStreamResponse(c, state, source.stream, plan);
+  return writeStreamResponse(c, state, source.stream, plan, trailers);
 }
 
 /** Sends the buffered head, then the stream; false when the body did not end as framed. */
@@ -3435,10 +3442,11 @@ async function writeStreamResponse(
   state: RequestState,
   stream: ReadableStream<Uint8Array>,
   plan: ResponsePlan,
+  trailers: Trailers | null,
 ): Promise<boolean> {
   await c.flush();
   watchForDisconnect(c, state.body);
-  const complete = await writeStream(c, stream, plan.chunked, plan.length);
+  const complete = await writeStream(c, stream, plan.chunked, plan.length, trailers);
   if (complete) state.finish();
   else state.finish(new Error("The response body stream failed before its end"));
   return plan.keepAlive && complete;
@@ -3513,6 +3521,94 @@ const MAX_WRITE_BURST_MS = 2;
 const CRLF = encoder.encode("\r\n");
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
+/** Trailer fields as `[name, value]` pairs: an array of pairs, or a `Headers`. */
+export type TrailerFields = Iterable<readonly [string, string]>;
+
+/** What brick calls for a response's trailer fields once its body has ended. */
+type Trailers = () => TrailerFields | Promise<TrailerFields>;
+
+/**
+ * The key under which a response carries its trailer function. A symbol from
+ * the global registry, so that code which does not import brick (a proxy, a
+ * framework adapter) can set it too; {@linkcode withTrailers} sets it.
+ */
+const TRAILERS: unique symbol = Symbol.for("brick.trailers");
+
+/**
+ * Gives `response` trailer fields: once its body has ended, brick calls
+ * `trailers` and sends the fields it returns in the trailer section of the
+ * chunked body (RFC 9112 §7.1.2), names in their case and in their order.
+ *
+ * Trailers need chunked framing, so brick sends such a response's body
+ * chunked even when it knows the length; they are left out (and `trailers`
+ * is not called) when there is no body (HEAD, 204, 304), when the response
+ * sets `Content-Length`, or when the client speaks HTTP/1.0 — RFC 9110
+ * §6.5.1 lets trailers be dropped, so send nothing there that the client
+ * cannot do without. A field with an invalid name or value, or a framing
+ * field (`Content-Length`, `Transfer-Encoding`, `Connection`,
+ * `Keep-Alive`), is left out and reported. When `trailers` throws, the body
+ * is left unterminated and the connection closed, as for a failed body
+ * stream. Over HTTP/2 trailers are not sent yet.
+ *
+ * The function is stored under `Symbol.for("brick.trailers")`, which a
+ * response may also set itself.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve, withTrailers } from "@brick/http";
+ *
+ * serve({ port: 8888 }, () => {
+ *   const parts = ["hello ", "world"];
+ *   let length = 0;
+ *   const body = new ReadableStream<Uint8Array>({
+ *     pull(controller) {
+ *       const part = parts.shift();
+ *       if (part === undefined) return controller.close();
+ *       const bytes = new TextEncoder().encode(part);
+ *       length += bytes.length;
+ *       controller.enqueue(bytes);
+ *     },
+ *   });
+ *   const response = new Response(body, { headers: { trailer: "x-length" } });
+ *   return withTrailers(response, () => [["x-length", String(length)]]);
+ * });
+ * ```
+ *
+ * @param response The response to send with trailers.
+ * @param trailers Called once the last body chunk is written; returns the fields.
+ * @returns `response`, now carrying `trailers`.
+ */
+export function withTrailers<R extends Response>(
+  response: R,
+  trailers: () => TrailerFields | Promise<TrailerFields>,
+): R {
+  Object.defineProperty(response, TRAILERS, { value: trailers, configurable: true });
+  return response;
+}
+
+/** The trailer function a response carries, or null. */
+function trailersOf(response: Response): Trailers | null {
+  const trailers = (response as unknown as Record<symbol, unknown>)[TRAILERS];
+  return typeof trailers === "function" ? trailers as Trailers : null;
+}
+
+/** A body as a stream of unknown length, so that it goes chunked (with its trailers). */
+function chunkedSource(source: BodySource): BodySource {
+  if (source.kind === "stream") return { kind: "stream", stream: source.stream, length: null };
+  if (source.kind === "none") return source;
+  const bytes = source.kind === "text" ? encoder.encode(source.text) : source.bytes;
+  return {
+    kind: "stream",
+    stream: new ReadableStream({
+      start(controller) {
+        if (bytes.length > 0) controller.enqueue(bytes);
+        controller.close();
+      },
+    }),
+    length: null,
+  };
+}
+
 /** The largest buffer a byte stream body is read into; smaller when its length is known. */
 const BYOB_BUFFER_BYTES = 512 * 1024;
 /** The buffer for a byte stream of unknown length. */
@@ -3562,6 +3658,7 @@ async function writeStream(
   stream: ReadableStream<Uint8Array>,
   chunked: boolean,
   length: number | null,
+  trailers: Trailers | null = null,
 ): Promise<boolean> {
   const read = chunkReader(c, stream, length);
   const reader = c.streamReader!;
@@ -3606,8 +3703,44 @@ async function writeStream(
     );
     return false;
   }
-  if (chunked) await c.write(LAST_CHUNK);
+  if (!chunked) return true;
+  if (trailers === null) {
+    await c.write(LAST_CHUNK);
+    return true;
+  }
+  let last: Uint8Array;
+  try {
+    last = lastChunkWith(await trailers());
+  } catch (error) {
+    // Trailers may say whether the body is good: without them it is cut short.
+    reportError(error, "The response trailers failed");
+    return false;
+  }
+  await c.write(last);
   return true;
+}
+
+/**
+ * The last chunk and the trailer section with `fields` (RFC 9112 §7.1.2),
+ * names as given. A field with an invalid name or value, or one that frames
+ * the message, is left out and reported.
+ */
+function lastChunkWith(fields: TrailerFields): Uint8Array {
+  let text = "0\r\n";
+  for (const [name, value] of fields) {
+    if (!isToken(name) || !isFieldValue(value) || FRAMING_FIELDS.has(name.toLowerCase())) {
+      reportError(
+        new TypeError(`Invalid trailer field "${name}": left out of the trailer section`),
+        "The response trailers failed",
+      );
+      continue;
+    }
+    text += name + ": " + value + "\r\n";
+  }
+  text += "\r\n";
+  const bytes = new Uint8Array(text.length);
+  putHead(bytes, 0, text);
+  return bytes;
 }
 
 async function writeChunk(c: Connection, data: Uint8Array): Promise<void> {

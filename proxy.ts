@@ -92,6 +92,8 @@ export interface ProxyHandler {
 
 const UPGRADE: unique symbol = Symbol.for("brick.upgrade") as never;
 const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders") as never;
+/** Where brick's server finds a response's trailer fields (mod.ts `withTrailers`). */
+const TRAILERS: unique symbol = Symbol.for("brick.trailers") as never;
 
 /**
  * The header fields of `request` as the client sent them (names in their
@@ -396,11 +398,26 @@ function toResponse(state: ProxyState, answer: UpstreamResponse): Response {
       state.via,
     );
   }
-  return new Response(answer.bytes as Uint8Array<ArrayBuffer> | null ?? answer.body, {
+  const response = new Response(answer.bytes as Uint8Array<ArrayBuffer> | null ?? answer.body, {
     status: answer.status,
     statusText: answer.statusText,
     headers,
   });
+  if (answer.body !== null && answer.reader.chunked) {
+    // A chunked body: its trailer fields go on to the client once it has ended.
+    const { reader } = answer;
+    Object.defineProperty(response, TRAILERS, { value: () => endToEnd(reader.trailers) });
+  }
+  return response;
+}
+
+/** The end-to-end fields of a flat name/value list, as pairs. */
+function endToEnd(fields: string[]): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < fields.length; i += 2) {
+    if (!HOP_BY_HOP.has(fields[i].toLowerCase())) pairs.push([fields[i], fields[i + 1]]);
+  }
+  return pairs;
 }
 
 function responseHeaders(state: ProxyState, answer: ResponseHead, upgrade: boolean): Headers {
@@ -426,6 +443,11 @@ function responseHeaders(state: ProxyState, answer: ResponseHead, upgrade: boole
       continue;
     }
     if (upgrade && name === "upgrade") {
+      headers.append(name, value);
+      continue;
+    }
+    // Trailer announces the fields after a chunked body, which go on with it.
+    if (name === "trailer" && chunked) {
       headers.append(name, value);
       continue;
     }
