@@ -13,6 +13,7 @@
 // head, 4. response bodies, 5. the pool and one round trip.
 
 import * as net from "node:net";
+import { PushedConn } from "./_pushed_conn.ts";
 
 // ─── 1. Errors and options ──────────────────────────────────────────────────
 
@@ -189,87 +190,48 @@ function connectNode(hostname: string, port: number): Promise<Socket> {
   });
 }
 
-/** Bytes queued from a node:net socket before it pauses. */
-const NODE_PAUSE_BYTES = 65_536;
-
-/** A `node:net` socket as a pull-style {@linkcode Socket}, paused while its queue is full. */
-class NodeSocket implements Socket {
+/**
+ * A `node:net` socket as a pull-style {@linkcode Socket}: its reads are
+ * mod.ts's (the queue, pausing while it is full, the end-of-stream rules).
+ */
+class NodeSocket extends PushedConn implements Socket {
   ended = false;
   #socket: net.Socket;
-  #chunks: Uint8Array[] = [];
-  #queued = 0;
-  #failure: Error | null = null;
-  #reader: { buffer: Uint8Array; resolve(n: number | null): void; reject(e: Error): void } | null =
-    null;
 
   constructor(socket: net.Socket) {
+    super();
     this.#socket = socket;
-    socket.on("data", (chunk: Uint8Array) => {
-      this.#chunks.push(chunk);
-      this.#queued += chunk.length;
-      if (this.#queued >= NODE_PAUSE_BYTES) socket.pause();
-      this.#settle();
-    });
+    socket.on("data", (chunk: Uint8Array) => this.received(chunk));
     socket.on("end", () => {
       this.ended = true;
-      this.#settle();
+      this.peerEnded();
     });
     socket.on("error", (error) => {
-      this.#failure ??= error;
       this.ended = true;
-      this.#settle();
+      // After the upstream's FIN the bytes are all in: reads end cleanly.
+      if (!socket.readableEnded) this.failed(error);
     });
     socket.on("close", () => {
       this.ended = true;
-      this.#failure ??= new Error("The socket closed");
-      this.#settle();
+      this.socketClosed();
     });
   }
 
-  #settle(): void {
-    const reader = this.#reader;
-    if (reader === null) return;
-    if (this.#queued > 0) {
-      this.#reader = null;
-      reader.resolve(this.#take(reader.buffer));
-    } else if (this.ended) {
-      this.#reader = null;
-      // A clean FIN is the end of stream; a reset or destroy is an error.
-      if (this.#failure && !this.#socket.readableEnded) reader.reject(this.#failure);
-      else reader.resolve(null);
-    }
+  protected pauseReading(): void {
+    this.#socket.pause();
   }
 
-  #take(buffer: Uint8Array): number {
-    let n = 0;
-    while (n < buffer.length && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0];
-      const count = Math.min(chunk.length, buffer.length - n);
-      buffer.set(count === chunk.length ? chunk : chunk.subarray(0, count), n);
-      n += count;
-      if (count === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(count);
-    }
-    this.#queued -= n;
-    if (this.#queued < NODE_PAUSE_BYTES && this.#socket.isPaused()) this.#socket.resume();
-    return n;
-  }
-
-  read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#queued > 0) return Promise.resolve(this.#take(buffer));
-    return new Promise((resolve, reject) => {
-      this.#reader = { buffer, resolve, reject };
-      this.#settle();
-    });
+  protected resumeReading(): void {
+    this.#socket.resume();
   }
 
   write(data: Uint8Array): Promise<void> {
     if (this.#socket.destroyed) {
-      return Promise.reject(this.#failure ?? new Error("The socket closed"));
+      return Promise.reject(this.failure ?? new Error("The socket closed"));
     }
     return new Promise((resolve, reject) => {
       let settled = false;
-      const onClose = () => settle(this.#failure ?? new Error("The socket closed"));
+      const onClose = () => settle(this.failure ?? new Error("The socket closed"));
       const settle = (error?: Error | null) => {
         if (settled) return;
         settled = true;
