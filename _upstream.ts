@@ -707,6 +707,11 @@ export interface UpstreamRequest {
   bodyLength: number | null;
   /** Send the head and wait for 100 Continue (or 1 s) before the body (RFC 9110 §10.1.1). */
   expectContinue?: boolean;
+  /**
+   * The trailer fields to send after a chunked body, asked for once the body
+   * has ended; one with an invalid name or value is left out.
+   */
+  trailers?: () => Iterable<readonly [string, string]>;
   /** Aborts the exchange: the connection is closed. */
   signal?: AbortSignal;
 }
@@ -959,7 +964,7 @@ export class Upstream {
           await conn.socket.write(value);
         }
       }
-      if (chunked) await conn.socket.write(LAST_CHUNK);
+      if (chunked) await conn.socket.write(lastChunk(request.trailers?.()));
       else if (sent !== request.bodyLength) throw new Error("The request body ended early");
     })();
     done.catch(() => {}); // observed by the exchange; a write error also shows as a read error
@@ -997,6 +1002,33 @@ export class Upstream {
 
 const CRLF = new Uint8Array([CR, LF]);
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+
+/** The last chunk, with a trailer section when there are `trailers` (RFC 9112 §7.1.2). */
+function lastChunk(trailers: Iterable<readonly [string, string]> | undefined): Uint8Array {
+  if (trailers === undefined) return LAST_CHUNK;
+  let text = "0\r\n";
+  for (const [name, value] of trailers) {
+    if (isToken(name) && isFieldValue(value)) text += name + ": " + value + "\r\n";
+  }
+  return latin1Bytes(text + "\r\n");
+}
+
+function isToken(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code > 255 || TCHAR[code] !== 1) return false;
+  }
+  return true;
+}
+
+function isFieldValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code > 255 || FIELD_CHAR[code] !== 1) return false;
+  }
+  return true;
+}
 
 /** Encodes a ByteString: each code point below 256 is one byte. */
 export function latin1Bytes(s: string): Uint8Array {

@@ -2155,6 +2155,8 @@ class BodyReader {
   overhead = 0;
   /** Bytes of the trailer section so far. */
   trailerBytes = 0;
+  /** The trailer fields, names as received, once the body has been read to its end. */
+  trailers: [string, string][] = [];
   done: boolean;
   error: Error | null = null;
   /** A 100 Continue is owed to the client before the first read. */
@@ -2241,7 +2243,7 @@ class BodyReader {
           if (this.trailerBytes > MAX_TRAILER_BYTES) {
             throw new HttpError(431, "The trailer section of the chunked body is too large");
           }
-          checkTrailerField(c.buf, line.start, line.end);
+          this.trailers.push(trailerField(c.buf, line.start, line.end));
           break;
         }
         default:
@@ -2433,8 +2435,11 @@ function skipQuotedString(buf: Uint8Array, i: number, end: number): number {
   throw badRequest("Invalid quoted string in a chunk extension");
 }
 
-/** A trailer field has a header field's syntax; its value is dropped. */
-function checkTrailerField(buf: Uint8Array, start: number, end: number): void {
+/**
+ * A trailer field with a header field's syntax, as its name (case kept) and
+ * its value without the whitespace around it.
+ */
+function trailerField(buf: Uint8Array, start: number, end: number): [string, string] {
   let colon = start;
   while (colon < end && TCHAR[buf[colon]] === 1) colon++;
   if (colon === start || colon === end || buf[colon] !== COLON) {
@@ -2443,6 +2448,11 @@ function checkTrailerField(buf: Uint8Array, start: number, end: number): void {
   for (let i = colon + 1; i < end; i++) {
     if (FIELD_CHAR[buf[i]] !== 1) throw badRequest("Invalid character in a trailer field");
   }
+  let from = colon + 1;
+  let to = end;
+  while (from < to && (buf[from] === SP || buf[from] === HT)) from++;
+  while (to > from && (buf[to - 1] === SP || buf[to - 1] === HT)) to--;
+  return [latin1(buf, start, colon), latin1(buf, from, to)];
 }
 
 // ─── 8. The request object ──────────────────────────────────────────────────
@@ -2456,6 +2466,15 @@ const UPGRADE: unique symbol = Symbol.for("brick.upgrade");
  * them). A proxy forwards with it; nothing is built unless it is called.
  */
 const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders");
+/**
+ * The key of the trailer fields, both ways. On a request, a method that
+ * returns the trailer fields of its chunked body once the body has been read
+ * (`[name, value]` pairs as received). On a response, the function brick
+ * calls for the fields to send after the body ({@linkcode withTrailers} sets
+ * it). A symbol from the global registry, so that code which does not import
+ * brick (a proxy, a framework adapter) can use it.
+ */
+const TRAILERS: unique symbol = Symbol.for("brick.trailers");
 /**
  * The key of an error's method that gives the HTTP answer for it, as a failed
  * WebSocket handshake does (400 or 426). Such errors are answered with it.
@@ -2480,6 +2499,8 @@ interface RequestBody {
   cancel?(): void;
   /** Set when the body broke its framing or a limit: the server answers for it. */
   readonly error?: Error | null;
+  /** The trailer fields of a chunked body, once it has been read to the end. */
+  readonly trailers?: [string, string][];
 }
 
 /**
@@ -2686,6 +2707,16 @@ class LazyRequest {
   /** Asks for the connection once `response` is sent; see {@linkcode UPGRADE}. */
   [UPGRADE](response: Response): Promise<UpgradedConnection> {
     return requestUpgrade(this.#state, response);
+  }
+
+  /**
+   * The trailer fields of a chunked body as received (names in their case, in
+   * order), once the body has been read to its end; empty before, and for
+   * any other body. A new array each call; see {@linkcode TRAILERS}.
+   */
+  [TRAILERS](): [name: string, value: string][] {
+    const trailers = this.#state.body.trailers;
+    return trailers === undefined ? [] : trailers.map(([name, value]) => [name, value]);
   }
 
   /** The header fields as received, a new array each call; see {@linkcode RAW_HEADERS}. */
@@ -3410,13 +3441,6 @@ export type TrailerFields = Iterable<readonly [string, string]>;
 
 /** What brick calls for a response's trailer fields once its body has ended. */
 type Trailers = () => TrailerFields | Promise<TrailerFields>;
-
-/**
- * The key under which a response carries its trailer function. A symbol from
- * the global registry, so that code which does not import brick (a proxy, a
- * framework adapter) can set it too; {@linkcode withTrailers} sets it.
- */
-const TRAILERS: unique symbol = Symbol.for("brick.trailers");
 
 /**
  * Gives `response` trailer fields: once its body has ended, brick calls

@@ -760,7 +760,7 @@ describe("serve() request bodies", () => {
     });
   });
 
-  test("serve() decodes a chunked body with extensions and drops its trailers", async () => {
+  test("serve() decodes a chunked body with extensions and keeps its trailers out of the headers", async () => {
     await withServer(echo, async ({ port }) => {
       const chunked = '5;name=value;q="a \\"quoted\\" one"\r\nhello\r\n6 ; solo\r\n world\r\n' +
         "0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n";
@@ -768,6 +768,25 @@ describe("serve() request bodies", () => {
       const seen = JSON.parse(responses[0].text);
       assert.equal(seen.body, "hello world");
       assert.equal(seen.headers["x-trailer"], undefined);
+    });
+  });
+
+  test('serve() gives a chunked body\'s trailer fields through Symbol.for("brick.trailers") once read', async () => {
+    const TRAILERS = Symbol.for("brick.trailers");
+    await withServer(async (request) => {
+      const trailers = (request as unknown as Record<symbol, () => [string, string][]>)[TRAILERS];
+      const before = trailers.call(request);
+      const body = await request.text();
+      return Response.json({ before, body, after: trailers.call(request) });
+    }, async ({ port }) => {
+      const chunked = "5\r\nhello\r\n0\r\nX-Sum: 5\r\nx-note:  caf\xe9 \t\r\nX-Sum: again\r\n\r\n";
+      const { responses } = await exchange(port, postChunked(chunked) + GET, { responses: 2 });
+      assert.deepEqual(JSON.parse(responses[0].text), {
+        before: [],
+        body: "hello",
+        after: [["X-Sum", "5"], ["x-note", "caf\xe9"], ["X-Sum", "again"]],
+      });
+      assert.deepEqual(JSON.parse(responses[1].text).after, []);
     });
   });
 

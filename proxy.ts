@@ -290,12 +290,24 @@ async function send(
       bodyLength,
       expectContinue,
       signal: request.signal,
+      trailers: request === received ? requestTrailers(received) : undefined,
     });
   } catch (error) {
     return failureResponse(error, state.via);
   }
   if (answer.upgraded !== null) return switchProtocols(state, request, answer, upgrade);
   return toResponse(state, answer);
+}
+
+/**
+ * The trailer fields of `request`'s chunked body as the client sent them, minus
+ * hop-by-hop ones, for once the body has gone upstream; undefined for a
+ * Request that brick's server did not receive.
+ */
+function requestTrailers(request: Request): (() => [string, string][]) | undefined {
+  const method = (request as unknown as Record<symbol, unknown>)[TRAILERS];
+  if (typeof method !== "function") return undefined;
+  return () => endToEnd((method as () => [string, string][]).call(request));
 }
 
 /** The value of Upgrade when the client asked for one (Connection: upgrade), else null. */
@@ -328,12 +340,19 @@ function forwardedFields(
 ): { fields: string[]; bodyLength: number | null; hasBody: boolean; expectContinue: boolean } {
   const headers = request.headers;
   const named = connectionOptions(headers.get("connection"));
+  const length = headers.get("content-length");
+  const chunked = headers.has("transfer-encoding");
   const fields: string[] = [];
   const clientHost = headers.get("host") ?? url.host;
   fields.push("host", state.preserveHost ? clientHost : state.authority);
   const previous: Record<string, string> = {};
   for (const [name, value] of fieldLines(request, received)) {
     const lower = name.toLowerCase();
+    // Trailer announces the fields after a chunked body, which go on with it.
+    if (lower === "trailer" && chunked && !named.has(lower)) {
+      fields.push(name, value);
+      continue;
+    }
     if (HOP_BY_HOP.has(lower) || named.has(lower) || SET_BY_PROXY.has(lower)) continue;
     if (FORWARDING.has(lower)) {
       if (state.trustForwarded) {
@@ -361,8 +380,6 @@ function forwardedFields(
   const via = headers.get("via");
   fields.push("via", (via ? via + ", " : "") + "1.1 " + state.via);
   if (upgrade !== null) fields.push("connection", "upgrade", "upgrade", upgrade);
-  const length = headers.get("content-length");
-  const chunked = headers.has("transfer-encoding");
   const bodyLength = length !== null && /^\d+$/.test(length) ? Number(length) : chunked ? null : 0;
   const hasBody = request.body !== null && (chunked || (bodyLength ?? 0) > 0);
   const expectContinue = hasBody && /^100-continue$/i.test(headers.get("expect") ?? "");
@@ -406,18 +423,21 @@ function toResponse(state: ProxyState, answer: UpstreamResponse): Response {
   if (answer.body !== null && answer.reader.chunked) {
     // A chunked body: its trailer fields go on to the client once it has ended.
     const { reader } = answer;
-    Object.defineProperty(response, TRAILERS, { value: () => endToEnd(reader.trailers) });
+    Object.defineProperty(response, TRAILERS, { value: () => endToEndFlat(reader.trailers) });
   }
   return response;
 }
 
 /** The end-to-end fields of a flat name/value list, as pairs. */
-function endToEnd(fields: string[]): [string, string][] {
+function endToEndFlat(fields: string[]): [string, string][] {
   const pairs: [string, string][] = [];
-  for (let i = 0; i < fields.length; i += 2) {
-    if (!HOP_BY_HOP.has(fields[i].toLowerCase())) pairs.push([fields[i], fields[i + 1]]);
-  }
-  return pairs;
+  for (let i = 0; i < fields.length; i += 2) pairs.push([fields[i], fields[i + 1]]);
+  return endToEnd(pairs);
+}
+
+/** `fields` without the hop-by-hop ones. */
+function endToEnd(fields: [string, string][]): [string, string][] {
+  return fields.filter(([name]) => !HOP_BY_HOP.has(name.toLowerCase()));
 }
 
 function responseHeaders(state: ProxyState, answer: ResponseHead, upgrade: boolean): Headers {

@@ -322,6 +322,35 @@ describe("proxy() forwarding", () => {
     await upstream.close();
   });
 
+  test("passes a chunked request's trailer fields on to the upstream, byte-exact", async () => {
+    let received = "";
+    const upstream = await rawUpstream((socket) => {
+      socket.setEncoding("latin1");
+      socket.on("data", (text: string) => {
+        received += text;
+        if (/\r\n0\r\n(?:[^\r]+\r\n)*\r\n$/.test(received)) {
+          socket.end("HTTP/1.1 204 No Content\r\n\r\n");
+        }
+      });
+    });
+    const front = await startProxy(upstream.port);
+    try {
+      const { text } = await rawExchange(front.port, [
+        head("POST /up HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Trailer: X-Checksum") +
+        "5\r\nhello\r\n0\r\nX-Checksum: caf\xe9\r\nKeep-Alive: 1\r\nx-Last: z\r\n\r\n",
+      ], { responses: 1 });
+      assert.match(text, /^HTTP\/1\.1 204/);
+      assert.match(received, /\r\nTrailer: X-Checksum\r\n/);
+      assert.ok(
+        received.endsWith("5\r\nhello\r\n0\r\nX-Checksum: caf\xe9\r\nx-Last: z\r\n\r\n"),
+        JSON.stringify(received),
+      );
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
   test("handles Expect: 100-continue by waiting for the upstream's 100", async () => {
     let expect: string | undefined;
     const upstream = await nodeUpstream(async (req, res) => {
