@@ -3456,7 +3456,8 @@ type Trailers = () => TrailerFields | Promise<TrailerFields>;
  * field (`Content-Length`, `Transfer-Encoding`, `Connection`,
  * `Keep-Alive`), is left out and reported. When `trailers` throws, the body
  * is left unterminated and the connection closed, as for a failed body
- * stream. Over HTTP/2 trailers are not sent yet.
+ * stream. Over HTTP/2 they end the stream in a HEADERS frame, names
+ * lowercased, whatever the body and its Content-Length (not for HEAD, 204, 304).
  *
  * The function is stored under `Symbol.for("brick.trailers")`, which a
  * response may also set itself.
