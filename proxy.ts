@@ -97,8 +97,9 @@ const TRAILERS: unique symbol = Symbol.for("brick.trailers") as never;
 
 /**
  * The header fields of `request` as the client sent them (names in their
- * case, in order, repeats kept) when brick's server received it over
- * HTTP/1.1; null for any other Request (made in code, HTTP/2).
+ * case, in order, repeats kept) when brick's server received it (over
+ * HTTP/2 the names are lowercase, as that protocol sends them); null for a
+ * Request made in code.
  */
 function rawFields(request: Request): [string, string][] | null {
   const raw = (request as unknown as Record<symbol, unknown>)[RAW_HEADERS];
@@ -282,12 +283,20 @@ async function send(
 
   let answer: UpstreamResponse;
   try {
+    let body: ReadableStream<Uint8Array> | null = hasBody ? request.body : null;
+    let length = bodyLength;
+    if (!hasBody && bodyLength === null && request.body !== null) {
+      // No framing fields (HTTP/2, a Request made in code): a body of unknown
+      // length goes chunked; none at all, as an HTTP/1.1 request without them has.
+      body = await nonEmpty(request.body);
+      length = body === null ? 0 : null;
+    }
     answer = await state.pool.roundTrip({
       method: request.method,
       target: state.base + url.pathname + url.search,
       fields,
-      body: hasBody ? request.body : null,
-      bodyLength,
+      body,
+      bodyLength: length,
       expectContinue,
       signal: request.signal,
       trailers: request === received ? requestTrailers(received) : undefined,
@@ -386,10 +395,38 @@ function forwardedFields(
   if (expectContinue) fields.push("expect", "100-continue");
   return {
     fields,
+    // null with no body: no Content-Length, or a body of unknown length (see send()).
     bodyLength: hasBody || length !== null ? bodyLength : null,
     hasBody,
     expectContinue,
   };
+}
+
+/**
+ * `stream` when it carries any bytes (as a new stream that starts with the
+ * first chunk read here), or null when it ends without any.
+ */
+async function nonEmpty(
+  stream: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array> | null> {
+  const reader = stream.getReader();
+  let first = await reader.read();
+  while (!first.done && first.value.length === 0) first = await reader.read();
+  if (first.done) return null;
+  let pending: Uint8Array | null = first.value;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending !== null) {
+        controller.enqueue(pending);
+        pending = null;
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }
 
 /** The client as a Forwarded node (RFC 7239 §6): an IP, "[v6]", or "unknown". */

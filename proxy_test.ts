@@ -6,6 +6,7 @@
 import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import http from "node:http";
+import http2 from "node:http2";
 import net from "node:net";
 import { readdirSync } from "node:fs";
 import type { Server } from "./mod.ts";
@@ -346,6 +347,41 @@ describe("proxy() forwarding", () => {
         JSON.stringify(received),
       );
     } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("forwards an HTTP/2 client's body of unknown length chunked, and no body as none", async () => {
+    const upstream = await nodeUpstream(async (req, res) => {
+      const framing = req.headers["transfer-encoding"] ?? `length ${req.headers["content-length"]}`;
+      res.end(`${framing}: ${await readBody(req)}`);
+    });
+    const front = await startProxy(upstream.port);
+    const client = http2.connect(`http://${HOST}:${front.port}`);
+    const post = (pieces: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const stream = client.request({ ":method": "POST", ":path": "/" }, {
+          endStream: pieces.length === 0,
+        });
+        let text = "";
+        stream.setEncoding("utf8");
+        stream.on("data", (chunk: string) => text += chunk);
+        stream.on("end", () => resolve(text));
+        stream.on("error", reject);
+        if (pieces.length > 0) {
+          stream.write(pieces[0]);
+          setTimeout(() => stream.end(pieces[1]), 20);
+        }
+      });
+    try {
+      assert.equal(
+        await within(post(["hello", " world"]), 10_000, "the body"),
+        "chunked: hello world",
+      );
+      assert.equal(await within(post([]), 10_000, "no body"), "length undefined: ");
+    } finally {
+      client.close();
       await front.close();
       await upstream.close();
     }
