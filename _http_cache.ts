@@ -784,6 +784,7 @@ export class HttpCache {
   #respond(request: Request, entry: Entry, status: string): Response {
     const headers = entryHeaders(entry);
     headers.delete("surrogate-control");
+    headers.delete("trailer"); // a stored response keeps no trailer fields to announce
     headers.set("age", ageValue(entry));
     const upstreamStatus = headers.get("cache-status");
     headers.delete("cache-status");

@@ -316,6 +316,16 @@ describe("proxy() forwarding", () => {
         assert.equal(header(response, "trailer"), "X-Sum, X-Note");
         // The fields come as the upstream wrote them, in order; its hop-by-hop one stays behind.
         assert.ok(text.endsWith("0\r\nX-Sum: 11\r\nX-Note: caf\xe9\r\n\r\n"), JSON.stringify(text));
+        if ("cache" in options) {
+          // A hit has the body, and no Trailer field announcing fields it lacks.
+          const again = await rawExchange(front.port, [
+            head("GET /t HTTP/1.1", "Host: a", "Connection: close"),
+          ]);
+          const [hit] = parseResponses(again.bytes);
+          assert.match(header(hit, "cache-status") ?? "", /hit/);
+          assert.equal(hit.text, "hello world");
+          assert.equal(header(hit, "trailer"), undefined);
+        }
       } finally {
         await front.close();
       }
