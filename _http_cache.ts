@@ -179,6 +179,18 @@ export function whyNotStorable(
   return null;
 }
 
+/**
+ * Whether a stored response's directives forbid this shared cache to serve it
+ * stale, whatever max-stale, stale-while-revalidate or stale-if-error allow
+ * (RFC 9111 §4.2.4): `no-cache`, `must-revalidate`, `proxy-revalidate`, and
+ * `s-maxage`, which carries proxy-revalidate's meaning for a shared cache
+ * (§5.2.2.10).
+ */
+function staleForbidden(response: Directives): boolean {
+  return response.has("no-cache") || response.has("must-revalidate") ||
+    response.has("proxy-revalidate") || response.has("s-maxage");
+}
+
 /** What freshness needs of a stored response's fields, computed once at store time. */
 export interface Freshness {
   /** Freshness lifetime in seconds (RFC 9111 §4.2.1). */
@@ -516,9 +528,7 @@ export class HttpCache {
     const minFresh = deltaSeconds(directives, "min-fresh") ?? 0;
     const lifetime = entry.freshness.lifetime;
     if (lifetime - age >= minFresh && age < lifetime) return "fresh";
-    const mustValidate = response.has("must-revalidate") || response.has("proxy-revalidate") ||
-      response.has("s-maxage");
-    if (mustValidate || !directives.has("max-stale")) return "validate";
+    if (staleForbidden(response) || !directives.has("max-stale")) return "validate";
     const maxStale = deltaSeconds(directives, "max-stale");
     if (maxStale === null || age - lifetime <= maxStale) return "stale-ok";
     return "validate";
@@ -544,10 +554,9 @@ export class HttpCache {
     }
     const staleFor = currentAge(entry.basis, now) - entry.freshness.lifetime;
     const swr = deltaSeconds(entry.freshness.directives, "stale-while-revalidate");
-    const noValidation = entry.freshness.directives.has("no-cache") ||
-      directives.has("no-cache") || entry.freshness.directives.has("must-revalidate") ||
-      entry.freshness.directives.has("proxy-revalidate");
-    if (swr !== null && staleFor >= 0 && staleFor <= swr && !noValidation) {
+    const mayServeStale = !directives.has("no-cache") &&
+      !staleForbidden(entry.freshness.directives);
+    if (swr !== null && staleFor >= 0 && staleFor <= swr && mayServeStale) {
       this.#revalidateInBackground(request, entry, fetchUpstream);
       return this.#hit(request, entry, "hit; detail=stale-while-revalidate");
     }
@@ -705,17 +714,16 @@ export class HttpCache {
       return new Response(null, { status, statusText: response.statusText, headers: outHeaders });
     }
     const body = teeIntoStore(response.body, this.#maxEntryBytes, length, store, finish);
-    return new Response(body, { status, statusText: response.statusText, headers: outHeaders });
+    // The first client gets the trailers too; the stored copy keeps none (RFC 9111 §3).
+    return keepTrailers(
+      response,
+      new Response(body, { status, statusText: response.statusText, headers: outHeaders }),
+    );
   }
 
   #staleIfError(entry: Entry, request: Request, now: number): boolean {
     const response = entry.freshness.directives;
-    if (
-      response.has("must-revalidate") || response.has("proxy-revalidate") ||
-      response.has("no-cache")
-    ) {
-      return false;
-    }
+    if (staleForbidden(response)) return false;
     const requestDirectives = parseCacheControl(requestCacheControl(request.headers));
     const limit = deltaSeconds(requestDirectives, "stale-if-error") ??
       deltaSeconds(response, "stale-if-error");
@@ -776,6 +784,7 @@ export class HttpCache {
   #respond(request: Request, entry: Entry, status: string): Response {
     const headers = entryHeaders(entry);
     headers.delete("surrogate-control");
+    headers.delete("trailer"); // a stored response keeps no trailer fields to announce
     headers.set("age", ageValue(entry));
     const upstreamStatus = headers.get("cache-status");
     headers.delete("cache-status");
@@ -813,11 +822,14 @@ export class HttpCache {
       headers = new Headers(response.headers); // immutable headers (Response.error(), redirects)
     }
     headers.append("cache-status", `${this.#name}; ${status}`);
-    return new Response(response.body, {
-      status: response.status,
-      statusText: response.statusText,
-      headers,
-    });
+    return keepTrailers(
+      response,
+      new Response(response.body, {
+        status: response.status,
+        statusText: response.statusText,
+        headers,
+      }),
+    );
   }
 
   /** Invalidates the target and Location/Content-Location after an unsafe method (RFC 9111 §4.4). */
@@ -834,6 +846,16 @@ export class HttpCache {
       } catch { /* not a URL: nothing to invalidate */ }
     }
   }
+}
+
+/** Where brick's server finds a response's trailer fields (mod.ts `withTrailers`). */
+const TRAILERS = Symbol.for("brick.trailers");
+
+/** `to`, carrying the trailer fields of `from` when it has some. */
+function keepTrailers(from: Response, to: Response): Response {
+  const trailers = (from as unknown as Record<symbol, unknown>)[TRAILERS];
+  if (trailers !== undefined) Object.defineProperty(to, TRAILERS, { value: trailers });
+  return to;
 }
 
 /** The request's Cache-Control, or `no-cache` from `Pragma: no-cache` without it (RFC 9111 §5.4). */

@@ -13,6 +13,7 @@
 // head, 4. response bodies, 5. the pool and one round trip.
 
 import * as net from "node:net";
+import { PushedConn } from "./_pushed_conn.ts";
 
 // ─── 1. Errors and options ──────────────────────────────────────────────────
 
@@ -189,87 +190,48 @@ function connectNode(hostname: string, port: number): Promise<Socket> {
   });
 }
 
-/** Bytes queued from a node:net socket before it pauses. */
-const NODE_PAUSE_BYTES = 65_536;
-
-/** A `node:net` socket as a pull-style {@linkcode Socket}, paused while its queue is full. */
-class NodeSocket implements Socket {
+/**
+ * A `node:net` socket as a pull-style {@linkcode Socket}: its reads are
+ * mod.ts's (the queue, pausing while it is full, the end-of-stream rules).
+ */
+class NodeSocket extends PushedConn implements Socket {
   ended = false;
   #socket: net.Socket;
-  #chunks: Uint8Array[] = [];
-  #queued = 0;
-  #failure: Error | null = null;
-  #reader: { buffer: Uint8Array; resolve(n: number | null): void; reject(e: Error): void } | null =
-    null;
 
   constructor(socket: net.Socket) {
+    super();
     this.#socket = socket;
-    socket.on("data", (chunk: Uint8Array) => {
-      this.#chunks.push(chunk);
-      this.#queued += chunk.length;
-      if (this.#queued >= NODE_PAUSE_BYTES) socket.pause();
-      this.#settle();
-    });
+    socket.on("data", (chunk: Uint8Array) => this.received(chunk));
     socket.on("end", () => {
       this.ended = true;
-      this.#settle();
+      this.peerEnded();
     });
     socket.on("error", (error) => {
-      this.#failure ??= error;
       this.ended = true;
-      this.#settle();
+      // After the upstream's FIN the bytes are all in: reads end cleanly.
+      if (!socket.readableEnded) this.failed(error);
     });
     socket.on("close", () => {
       this.ended = true;
-      this.#failure ??= new Error("The socket closed");
-      this.#settle();
+      this.socketClosed();
     });
   }
 
-  #settle(): void {
-    const reader = this.#reader;
-    if (reader === null) return;
-    if (this.#queued > 0) {
-      this.#reader = null;
-      reader.resolve(this.#take(reader.buffer));
-    } else if (this.ended) {
-      this.#reader = null;
-      // A clean FIN is the end of stream; a reset or destroy is an error.
-      if (this.#failure && !this.#socket.readableEnded) reader.reject(this.#failure);
-      else reader.resolve(null);
-    }
+  protected pauseReading(): void {
+    this.#socket.pause();
   }
 
-  #take(buffer: Uint8Array): number {
-    let n = 0;
-    while (n < buffer.length && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0];
-      const count = Math.min(chunk.length, buffer.length - n);
-      buffer.set(count === chunk.length ? chunk : chunk.subarray(0, count), n);
-      n += count;
-      if (count === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(count);
-    }
-    this.#queued -= n;
-    if (this.#queued < NODE_PAUSE_BYTES && this.#socket.isPaused()) this.#socket.resume();
-    return n;
-  }
-
-  read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#queued > 0) return Promise.resolve(this.#take(buffer));
-    return new Promise((resolve, reject) => {
-      this.#reader = { buffer, resolve, reject };
-      this.#settle();
-    });
+  protected resumeReading(): void {
+    this.#socket.resume();
   }
 
   write(data: Uint8Array): Promise<void> {
     if (this.#socket.destroyed) {
-      return Promise.reject(this.#failure ?? new Error("The socket closed"));
+      return Promise.reject(this.failure ?? new Error("The socket closed"));
     }
     return new Promise((resolve, reject) => {
       let settled = false;
-      const onClose = () => settle(this.#failure ?? new Error("The socket closed"));
+      const onClose = () => settle(this.failure ?? new Error("The socket closed"));
       const settle = (error?: Error | null) => {
         if (settled) return;
         settled = true;
@@ -593,6 +555,11 @@ export class BodyReader {
   #framing: BodyFraming;
   #timeout: number;
 
+  /** Whether the body is chunked, so that it may end with trailer fields. */
+  get chunked(): boolean {
+    return this.#framing.kind === "chunked";
+  }
+
   constructor(conn: UpstreamConnection, framing: BodyFraming, readIdleTimeout: number) {
     this.#conn = conn;
     this.#framing = framing;
@@ -740,6 +707,11 @@ export interface UpstreamRequest {
   bodyLength: number | null;
   /** Send the head and wait for 100 Continue (or 1 s) before the body (RFC 9110 §10.1.1). */
   expectContinue?: boolean;
+  /**
+   * The trailer fields to send after a chunked body, asked for once the body
+   * has ended; one with an invalid name or value is left out.
+   */
+  trailers?: () => Iterable<readonly [string, string]>;
   /** Aborts the exchange: the connection is closed. */
   signal?: AbortSignal;
 }
@@ -992,7 +964,7 @@ export class Upstream {
           await conn.socket.write(value);
         }
       }
-      if (chunked) await conn.socket.write(LAST_CHUNK);
+      if (chunked) await conn.socket.write(lastChunk(request.trailers?.()));
       else if (sent !== request.bodyLength) throw new Error("The request body ended early");
     })();
     done.catch(() => {}); // observed by the exchange; a write error also shows as a read error
@@ -1030,6 +1002,33 @@ export class Upstream {
 
 const CRLF = new Uint8Array([CR, LF]);
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+
+/** The last chunk, with a trailer section when there are `trailers` (RFC 9112 §7.1.2). */
+function lastChunk(trailers: Iterable<readonly [string, string]> | undefined): Uint8Array {
+  if (trailers === undefined) return LAST_CHUNK;
+  let text = "0\r\n";
+  for (const [name, value] of trailers) {
+    if (isToken(name) && isFieldValue(value)) text += name + ": " + value + "\r\n";
+  }
+  return latin1Bytes(text + "\r\n");
+}
+
+function isToken(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code > 255 || TCHAR[code] !== 1) return false;
+  }
+  return true;
+}
+
+function isFieldValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code > 255 || FIELD_CHAR[code] !== 1) return false;
+  }
+  return true;
+}
 
 /** Encodes a ByteString: each code point below 256 is one byte. */
 export function latin1Bytes(s: string): Uint8Array {

@@ -732,6 +732,34 @@ function defined<T extends object>(options: T): Partial<T> {
 type StreamState = "open" | "half-closed-remote" | "half-closed-local" | "closed";
 
 /** Connection-specific fields forbidden in HTTP/2 (§8.2.2). */
+/** What brick calls for a response's trailer fields (mod.ts `withTrailers`). */
+type Trailers = () =>
+  | Iterable<readonly [string, string]>
+  | Promise<Iterable<readonly [string, string]>>;
+
+/** The key of a response's trailer function, shared with mod.ts. */
+const TRAILERS = Symbol.for("brick.trailers");
+
+/** The trailer function a response carries, or null. */
+function trailersOf(response: Response): Trailers | null {
+  const trailers = (response as unknown as Record<symbol, unknown>)[TRAILERS];
+  return typeof trailers === "function" ? trailers as Trailers : null;
+}
+
+/** A lowercase field name (RFC 9113 §8.2.1), and a field value without CR, LF or NUL. */
+const TRAILER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** Fields a trailer section must not carry: connection-specific ones and framing. */
+const NOT_TRAILERS = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "content-length",
+]);
+
 const CONNECTION_FIELDS = new Set([
   "connection",
   "keep-alive",
@@ -1499,7 +1527,7 @@ class Connection implements Http2Session {
       this.#tk.responseFields
         ? this.#tk.responseFields(response, fn)
         : response.headers.forEach((value, name) => fn(name, value));
-    await this.#sendResponse(stream, response.status, fields, body, head);
+    await this.#sendResponse(stream, response.status, fields, body, head, trailersOf(response));
   }
 
   /** writeTimeout ran out before the response ended (a slow handler, or a client granting no window). */
@@ -1523,6 +1551,7 @@ class Connection implements Http2Session {
     eachField: (fn: (name: string, value: string) => void) => void,
     body: Http2Body,
     head: boolean,
+    trailers: Trailers | null = null,
   ): Promise<void> {
     const fields: [string, string][] = [[":status", String(status)]];
     let bytes: Uint8Array | null = null;
@@ -1543,7 +1572,7 @@ class Connection implements Http2Session {
     }
     stream.responseStarted = true;
     stream.sent.status = status;
-    const endStream = noBody || (bytes !== null && bytes.length === 0);
+    const endStream = noBody || (bytes !== null && bytes.length === 0 && trailers === null);
     this.#enqueue(
       headersFrames(stream.id, this.#encoder.encode(fields), endStream, this.#peerMaxFrameSize),
     );
@@ -1552,14 +1581,41 @@ class Connection implements Http2Session {
       return this.#localEnded(stream);
     }
     if (bytes !== null) {
-      await this.#sendData(stream, bytes, true);
+      if (bytes.length > 0) await this.#sendData(stream, bytes, trailers === null);
     } else if (body.kind === "stream") {
-      await this.#sendStream(stream, body.stream);
+      await this.#sendStream(stream, body.stream, trailers === null);
     }
+    if (trailers !== null) await this.#sendTrailers(stream, trailers);
     this.#localEnded(stream);
   }
 
-  async #sendStream(stream: Stream, source: ReadableStream<Uint8Array>): Promise<void> {
+  /**
+   * Ends the stream with the trailer fields `trailers` gives, in a HEADERS
+   * frame (RFC 9113 §8.1): names lowercased, a field that is invalid or
+   * connection-specific left out and reported.
+   */
+  async #sendTrailers(stream: Stream, trailers: Trailers): Promise<void> {
+    const fields: [string, string][] = [];
+    for (const [name, value] of await trailers()) {
+      const lower = name.toLowerCase();
+      if (!TRAILER_NAME.test(lower) || !FIELD_VALUE.test(value) || NOT_TRAILERS.has(lower)) {
+        console.error(`brick: Invalid trailer field "${name}": left out of the trailer section`);
+        continue;
+      }
+      fields.push([lower, value]);
+    }
+    if (stream.state === "closed" || this.#closed) throw new StreamEnded();
+    if (fields.length === 0) return await this.#sendData(stream, EMPTY, true);
+    this.#enqueue(
+      headersFrames(stream.id, this.#encoder.encode(fields), true, this.#peerMaxFrameSize),
+    );
+  }
+
+  async #sendStream(
+    stream: Stream,
+    source: ReadableStream<Uint8Array>,
+    end = true,
+  ): Promise<void> {
     const reader = source.getReader();
     try {
       while (true) {
@@ -1571,7 +1627,7 @@ class Connection implements Http2Session {
       reader.cancel(error).catch(() => {});
       throw error;
     }
-    await this.#sendData(stream, EMPTY, true);
+    if (end) await this.#sendData(stream, EMPTY, true);
   }
 
   /** Sends DATA within both send windows and the peer's frame size, waiting for credit. */

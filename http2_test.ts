@@ -39,7 +39,7 @@ import { chromiumPath, dumpDom } from "./_test_browser.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ResponseLogEntry } from "./mod.ts";
+import { type ResponseLogEntry, withTrailers } from "./mod.ts";
 
 const NO_CURL = await missing("curl");
 const NO_NGHTTP = await missing("nghttp", "--version");
@@ -165,6 +165,8 @@ interface ClientResponse {
   status: number;
   headers: http2.IncomingHttpHeaders;
   body: Uint8Array;
+  /** The trailer fields, when a HEADERS frame ended the stream. */
+  trailers: http2.IncomingHttpHeaders | null;
 }
 
 function request(
@@ -176,13 +178,16 @@ function request(
     const stream = client.request(headers, { endStream: body === undefined });
     const pieces: Uint8Array[] = [];
     let responseHeaders: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders | null = null;
     stream.on("response", (h) => (responseHeaders = h));
+    stream.on("trailers", (t) => (trailers = t));
     stream.on("data", (chunk: Uint8Array) => pieces.push(chunk));
     stream.on("end", () =>
       resolve({
         status: Number(responseHeaders[":status"]),
         headers: responseHeaders,
         body: new Uint8Array(Buffer.concat(pieces)),
+        trailers,
       }));
     stream.on("error", reject);
     if (body !== undefined) stream.end(body);
@@ -655,6 +660,42 @@ describe("serveHttp2() with node:http2 as the client", () => {
     assert.equal(empty.status, 204);
     assert.equal(empty.body.length, 0);
     await closeClient(client);
+  });
+
+  test("ends a response with the withTrailers() fields in a HEADERS frame, names lowercased", async () => {
+    const errors: string[] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => errors.push(args.join(" "));
+    const server = await startH2((request) => {
+      const parts = ["hello ", "world"];
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const part = parts.shift();
+          if (part === undefined) controller.close();
+          else controller.enqueue(encoder.encode(part));
+        },
+      });
+      const body = new URL(request.url).pathname === "/text" ? "abc" : stream;
+      return withTrailers(new Response(body), () => [
+        ["X-Sum", "11"],
+        ["Connection", "close"],
+        ["x-bad", "a\r\nb"],
+      ]);
+    });
+    try {
+      const client = await connect(server.port);
+      for (const [path, text] of [["/stream", "hello world"], ["/text", "abc"]]) {
+        const response = await within(request(client, { ":path": path }), 5_000, "the response");
+        assert.equal(decoder.decode(response.body), text);
+        assert.equal(response.trailers?.["x-sum"], "11", path);
+        assert.equal(response.trailers?.["connection"], undefined);
+        assert.equal(response.trailers?.["x-bad"], undefined);
+      }
+      await closeClient(client);
+    } finally {
+      console.error = original;
+    }
+    assert.equal(errors.filter((line) => /Invalid trailer field/.test(line)).length, 4);
   });
 
   test("streams a response body as the handler produces it", async () => {

@@ -38,6 +38,7 @@ import * as tls from "node:tls";
 import { Buffer } from "node:buffer";
 import { lstatSync, rmSync } from "node:fs";
 import { type Http2Exchange, type Http2RequestParts, type Http2Sent, serveHttp2 } from "./http2.ts";
+import { PushedConn } from "./_pushed_conn.ts";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -918,123 +919,6 @@ function listenError(error: Error & { code?: string }, where: string): Error {
       code: error.code,
     },
   );
-}
-
-/** Received bytes beyond this are left in the kernel (the socket pauses) until read. */
-const PAUSE_BYTES = 65_536;
-
-/**
- * The read side of a socket that pushes what it receives (node:net, Bun):
- * chunks that arrive are queued and copied out by `read()`, or copied
- * straight into the buffer of a read that is waiting. The socket pauses while
- * the queue holds {@linkcode PAUSE_BYTES}, so a handler that does not read
- * the body holds the client back.
- */
-abstract class PushedConn {
-  #chunks: Uint8Array[] = [];
-  #queued = 0;
-  #paused = false;
-  #ended = false;
-  #failure: Error | null = null;
-  #reader: {
-    buffer: Uint8Array;
-    resolve(n: number | null): void;
-    reject(error: Error): void;
-  } | null = null;
-
-  /** Stops the socket delivering data; the kernel then holds the client back. */
-  protected abstract pauseReading(): void;
-  protected abstract resumeReading(): void;
-
-  /** The error that ended the connection, if one did. */
-  protected get failure(): Error | null {
-    return this.#failure;
-  }
-
-  protected received(chunk: Uint8Array): void {
-    const reader = this.#reader;
-    if (reader !== null && this.#queued === 0) {
-      // The common case: a read waits, and the bytes go straight into its buffer.
-      this.#reader = null;
-      const n = Math.min(chunk.length, reader.buffer.length);
-      reader.buffer.set(n === chunk.length ? chunk : chunk.subarray(0, n));
-      if (n < chunk.length) this.#queue(chunk.subarray(n));
-      reader.resolve(n);
-      return;
-    }
-    this.#queue(chunk);
-    this.#settleReader();
-  }
-
-  #queue(chunk: Uint8Array): void {
-    this.#chunks.push(chunk);
-    this.#queued += chunk.length;
-    if (this.#queued >= PAUSE_BYTES && !this.#paused) {
-      this.#paused = true;
-      this.pauseReading();
-    }
-  }
-
-  /** The peer sent FIN: reads drain the queue, then see the end. */
-  protected peerEnded(): void {
-    this.#ended = true;
-    this.#settleReader();
-  }
-
-  /** The socket failed: a waiting read fails once the queue is drained. */
-  protected failed(error: Error): void {
-    this.#failure ??= error;
-    this.#settleReader();
-  }
-
-  /** The socket closed: after the peer's FIN that is the end, else a failure. */
-  protected socketClosed(): void {
-    if (!this.#ended) this.#failure ??= new Error("The socket closed");
-    this.#settleReader();
-  }
-
-  #settleReader(): void {
-    const reader = this.#reader;
-    if (reader === null) return;
-    if (this.#queued > 0) {
-      this.#reader = null;
-      reader.resolve(this.#take(reader.buffer));
-    } else if (this.#failure) {
-      this.#reader = null;
-      reader.reject(this.#failure);
-    } else if (this.#ended) {
-      this.#reader = null;
-      reader.resolve(null);
-    }
-  }
-
-  /** Copies queued bytes into `buffer`. */
-  #take(buffer: Uint8Array): number {
-    let n = 0;
-    while (n < buffer.length && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0];
-      const count = Math.min(chunk.length, buffer.length - n);
-      buffer.set(count === chunk.length ? chunk : chunk.subarray(0, count), n);
-      n += count;
-      if (count === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(count);
-    }
-    this.#queued -= n;
-    if (this.#paused && this.#queued < PAUSE_BYTES) {
-      this.#paused = false;
-      this.resumeReading();
-    }
-    return n;
-  }
-
-  read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#queued > 0) return Promise.resolve(this.#take(buffer));
-    if (this.#failure) return Promise.reject(this.#failure);
-    if (this.#ended) return Promise.resolve(null);
-    return new Promise((resolve, reject) => {
-      this.#reader = { buffer, resolve, reject };
-    });
-  }
 }
 
 /**
@@ -2340,6 +2224,8 @@ class BodyReader {
   overhead = 0;
   /** Bytes of the trailer section so far. */
   trailerBytes = 0;
+  /** The trailer fields, names as received, once the body has been read to its end. */
+  trailers: [string, string][] = [];
   done: boolean;
   error: Error | null = null;
   /** A 100 Continue is owed to the client before the first read. */
@@ -2426,7 +2312,7 @@ class BodyReader {
           if (this.trailerBytes > MAX_TRAILER_BYTES) {
             throw new HttpError(431, "The trailer section of the chunked body is too large");
           }
-          checkTrailerField(c.buf, line.start, line.end);
+          this.trailers.push(trailerField(c.buf, line.start, line.end));
           break;
         }
         default:
@@ -2618,8 +2504,11 @@ function skipQuotedString(buf: Uint8Array, i: number, end: number): number {
   throw badRequest("Invalid quoted string in a chunk extension");
 }
 
-/** A trailer field has a header field's syntax; its value is dropped. */
-function checkTrailerField(buf: Uint8Array, start: number, end: number): void {
+/**
+ * A trailer field with a header field's syntax, as its name (case kept) and
+ * its value without the whitespace around it.
+ */
+function trailerField(buf: Uint8Array, start: number, end: number): [string, string] {
   let colon = start;
   while (colon < end && TCHAR[buf[colon]] === 1) colon++;
   if (colon === start || colon === end || buf[colon] !== COLON) {
@@ -2628,6 +2517,11 @@ function checkTrailerField(buf: Uint8Array, start: number, end: number): void {
   for (let i = colon + 1; i < end; i++) {
     if (FIELD_CHAR[buf[i]] !== 1) throw badRequest("Invalid character in a trailer field");
   }
+  let from = colon + 1;
+  let to = end;
+  while (from < to && (buf[from] === SP || buf[from] === HT)) from++;
+  while (to > from && (buf[to - 1] === SP || buf[to - 1] === HT)) to--;
+  return [latin1(buf, start, colon), latin1(buf, from, to)];
 }
 
 // ─── 8. The request object ──────────────────────────────────────────────────
@@ -2641,6 +2535,15 @@ const UPGRADE: unique symbol = Symbol.for("brick.upgrade");
  * them). A proxy forwards with it; nothing is built unless it is called.
  */
 const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders");
+/**
+ * The key of the trailer fields, both ways. On a request, a method that
+ * returns the trailer fields of its chunked body once the body has been read
+ * (`[name, value]` pairs as received). On a response, the function brick
+ * calls for the fields to send after the body ({@linkcode withTrailers} sets
+ * it). A symbol from the global registry, so that code which does not import
+ * brick (a proxy, a framework adapter) can use it.
+ */
+const TRAILERS: unique symbol = Symbol.for("brick.trailers");
 /**
  * The key of an error's method that gives the HTTP answer for it, as a failed
  * WebSocket handshake does (400 or 426). Such errors are answered with it.
@@ -2665,6 +2568,8 @@ interface RequestBody {
   cancel?(): void;
   /** Set when the body broke its framing or a limit: the server answers for it. */
   readonly error?: Error | null;
+  /** The trailer fields of a chunked body, once it has been read to the end. */
+  readonly trailers?: [string, string][];
 }
 
 /**
@@ -2871,6 +2776,16 @@ class LazyRequest {
   /** Asks for the connection once `response` is sent; see {@linkcode UPGRADE}. */
   [UPGRADE](response: Response): Promise<UpgradedConnection> {
     return requestUpgrade(this.#state, response);
+  }
+
+  /**
+   * The trailer fields of a chunked body as received (names in their case, in
+   * order), once the body has been read to its end; empty before, and for
+   * any other body. A new array each call; see {@linkcode TRAILERS}.
+   */
+  [TRAILERS](): [name: string, value: string][] {
+    const trailers = this.#state.body.trailers;
+    return trailers === undefined ? [] : trailers.map(([name, value]) => [name, value]);
   }
 
   /** The header fields as received, a new array each call; see {@linkcode RAW_HEADERS}. */
@@ -3464,7 +3379,10 @@ function writeResponse(
   keepAlive: boolean,
 ): boolean | Promise<boolean> {
   const source = bodySourceOf(response);
-  if (source.kind === "stream" && source.peek && !response.headers.has("content-length")) {
+  if (
+    source.kind === "stream" && source.peek && !response.headers.has("content-length") &&
+    trailersOf(response) === null
+  ) {
     return peekBody(source.stream).then((peeked) =>
       writeSource(c, state, response, peeked, keepAlive)
     );
@@ -3483,6 +3401,10 @@ function writeSource(
     response.status !== 304;
   const facts = headerLines(response);
   c.responding = true;
+  const trailers = trailersOf(response);
+  if (trailers !== null && sendsBody && !state.head.http10 && facts.length === null) {
+    source = chunkedSource(source);
+  }
   if (source.kind === "text" && source.text.length * 3 <= MAX_COALESCED_BODY) {
     return bufferTextResponse(c, state, response, facts, source.text, sendsBody, keepAlive);
   }
@@ -3501,7 +3423,7 @@ function writeSource(
     return plan.keepAlive;
   }
   bufferHead(c, null, plan.head); // `completed` waits for the end of the stream
-  return writeStreamResponse(c, state, source.stream, plan);
+  return writeStreamResponse(c, state, source.stream, plan, trailers);
 }
 
 /** Sends the buffered head, then the stream; false when the body did not end as framed. */
@@ -3510,10 +3432,11 @@ async function writeStreamResponse(
   state: RequestState,
   stream: ReadableStream<Uint8Array>,
   plan: ResponsePlan,
+  trailers: Trailers | null,
 ): Promise<boolean> {
   await c.flush();
   watchForDisconnect(c, state.body);
-  const complete = await writeStream(c, stream, plan.chunked, plan.length);
+  const complete = await writeStream(c, stream, plan.chunked, plan.length, trailers);
   if (complete) state.finish();
   else state.finish(new Error("The response body stream failed before its end"));
   return plan.keepAlive && complete;
@@ -3600,6 +3523,88 @@ const MAX_WRITE_BURST_MS = 2;
 const CRLF = encoder.encode("\r\n");
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
+/** Trailer fields as `[name, value]` pairs: an array of pairs, or a `Headers`. */
+export type TrailerFields = Iterable<readonly [string, string]>;
+
+/** What brick calls for a response's trailer fields once its body has ended. */
+type Trailers = () => TrailerFields | Promise<TrailerFields>;
+
+/**
+ * Gives `response` trailer fields: once its body has ended, brick calls
+ * `trailers` and sends the fields it returns in the trailer section of the
+ * chunked body (RFC 9112 §7.1.2), names in their case and in their order.
+ *
+ * Trailers need chunked framing, so brick sends such a response's body
+ * chunked even when it knows the length; they are left out (and `trailers`
+ * is not called) when there is no body (HEAD, 204, 304), when the response
+ * sets `Content-Length`, or when the client speaks HTTP/1.0 — RFC 9110
+ * §6.5.1 lets trailers be dropped, so send nothing there that the client
+ * cannot do without. A field with an invalid name or value, or a framing
+ * field (`Content-Length`, `Transfer-Encoding`, `Connection`,
+ * `Keep-Alive`), is left out and reported. When `trailers` throws, the body
+ * is left unterminated and the connection closed, as for a failed body
+ * stream. Over HTTP/2 they end the stream in a HEADERS frame, names
+ * lowercased, whatever the body and its Content-Length (not for HEAD, 204, 304).
+ *
+ * The function is stored under `Symbol.for("brick.trailers")`, which a
+ * response may also set itself.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve, withTrailers } from "@brick/http";
+ *
+ * serve({ port: 8888 }, () => {
+ *   const parts = ["hello ", "world"];
+ *   let length = 0;
+ *   const body = new ReadableStream<Uint8Array>({
+ *     pull(controller) {
+ *       const part = parts.shift();
+ *       if (part === undefined) return controller.close();
+ *       const bytes = new TextEncoder().encode(part);
+ *       length += bytes.length;
+ *       controller.enqueue(bytes);
+ *     },
+ *   });
+ *   const response = new Response(body, { headers: { trailer: "x-length" } });
+ *   return withTrailers(response, () => [["x-length", String(length)]]);
+ * });
+ * ```
+ *
+ * @param response The response to send with trailers.
+ * @param trailers Called once the last body chunk is written; returns the fields.
+ * @returns `response`, now carrying `trailers`.
+ */
+export function withTrailers<R extends Response>(
+  response: R,
+  trailers: () => TrailerFields | Promise<TrailerFields>,
+): R {
+  Object.defineProperty(response, TRAILERS, { value: trailers, configurable: true });
+  return response;
+}
+
+/** The trailer function a response carries, or null. */
+function trailersOf(response: Response): Trailers | null {
+  const trailers = (response as unknown as Record<symbol, unknown>)[TRAILERS];
+  return typeof trailers === "function" ? trailers as Trailers : null;
+}
+
+/** A body as a stream of unknown length, so that it goes chunked (with its trailers). */
+function chunkedSource(source: BodySource): BodySource {
+  if (source.kind === "stream") return { kind: "stream", stream: source.stream, length: null };
+  if (source.kind === "none") return source;
+  const bytes = source.kind === "text" ? encoder.encode(source.text) : source.bytes;
+  return {
+    kind: "stream",
+    stream: new ReadableStream({
+      start(controller) {
+        if (bytes.length > 0) controller.enqueue(bytes);
+        controller.close();
+      },
+    }),
+    length: null,
+  };
+}
+
 /** The largest buffer a byte stream body is read into; smaller when its length is known. */
 const BYOB_BUFFER_BYTES = 512 * 1024;
 /** The buffer for a byte stream of unknown length. */
@@ -3649,6 +3654,7 @@ async function writeStream(
   stream: ReadableStream<Uint8Array>,
   chunked: boolean,
   length: number | null,
+  trailers: Trailers | null = null,
 ): Promise<boolean> {
   const read = chunkReader(c, stream, length);
   const reader = c.streamReader!;
@@ -3693,8 +3699,44 @@ async function writeStream(
     );
     return false;
   }
-  if (chunked) await c.write(LAST_CHUNK);
+  if (!chunked) return true;
+  if (trailers === null) {
+    await c.write(LAST_CHUNK);
+    return true;
+  }
+  let last: Uint8Array;
+  try {
+    last = lastChunkWith(await trailers());
+  } catch (error) {
+    // Trailers may say whether the body is good: without them it is cut short.
+    reportError(error, "The response trailers failed");
+    return false;
+  }
+  await c.write(last);
   return true;
+}
+
+/**
+ * The last chunk and the trailer section with `fields` (RFC 9112 §7.1.2),
+ * names as given. A field with an invalid name or value, or one that frames
+ * the message, is left out and reported.
+ */
+function lastChunkWith(fields: TrailerFields): Uint8Array {
+  let text = "0\r\n";
+  for (const [name, value] of fields) {
+    if (!isToken(name) || !isFieldValue(value) || FRAMING_FIELDS.has(name.toLowerCase())) {
+      reportError(
+        new TypeError(`Invalid trailer field "${name}": left out of the trailer section`),
+        "The response trailers failed",
+      );
+      continue;
+    }
+    text += name + ": " + value + "\r\n";
+  }
+  text += "\r\n";
+  const bytes = new Uint8Array(text.length);
+  putHead(bytes, 0, text);
+  return bytes;
 }
 
 async function writeChunk(c: Connection, data: Uint8Array): Promise<void> {

@@ -7,7 +7,7 @@ import { after, before } from "node:test";
 import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { serve, type ServeInit, type Server } from "./mod.ts";
+import { serve, type ServeInit, type Server, withTrailers } from "./mod.ts";
 import {
   capturing,
   deferred,
@@ -760,7 +760,7 @@ describe("serve() request bodies", () => {
     });
   });
 
-  test("serve() decodes a chunked body with extensions and drops its trailers", async () => {
+  test("serve() decodes a chunked body with extensions and keeps its trailers out of the headers", async () => {
     await withServer(echo, async ({ port }) => {
       const chunked = '5;name=value;q="a \\"quoted\\" one"\r\nhello\r\n6 ; solo\r\n world\r\n' +
         "0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n";
@@ -768,6 +768,25 @@ describe("serve() request bodies", () => {
       const seen = JSON.parse(responses[0].text);
       assert.equal(seen.body, "hello world");
       assert.equal(seen.headers["x-trailer"], undefined);
+    });
+  });
+
+  test('serve() gives a chunked body\'s trailer fields through Symbol.for("brick.trailers") once read', async () => {
+    const TRAILERS = Symbol.for("brick.trailers");
+    await withServer(async (request) => {
+      const trailers = (request as unknown as Record<symbol, () => [string, string][]>)[TRAILERS];
+      const before = trailers.call(request);
+      const body = await request.text();
+      return Response.json({ before, body, after: trailers.call(request) });
+    }, async ({ port }) => {
+      const chunked = "5\r\nhello\r\n0\r\nX-Sum: 5\r\nx-note:  caf\xe9 \t\r\nX-Sum: again\r\n\r\n";
+      const { responses } = await exchange(port, postChunked(chunked) + GET, { responses: 2 });
+      assert.deepEqual(JSON.parse(responses[0].text), {
+        before: [],
+        body: "hello",
+        after: [["X-Sum", "5"], ["x-note", "caf\xe9"], ["X-Sum", "again"]],
+      });
+      assert.deepEqual(JSON.parse(responses[1].text).after, []);
     });
   });
 
@@ -1212,6 +1231,95 @@ describe("serve() responses", () => {
         assert.equal(header(response, "transfer-encoding"), undefined);
       }
     });
+  });
+
+  test("withTrailers() sends the trailer fields after the last chunk, byte-exact", async () => {
+    let length = 0;
+    await withServer(() => {
+      const parts = ["hello ", "world"];
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const part = parts.shift();
+          if (part === undefined) return controller.close();
+          length += part.length;
+          controller.enqueue(latin1Bytes(part));
+        },
+      });
+      const response = new Response(body, { headers: { trailer: "X-Length, X-Note" } });
+      return withTrailers(response, () => [["X-Length", String(length)], ["X-Note", "caf\xe9"]]);
+    }, async ({ port }) => {
+      const { text, responses } = await exchange(port, GET + GET, { responses: 2 });
+      assert.ok(
+        text.endsWith("5\r\nworld\r\n0\r\nX-Length: 22\r\nX-Note: caf\xe9\r\n\r\n"),
+        JSON.stringify(text),
+      );
+      assert.deepEqual(responses[0].trailers, { "x-length": ["11"], "x-note": ["caf\xe9"] });
+      assert.equal(responses[0].text, "hello world");
+      assert.equal(header(responses[0], "trailer"), "X-Length, X-Note");
+    });
+  });
+
+  test("withTrailers() sends a text body chunked, and leaves out invalid and framing fields", async () => {
+    const errors = await capturing("error", async () => {
+      const { response, text } = await respond(() =>
+        withTrailers(new Response("abc"), () => [
+          ["X-Ok", "1"],
+          ["Bad Name", "2"],
+          ["X-Split", "a\r\nInjected: yes"],
+          ["Content-Length", "3"],
+        ])
+      );
+      assert.equal(response.framing, "chunked");
+      assert.equal(response.text, "abc");
+      assert.deepEqual(response.trailers, { "x-ok": ["1"] });
+      assert.ok(text.endsWith("0\r\nX-Ok: 1\r\n\r\n"), JSON.stringify(text));
+    });
+    assert.equal(errors.filter((line) => /Invalid trailer field/.test(line)).length, 3);
+  });
+
+  test("withTrailers() sends no trailers to HEAD, to HTTP/1.0, or with a Content-Length", async () => {
+    let calls = 0;
+    const handler = () =>
+      withTrailers(new Response("abc", { headers: { "x-a": "1" } }), () => {
+        calls++;
+        return [["X-T", "1"]];
+      });
+    const head10 = await respond(handler, "GET / HTTP/1.0\r\n\r\n");
+    assert.equal(head10.response.text, "abc");
+    assert.notEqual(head10.response.framing, "chunked");
+    await withServer(handler, async ({ port }) => {
+      const { text } = await exchange(
+        port,
+        head("HEAD / HTTP/1.1", "Host: x", "Connection: close"),
+        {
+          headFor: [0],
+        },
+      );
+      assert.ok(text.endsWith("\r\n\r\n") && !/X-T|\r\n0\r\n/.test(text), JSON.stringify(text));
+    });
+    const declared = await respond(() =>
+      withTrailers(new Response("abc", { headers: { "content-length": "3" } }), () => {
+        calls++;
+        return [["X-T", "1"]];
+      })
+    );
+    assert.equal(declared.response.framing, "length");
+    assert.equal(calls, 0);
+  });
+
+  test("withTrailers() leaves the body unterminated and closes when the trailers fail", async () => {
+    const errors = await capturing("error", async () => {
+      await withServer(
+        () => withTrailers(new Response("abc"), () => Promise.reject(new Error("no checksum"))),
+        async ({ port }) => {
+          const { bytes, text, closed } = await rawExchange(port, [GET]);
+          assert.equal(closed, true);
+          assert.ok(text.includes("\r\n\r\n3\r\nabc\r\n"), JSON.stringify(text));
+          assert.throws(() => parseResponses(bytes), IncompleteResponseError);
+        },
+      );
+    });
+    assert.ok(errors.some((line) => /trailers failed/.test(line)), errors.join("\n"));
   });
 
   test("serve() writes latin1 header values as single bytes", {}, async () => {

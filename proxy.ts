@@ -92,11 +92,14 @@ export interface ProxyHandler {
 
 const UPGRADE: unique symbol = Symbol.for("brick.upgrade") as never;
 const RAW_HEADERS: unique symbol = Symbol.for("brick.rawHeaders") as never;
+/** Where brick's server finds a response's trailer fields (mod.ts `withTrailers`). */
+const TRAILERS: unique symbol = Symbol.for("brick.trailers") as never;
 
 /**
  * The header fields of `request` as the client sent them (names in their
- * case, in order, repeats kept) when brick's server received it over
- * HTTP/1.1; null for any other Request (made in code, HTTP/2).
+ * case, in order, repeats kept) when brick's server received it (over
+ * HTTP/2 the names are lowercase, as that protocol sends them); null for a
+ * Request made in code.
  */
 function rawFields(request: Request): [string, string][] | null {
   const raw = (request as unknown as Record<symbol, unknown>)[RAW_HEADERS];
@@ -280,20 +283,40 @@ async function send(
 
   let answer: UpstreamResponse;
   try {
+    let body: ReadableStream<Uint8Array> | null = hasBody ? request.body : null;
+    let length = bodyLength;
+    if (!hasBody && bodyLength === null && request.body !== null) {
+      // No framing fields (HTTP/2, a Request made in code): a body of unknown
+      // length goes chunked; none at all, as an HTTP/1.1 request without them has.
+      body = await nonEmpty(request.body);
+      length = body === null ? 0 : null;
+    }
     answer = await state.pool.roundTrip({
       method: request.method,
       target: state.base + url.pathname + url.search,
       fields,
-      body: hasBody ? request.body : null,
-      bodyLength,
+      body,
+      bodyLength: length,
       expectContinue,
       signal: request.signal,
+      trailers: request === received ? requestTrailers(received) : undefined,
     });
   } catch (error) {
     return failureResponse(error, state.via);
   }
   if (answer.upgraded !== null) return switchProtocols(state, request, answer, upgrade);
   return toResponse(state, answer);
+}
+
+/**
+ * The trailer fields of `request`'s chunked body as the client sent them, minus
+ * hop-by-hop ones, for once the body has gone upstream; undefined for a
+ * Request that brick's server did not receive.
+ */
+function requestTrailers(request: Request): (() => [string, string][]) | undefined {
+  const method = (request as unknown as Record<symbol, unknown>)[TRAILERS];
+  if (typeof method !== "function") return undefined;
+  return () => endToEnd((method as () => [string, string][]).call(request));
 }
 
 /** The value of Upgrade when the client asked for one (Connection: upgrade), else null. */
@@ -326,12 +349,19 @@ function forwardedFields(
 ): { fields: string[]; bodyLength: number | null; hasBody: boolean; expectContinue: boolean } {
   const headers = request.headers;
   const named = connectionOptions(headers.get("connection"));
+  const length = headers.get("content-length");
+  const chunked = headers.has("transfer-encoding");
   const fields: string[] = [];
   const clientHost = headers.get("host") ?? url.host;
   fields.push("host", state.preserveHost ? clientHost : state.authority);
   const previous: Record<string, string> = {};
   for (const [name, value] of fieldLines(request, received)) {
     const lower = name.toLowerCase();
+    // Trailer announces the fields after a chunked body, which go on with it.
+    if (lower === "trailer" && chunked && !named.has(lower)) {
+      fields.push(name, value);
+      continue;
+    }
     if (HOP_BY_HOP.has(lower) || named.has(lower) || SET_BY_PROXY.has(lower)) continue;
     if (FORWARDING.has(lower)) {
       if (state.trustForwarded) {
@@ -359,18 +389,44 @@ function forwardedFields(
   const via = headers.get("via");
   fields.push("via", (via ? via + ", " : "") + "1.1 " + state.via);
   if (upgrade !== null) fields.push("connection", "upgrade", "upgrade", upgrade);
-  const length = headers.get("content-length");
-  const chunked = headers.has("transfer-encoding");
   const bodyLength = length !== null && /^\d+$/.test(length) ? Number(length) : chunked ? null : 0;
   const hasBody = request.body !== null && (chunked || (bodyLength ?? 0) > 0);
   const expectContinue = hasBody && /^100-continue$/i.test(headers.get("expect") ?? "");
   if (expectContinue) fields.push("expect", "100-continue");
   return {
     fields,
+    // null with no body: no Content-Length, or a body of unknown length (see send()).
     bodyLength: hasBody || length !== null ? bodyLength : null,
     hasBody,
     expectContinue,
   };
+}
+
+/**
+ * `stream` when it carries any bytes (as a new stream that starts with the
+ * first chunk read here), or null when it ends without any.
+ */
+async function nonEmpty(
+  stream: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array> | null> {
+  const reader = stream.getReader();
+  let first = await reader.read();
+  while (!first.done && first.value.length === 0) first = await reader.read();
+  if (first.done) return null;
+  let pending: Uint8Array | null = first.value;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending !== null) {
+        controller.enqueue(pending);
+        pending = null;
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }
 
 /** The client as a Forwarded node (RFC 7239 §6): an IP, "[v6]", or "unknown". */
@@ -396,11 +452,29 @@ function toResponse(state: ProxyState, answer: UpstreamResponse): Response {
       state.via,
     );
   }
-  return new Response(answer.bytes as Uint8Array<ArrayBuffer> | null ?? answer.body, {
+  const response = new Response(answer.bytes as Uint8Array<ArrayBuffer> | null ?? answer.body, {
     status: answer.status,
     statusText: answer.statusText,
     headers,
   });
+  if (answer.body !== null && answer.reader.chunked) {
+    // A chunked body: its trailer fields go on to the client once it has ended.
+    const { reader } = answer;
+    Object.defineProperty(response, TRAILERS, { value: () => endToEndFlat(reader.trailers) });
+  }
+  return response;
+}
+
+/** The end-to-end fields of a flat name/value list, as pairs. */
+function endToEndFlat(fields: string[]): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < fields.length; i += 2) pairs.push([fields[i], fields[i + 1]]);
+  return endToEnd(pairs);
+}
+
+/** `fields` without the hop-by-hop ones. */
+function endToEnd(fields: [string, string][]): [string, string][] {
+  return fields.filter(([name]) => !HOP_BY_HOP.has(name.toLowerCase()));
 }
 
 function responseHeaders(state: ProxyState, answer: ResponseHead, upgrade: boolean): Headers {
@@ -426,6 +500,11 @@ function responseHeaders(state: ProxyState, answer: ResponseHead, upgrade: boole
       continue;
     }
     if (upgrade && name === "upgrade") {
+      headers.append(name, value);
+      continue;
+    }
+    // Trailer announces the fields after a chunked body, which go on with it.
+    if (name === "trailer" && chunked) {
       headers.append(name, value);
       continue;
     }

@@ -6,6 +6,7 @@
 import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import http from "node:http";
+import http2 from "node:http2";
 import net from "node:net";
 import { readdirSync } from "node:fs";
 import type { Server } from "./mod.ts";
@@ -19,7 +20,9 @@ import {
   header,
   HOST,
   latin1,
+  parseResponses,
   RawClient,
+  rawExchange,
   startServer,
   until,
   within,
@@ -289,20 +292,106 @@ describe("proxy() forwarding", () => {
     }
   });
 
-  test("passes a chunked response with trailers through, body intact", async () => {
+  test("passes a chunked response's trailer fields on to the client, byte-exact, also through a cache", async () => {
     const upstream = await rawUpstream((socket) => {
-      socket.once("data", () => {
+      socket.on("data", () => {
         socket.write(
-          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n" +
-            "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-sum: 11\r\n\r\n",
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, X-Note\r\n" +
+            "Cache-Control: max-age=60\r\n\r\n" +
+            "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\nX-Note: caf\xe9\r\n" +
+            "Connection: x\r\n\r\n",
+          "latin1",
         );
+      });
+    });
+    for (const options of [{}, { cache: {} }]) {
+      const front = await startProxy(upstream.port, options);
+      try {
+        const { text, bytes } = await rawExchange(front.port, [
+          head("GET /t HTTP/1.1", "Host: a", "TE: trailers", "Connection: close"),
+        ]);
+        const [response] = parseResponses(bytes);
+        assert.equal(response.text, "hello world");
+        assert.equal(response.framing, "chunked");
+        assert.equal(header(response, "trailer"), "X-Sum, X-Note");
+        // The fields come as the upstream wrote them, in order; its hop-by-hop one stays behind.
+        assert.ok(text.endsWith("0\r\nX-Sum: 11\r\nX-Note: caf\xe9\r\n\r\n"), JSON.stringify(text));
+        if ("cache" in options) {
+          // A hit has the body, and no Trailer field announcing fields it lacks.
+          const again = await rawExchange(front.port, [
+            head("GET /t HTTP/1.1", "Host: a", "Connection: close"),
+          ]);
+          const [hit] = parseResponses(again.bytes);
+          assert.match(header(hit, "cache-status") ?? "", /hit/);
+          assert.equal(hit.text, "hello world");
+          assert.equal(header(hit, "trailer"), undefined);
+        }
+      } finally {
+        await front.close();
+      }
+    }
+    await upstream.close();
+  });
+
+  test("passes a chunked request's trailer fields on to the upstream, byte-exact", async () => {
+    let received = "";
+    const upstream = await rawUpstream((socket) => {
+      socket.setEncoding("latin1");
+      socket.on("data", (text: string) => {
+        received += text;
+        if (/\r\n0\r\n(?:[^\r]+\r\n)*\r\n$/.test(received)) {
+          socket.end("HTTP/1.1 204 No Content\r\n\r\n");
+        }
       });
     });
     const front = await startProxy(upstream.port);
     try {
-      const response = await fetch(`http://${HOST}:${front.port}/`);
-      assert.equal(await response.text(), "hello world");
+      const { text } = await rawExchange(front.port, [
+        head("POST /up HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Trailer: X-Checksum") +
+        "5\r\nhello\r\n0\r\nX-Checksum: caf\xe9\r\nKeep-Alive: 1\r\nx-Last: z\r\n\r\n",
+      ], { responses: 1 });
+      assert.match(text, /^HTTP\/1\.1 204/);
+      assert.match(received, /\r\nTrailer: X-Checksum\r\n/);
+      assert.ok(
+        received.endsWith("5\r\nhello\r\n0\r\nX-Checksum: caf\xe9\r\nx-Last: z\r\n\r\n"),
+        JSON.stringify(received),
+      );
     } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("forwards an HTTP/2 client's body of unknown length chunked, and no body as none", async () => {
+    const upstream = await nodeUpstream(async (req, res) => {
+      const framing = req.headers["transfer-encoding"] ?? `length ${req.headers["content-length"]}`;
+      res.end(`${framing}: ${await readBody(req)}`);
+    });
+    const front = await startProxy(upstream.port);
+    const client = http2.connect(`http://${HOST}:${front.port}`);
+    const post = (pieces: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const stream = client.request({ ":method": "POST", ":path": "/" }, {
+          endStream: pieces.length === 0,
+        });
+        let text = "";
+        stream.setEncoding("utf8");
+        stream.on("data", (chunk: string) => text += chunk);
+        stream.on("end", () => resolve(text));
+        stream.on("error", reject);
+        if (pieces.length > 0) {
+          stream.write(pieces[0]);
+          setTimeout(() => stream.end(pieces[1]), 20);
+        }
+      });
+    try {
+      assert.equal(
+        await within(post(["hello", " world"]), 10_000, "the body"),
+        "chunked: hello world",
+      );
+      assert.equal(await within(post([]), 10_000, "no body"), "length undefined: ");
+    } finally {
+      client.close();
       await front.close();
       await upstream.close();
     }
@@ -941,6 +1030,64 @@ describe("proxy() with a cache", () => {
       assert.equal(swr.text, "3");
       assert.match(swr.status, /stale-while-revalidate/);
       await until(() => count() === 4, 2000, "the background revalidation");
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  // RFC 9111 §4.2.4: no stale response where a directive forbids it, even
+  // when the upstream is gone and the response allows stale-if-error.
+  test("answers 502, not the stale copy, when the upstream closes and a directive forbids stale", async () => {
+    const forbidding = ["must-revalidate", "proxy-revalidate", "no-cache", "s-maxage=1"];
+    const seen = new Map<string, number>();
+    const upstream = await nodeUpstream((req, res) => {
+      const n = (seen.get(req.url!) ?? 0) + 1;
+      seen.set(req.url!, n);
+      if (n > 1) return req.socket.destroy(); // the origin fails: no response at all
+      const directive = forbidding[Number(req.url!.slice(1))] ?? "public";
+      res.setHeader("cache-control", `max-age=1, ${directive}, stale-if-error=60`);
+      res.setHeader("date", new Date(Date.now() - 5000).toUTCString()); // stale on arrival
+      res.end("stored");
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      for (const [i, directive] of forbidding.entries()) {
+        assert.equal((await get(front.port, `/${i}`)).text, "stored", directive);
+        const second = await get(front.port, `/${i}`);
+        assert.equal(second.response.status, 502, directive);
+        assert.doesNotMatch(second.text, /stored/, directive);
+        assert.match(second.status, /fwd=stale; fwd-status=502/, directive);
+      }
+      // The control: with nothing forbidding it, stale-if-error serves the copy.
+      assert.equal((await get(front.port, "/9")).text, "stored");
+      const allowed = await get(front.port, "/9");
+      assert.equal(allowed.text, "stored");
+      assert.match(allowed.status, /stale-if-error/);
+    } finally {
+      await front.close();
+      await upstream.close();
+    }
+  });
+
+  test("validates before answering when s-maxage or must-revalidate forbid stale-while-revalidate", async () => {
+    const { upstream, count } = await counted((req, res, n) => {
+      const directive = req.url === "/s" ? "s-maxage=1" : "max-age=1, must-revalidate";
+      res.setHeader("cache-control", `${directive}, stale-while-revalidate=60`);
+      res.setHeader("date", new Date(Date.now() - 5000).toUTCString());
+      res.end(`body ${n}`);
+    });
+    const front = await startProxy(upstream.port, { cache: {} });
+    try {
+      assert.equal((await get(front.port, "/s")).text, "body 1");
+      const shared = await get(front.port, "/s");
+      assert.equal(shared.text, "body 2");
+      assert.match(shared.status, /fwd=stale; fwd-status=200/);
+      assert.equal((await get(front.port, "/m")).text, "body 3");
+      const must = await get(front.port, "/m");
+      assert.equal(must.text, "body 4");
+      assert.match(must.status, /fwd=stale; fwd-status=200/);
+      assert.equal(count(), 4);
     } finally {
       await front.close();
       await upstream.close();

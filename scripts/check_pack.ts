@@ -41,6 +41,8 @@ const PACKAGE_FILES = [
   "_hpack.js",
   "_http_cache.d.ts",
   "_http_cache.js",
+  "_pushed_conn.d.ts",
+  "_pushed_conn.js",
   "_upstream.d.ts",
   "_upstream.js",
   ...[
