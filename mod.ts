@@ -1396,6 +1396,8 @@ const readBuffers: Uint8Array[] = [];
 const headBuffers: Uint8Array[] = [];
 const outBuffers: Uint8Array[] = [];
 const MAX_POOLED_BUFFERS = 256;
+/** The read buffer of a closed connection, whose own went back to the pool. */
+const NO_BYTES = new Uint8Array(0);
 
 function takeBuffer(pool: Uint8Array[], size: number): Uint8Array {
   return pool.pop() ?? new Uint8Array(size);
@@ -1506,6 +1508,9 @@ class Connection {
   fill(limit = READ_BUFFER_BYTES): Promise<number> {
     if (this.#reading !== null) return this.#reading;
     if (this.eof) return Promise.resolve(0);
+    // Closed, the buffer went back to the pool and may be another
+    // connection's now: bytes still queued in the socket must not land in it.
+    if (this.state === "closed") return Promise.reject(new ClientGoneError());
     this.makeRoom(limit);
     if (this.end === this.buf.length) {
       return Promise.reject(new RangeError("The read buffer is full"));
@@ -1706,6 +1711,8 @@ class Connection {
     // A pending read or write still holds its buffer: leave both to the GC.
     if (this.#reading !== null || this.#writing > 0) return;
     if (this.buf.length === READ_BUFFER_BYTES) giveBuffer(readBuffers, this.buf);
+    else if (this.buf.length === HEAD_BUFFER_BYTES) giveBuffer(headBuffers, this.buf);
+    this.buf = NO_BYTES; // the pool's now: nothing here may read or write it
     if (this.out !== null && this.out.length === OUT_BUFFER_BYTES && this.outLength === 0) {
       giveBuffer(outBuffers, this.out);
     }
