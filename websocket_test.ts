@@ -1678,11 +1678,15 @@ describe("ServerWebSocket liveness and flow", () => {
     }, { idleTimeout: 0.2 });
   });
 
-  test("idleTimeout: a client that answers pings stays connected", async () => {
+  test("idleTimeout: a client that answers pings stays connected", {
+    timeout: 30_000, // Bun stops a test after 5 s unless told
+  }, async () => {
     await withRaw(async (ws, { seen }) => {
       let answered = 0;
-      // The client answers in this process's event loop: a pong late by idleTimeout closes.
-      const deadline = Date.now() + 3000;
+      // The client answers in this process's event loop: a pong late by
+      // idleTimeout closes, so idleTimeout is long enough for a loaded machine
+      // (0.5 s was missed once with three test suites running beside it).
+      const deadline = Date.now() + 6000;
       while (Date.now() < deadline) {
         const pings = ws.frames.filter((frame) => frame.opcode === Opcode.Ping).length;
         for (; answered < pings; answered++) await ws.send(clientFrame(Opcode.Pong, ""));
@@ -1691,7 +1695,7 @@ describe("ServerWebSocket liveness and flow", () => {
       assert.ok(answered >= 2, `answered ${answered} pings`);
       assert.equal(ws.client.closed, false);
       assert.equal(seen.sockets[0].readyState, 1);
-    }, { idleTimeout: 0.5 });
+    }, { idleTimeout: 1.5 });
   });
 
   test("send() queues behind a slow reader: bufferedAmount rises, then drains to 0", {
