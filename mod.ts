@@ -1439,11 +1439,6 @@ class Connection {
   idleSince = 0;
   /** The server sent FIN: it writes nothing more and reads only until the client closes. */
   writeClosed = false;
-  /**
-   * The client said its last request was its last (`Connection: close`, or
-   * HTTP/1.0 without keep-alive), and that request was read whole.
-   */
-  peerDone = false;
   /** True once any byte of the current response has been written. */
   responding = false;
   /** The request being handled, for aborting its signal when the client leaves. */
@@ -3840,14 +3835,8 @@ async function serveConnection(c: Connection): Promise<void> {
       // The client may still be sending (a body the handler left unread, the
       // next request): closing at once would reset the connection, and the
       // reset can destroy the response in flight. Close in stages instead
-      // (RFC 9112 §9.6). Not when the client asked to close and sent its
-      // request whole: it sends nothing more (RFC 9112 §9.3), so there is
-      // nothing to wait for, and the response is already with the kernel,
-      // which sends it before the FIN.
-      const mayStillSend = !c.peerDone || c.buffered > 0;
-      if (answered && mayStillSend && !c.eof && c.state !== "closed") {
-        await lingeringClose(c).catch(() => {});
-      }
+      // (RFC 9112 §9.6).
+      if (answered && !c.eof && c.state !== "closed") await lingeringClose(c).catch(() => {});
       c.close();
     }
   }
@@ -3952,7 +3941,6 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     c.current = null;
   }
   if (c.outLength > MAX_BUFFERED_OUT) await c.flush();
-  c.peerDone = !head.keepAlive && body.done;
   return keepAlive;
 }
 

@@ -7,7 +7,6 @@ import { after, before } from "node:test";
 import { describe, test } from "./_test_skips.ts";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import * as net from "node:net";
 import { serve, type ServeInit, type Server, withTrailers } from "./mod.ts";
 import {
   capturing,
@@ -1381,42 +1380,6 @@ describe("serve() persistent connections", () => {
       assert.ok(closed);
     });
   });
-
-  test(
-    "serve() closes at once, without lingering, after a client asked to close and sent its request whole",
-    {
-      skip: onBun &&
-        "Bun closes a Bun.listen socket on end() in its own time: the reset is not seen within the test",
-    },
-    async () => {
-      await withServer(path, async ({ port }) => {
-        // A client that asked to close sends nothing more (RFC 9112 §9.3): the
-        // server has nothing to read and closes its socket with the FIN. Bytes
-        // sent after it anyway find no socket, and the kernel answers a reset;
-        // a lingering server would have read and dropped them.
-        const socket = net.createConnection({ host: "127.0.0.1", port, allowHalfOpen: true });
-        const failed = deferred<Error>();
-        socket.on("error", (error) => failed.resolve(error));
-        const ended = new Promise<void>((resolve) => socket.once("end", resolve));
-        socket.resume();
-        socket.write(GET_CLOSE);
-        try {
-          await within(ended, 5000, "the server's FIN");
-          // The client reads no more after the FIN: a later write sees the reset.
-          const writing = setInterval(() => socket.write("x"), 50);
-          const error = await within(
-            failed.promise,
-            1500,
-            "a reset (a lingering server drops bytes)",
-          )
-            .finally(() => clearInterval(writing));
-          assert.match(String((error as { code?: string }).code), /ECONNRESET|EPIPE/);
-        } finally {
-          socket.destroy();
-        }
-      });
-    },
-  );
 
   test("serve() closes after a response whose handler set connection: close", async () => {
     const closing = () => new Response("bye", { headers: { connection: "close" } });
