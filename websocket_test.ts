@@ -1011,7 +1011,10 @@ describe("ServerWebSocket keeps each message bounded", () => {
       const [echo] = await ws.waitFrames(1, 60_000);
       assert.equal(decoder.decode(echo.payload), "xy");
       assert.deepEqual(seen.messages, ["xy"]);
-      assertGrowthBelow(before, 16 * MiB);
+      // The client's 18 MB of frames are built in this process too, and Bun
+      // collects them late (17.6 MiB seen once under load); a server that kept
+      // each fragment would hold 3 million objects, hundreds of MiB.
+      assertGrowthBelow(before, 48 * MiB);
     }, { maxFragments: Infinity });
   });
 
