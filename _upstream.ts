@@ -14,6 +14,7 @@
 
 import * as net from "node:net";
 import { PushedConn } from "./_pushed_conn.ts";
+import { FIELD_CHAR, isFieldValue, isToken, TCHAR } from "./_grammar.ts";
 
 // ─── 1. Errors and options ──────────────────────────────────────────────────
 
@@ -262,17 +263,6 @@ class NodeSocket extends PushedConn implements Socket {
 
 const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58;
 
-function byteTable(chars: string, ...ranges: [number, number][]): Uint8Array {
-  const table = new Uint8Array(256);
-  for (let i = 0; i < chars.length; i++) table[chars.charCodeAt(i)] = 1;
-  for (const [from, to] of ranges) table.fill(1, from, to + 1);
-  return table;
-}
-
-/** RFC 9110 §5.6.2 tchar (the same table as mod.ts). */
-const TCHAR = byteTable("!#$%&'*+-.^_`|~", [48, 57], [65, 90], [97, 122]);
-/** RFC 9110 §5.5 field-vchar, SP and HTAB. */
-const FIELD_CHAR = byteTable("\t ", [0x21, 0x7e], [0x80, 0xff]);
 /** RFC 9112 §4 reason-phrase: HTAB, SP, VCHAR, obs-text. */
 const REASON_CHAR = FIELD_CHAR;
 
@@ -1011,23 +1001,6 @@ function lastChunk(trailers: Iterable<readonly [string, string]> | undefined): U
     if (isToken(name) && isFieldValue(value)) text += name + ": " + value + "\r\n";
   }
   return latin1Bytes(text + "\r\n");
-}
-
-function isToken(name: string): boolean {
-  if (name.length === 0) return false;
-  for (let i = 0; i < name.length; i++) {
-    const code = name.charCodeAt(i);
-    if (code > 255 || TCHAR[code] !== 1) return false;
-  }
-  return true;
-}
-
-function isFieldValue(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i);
-    if (code > 255 || FIELD_CHAR[code] !== 1) return false;
-  }
-  return true;
 }
 
 /** Encodes a ByteString: each code point below 256 is one byte. */

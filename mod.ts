@@ -39,6 +39,7 @@ import { Buffer } from "node:buffer";
 import { lstatSync, rmSync } from "node:fs";
 import { type Http2Exchange, type Http2RequestParts, type Http2Sent, serveHttp2 } from "./http2.ts";
 import { PushedConn } from "./_pushed_conn.ts";
+import { ALNUM, byteTable, FIELD_CHAR, isFieldValue, isToken, TCHAR } from "./_grammar.ts";
 
 // ─── 1. Public API ──────────────────────────────────────────────────────────
 
@@ -403,23 +404,10 @@ const MAX_CHUNK_OVERHEAD = 16_384;
 const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58, SEMI = 59, EQ = 61, DQUOTE = 34;
 const BACKSLASH = 92, PERCENT = 37, SLASH = 47, STAR = 42;
 
-/** Builds a 256-entry lookup table: 1 for each byte in `chars` or the ranges. */
-function byteTable(chars: string, ...ranges: [number, number][]): Uint8Array {
-  const table = new Uint8Array(256);
-  for (let i = 0; i < chars.length; i++) table[chars.charCodeAt(i)] = 1;
-  for (const [from, to] of ranges) table.fill(1, from, to + 1);
-  return table;
-}
-
-const ALNUM: [number, number][] = [[48, 57], [65, 90], [97, 122]];
-/** RFC 9110 §5.6.2 tchar. */
-const TCHAR = byteTable("!#$%&'*+-.^_`|~", ...ALNUM);
 /** RFC 3986 characters allowed in a request-target (pchar, "/", "?", "[", "]"). */
 const URI_CHAR = byteTable("-._~!$&'()*+,;=:@/?%[]", ...ALNUM);
 /** RFC 3986 reg-name characters plus ":" and IPv6 brackets, for Host. */
 const HOST_CHAR = byteTable("-._~!$&'()*+,;=%:[]", ...ALNUM);
-/** RFC 9110 §5.5 field-vchar, SP and HTAB: what a field value may hold. */
-const FIELD_CHAR = byteTable("\t ", [0x21, 0x7e], [0x80, 0xff]);
 /** Hex digit values, or 255 for anything else. */
 const HEX = new Uint8Array(256).fill(255);
 for (let i = 0; i < 10; i++) HEX[48 + i] = i;
@@ -3221,23 +3209,6 @@ function forEachField(headers: HeadersInit, fn: (name: string, value: string) =>
   } else {
     for (const name of Object.keys(headers)) fn(name, String(headers[name]).trim());
   }
-}
-
-function isToken(name: string): boolean {
-  if (name.length === 0) return false;
-  for (let i = 0; i < name.length; i++) {
-    const code = name.charCodeAt(i);
-    if (code > 255 || TCHAR[code] !== 1) return false;
-  }
-  return true;
-}
-
-function isFieldValue(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i);
-    if (code > 255 || FIELD_CHAR[code] !== 1) return false;
-  }
-  return true;
 }
 
 /** The body of a light response, when brick can send it as it is. */

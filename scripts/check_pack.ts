@@ -37,6 +37,8 @@ const INSTALL_TIMEOUT = 180_000;
 const PACKAGE_FILES = [
   "LICENSE",
   "README.md",
+  "_grammar.d.ts",
+  "_grammar.js",
   "_hpack.d.ts",
   "_hpack.js",
   "_http_cache.d.ts",
