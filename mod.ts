@@ -975,25 +975,25 @@ class NodeConn extends PushedConn implements Conn {
       socket.write(data, this.#calledBack);
       if (socket.writableLength === 0 && !socket.errored) return data.length;
       // The kernel took part (or the write failed): wait for the callback.
-      return new Promise((resolve, reject) => {
-        const settle = (error?: Error | null) => {
-          this.#forget(settle);
-          if (error) reject(error);
-          else resolve(data.length);
-        };
-        this.#unsettled.push(settle);
-        this.#partWritten = settle;
-      });
+      return this.#settledBy(data.length, (settle) => this.#partWritten = settle);
     }
     // Node keeps a reference to `data` until its callback: resolve only then.
+    return this.#settledBy(data.length, (settle) => this.#socket.write(data, settle));
+  }
+
+  /** A write's promise, settled by the callback that `register` hands on. */
+  #settledBy(
+    length: number,
+    register: (settle: (error?: Error | null) => void) => void,
+  ): Promise<number> {
     return new Promise((resolve, reject) => {
       const settle = (error?: Error | null) => {
         this.#forget(settle);
         if (error) reject(error);
-        else resolve(data.length);
+        else resolve(length);
       };
       this.#unsettled.push(settle);
-      this.#socket.write(data, settle);
+      register(settle);
     });
   }
 
