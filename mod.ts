@@ -3117,15 +3117,22 @@ interface LightState {
   body: unknown;
   init: ResponseInit | undefined;
   real: Response | null;
+  /** The init's header fields, read and checked once, when it was given. */
+  facts: HeadFacts;
 }
 
 class LightResponse {
   [LIGHT]: LightState;
 
   constructor(body?: BodyInit | null, init?: ResponseInit) {
-    this[LIGHT] = { body, init, real: null };
+    const facts = typeof body === "string" ? TEXT_FIELDS : NO_FIELDS;
+    const state: LightState = { body, init, real: null, facts };
+    this[LIGHT] = state;
+    if (init === undefined) return;
     // Whatever the real constructor would reject, it rejects here, at once.
-    if (init !== undefined && !isPlainInit(body, init)) realResponse(this);
+    const given = plainInitFacts(body, init);
+    if (given === null) realResponse(this);
+    else state.facts = given;
   }
 
   get status(): number {
@@ -3166,7 +3173,7 @@ function realResponse(light: LightResponse): Response {
     // Bun's Headers do not show the Content-Type a string body implies: the
     // real response names it, as brick sends it and as Deno's and undici's do.
     if (typeof state.body === "string" && !real.headers.has("content-type")) {
-      real.headers.set("content-type", "text/plain;charset=UTF-8");
+      real.headers.set("content-type", TEXT_TYPE);
     }
     state.real = real;
   }
@@ -3181,20 +3188,42 @@ function lightOf(response: Response): LightState | undefined {
   return state !== undefined && state.real === null ? state : undefined;
 }
 
-/** An init brick can send as given: a valid status and header fields, no statusText. */
-function isPlainInit(body: unknown, init: ResponseInit): boolean {
+/**
+ * Reads an init brick can send as given (a valid status and header fields, no
+ * statusText) into the facts its head is written from, in one pass: fields are
+ * copied when the response is made, as the real constructor copies them.
+ *
+ * @returns The facts, or null for an init only the real constructor can judge.
+ */
+function plainInitFacts(body: unknown, init: ResponseInit): HeadFacts | null {
   const { status, statusText, headers } = init;
-  if (statusText !== undefined) return false;
+  if (statusText !== undefined) return null;
   if (status !== undefined) {
-    if (!Number.isInteger(status) || status < 200 || status > 599) return false;
-    if ((status === 204 || status === 205 || status === 304) && body != null) return false;
+    if (!Number.isInteger(status) || status < 200 || status > 599) return null;
+    if ((status === 204 || status === 205 || status === 304) && body != null) return null;
   }
-  if (headers === undefined) return true;
+  const text = typeof body === "string";
+  if (headers === undefined) return text ? TEXT_FIELDS : NO_FIELDS;
+  const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
   let valid = true;
   forEachField(headers, (name, value) => {
-    if (!isToken(name) || !isFieldValue(value)) valid = false;
+    if (valid && isToken(name) && isFieldValue(value)) addField(facts, name.toLowerCase(), value);
+    else valid = false;
   });
-  return valid;
+  if (text && !facts.type) addField(facts, "content-type", TEXT_TYPE);
+  return valid ? facts : null;
+}
+
+/** Adds a response header field to `facts`, noting the framing fields apart. */
+function addField(facts: HeadFacts, name: string, value: string): void {
+  if (FRAMING_FIELDS.has(name)) {
+    if (name === "content-length") facts.length = value;
+    else if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) facts.close = true;
+    return;
+  }
+  if (name === "date") facts.date = true;
+  else if (name === "content-type") facts.type = true;
+  facts.lines += name + ": " + value + "\r\n";
 }
 
 /** Calls `fn` for each field of a HeadersInit, value trimmed as Headers does. */
@@ -3231,7 +3260,7 @@ function lightFields(state: LightState, fn: (name: string, value: string) => voi
       fn(lower, value);
     });
   }
-  if (!typed && typeof state.body === "string") fn("content-type", "text/plain;charset=UTF-8");
+  if (!typed && typeof state.body === "string") fn("content-type", TEXT_TYPE);
 }
 
 /**
@@ -3265,25 +3294,26 @@ interface HeadFacts {
 /** The facts of a response that names no header fields: shared, never changed. */
 const NO_FIELDS: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
 
+/** The Content-Type a string body implies (Fetch's "extract a body"). */
+const TEXT_TYPE = "text/plain;charset=UTF-8";
+
+/** The facts of a light response with a string body and no header fields: shared. */
+const TEXT_FIELDS: HeadFacts = {
+  lines: "content-type: " + TEXT_TYPE + "\r\n",
+  date: false,
+  type: true,
+  close: false,
+  length: null,
+};
+
 /** Serialises the response's own header fields, skipping the framing fields. */
 function headerLines(response: Response): HeadFacts {
+  // A light response read its fields when it was made, with the Content-Type
+  // a string body implies.
   const light = lightOf(response);
-  // The usual light response has no init headers: nothing to serialise, and
-  // planResponse() names the Content-Type of a string body as lightFields() would.
-  if (light && light.init?.headers === undefined) return NO_FIELDS;
+  if (light) return light.facts;
   const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
-  const add = (value: string, name: string) => {
-    if (FRAMING_FIELDS.has(name)) {
-      if (name === "content-length") facts.length = value;
-      else if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) facts.close = true;
-      return;
-    }
-    if (name === "date") facts.date = true;
-    else if (name === "content-type") facts.type = true;
-    facts.lines += name + ": " + value + "\r\n";
-  };
-  if (light) lightFields(light, (name, value) => add(value, name));
-  else response.headers.forEach(add);
+  response.headers.forEach((value, name) => addField(facts, name, value));
   return facts;
 }
 
@@ -3320,7 +3350,7 @@ function planResponse(
   const bodyless = head.method === "HEAD" || status === 204 || status === 304;
   let text = statusLine(status, response.statusText) + facts.lines;
   // Deno and undici type string bodies in the Response's headers; Bun only when it sends.
-  if (!facts.type && source.kind === "text") text += "content-type: text/plain;charset=UTF-8\r\n";
+  if (!facts.type && source.kind === "text") text += "content-type: " + TEXT_TYPE + "\r\n";
   if (!facts.date) text += dateHeaderLine();
   if (facts.close || c.server.closing) keepAlive = false;
   let length = bodyLength;

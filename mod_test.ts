@@ -1056,6 +1056,38 @@ describe("serve() responses", () => {
     });
   });
 
+  // A string past the size brick copies behind the head is written apart from it.
+  for (const headers of [undefined, { "x-kind": "long" }]) {
+    test(`serve() types a 100,000-character string body (headers: ${JSON.stringify(headers)})`, async () => {
+      const text = "a".repeat(100_000);
+      await withServer(() => new Response(text, { headers }), async ({ connect }) => {
+        const client = await connect();
+        await client.write(GET);
+        const [response] = await client.responses(1);
+        assert.equal(header(response, "content-type")?.toLowerCase(), "text/plain;charset=utf-8");
+        assert.equal(header(response, "content-length"), "100000");
+        assert.equal(response.text.length, 100_000);
+      });
+    });
+  }
+
+  test("serve() sends the header fields a Response was made with, not later changes to the init", async () => {
+    await withServer(() => {
+      const headers: Record<string, string> = { "x-made": "then" };
+      const response = new Response("copied", { headers });
+      headers["x-made"] = "later";
+      headers["x-added"] = "later";
+      return response;
+    }, async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET);
+      const [response] = await client.responses(1);
+      assert.equal(header(response, "x-made"), "then");
+      assert.equal(header(response, "x-added"), undefined);
+      assert.equal(response.text, "copied");
+    });
+  });
+
   /** The parsed response to one GET answered by `handler`, plus the raw text. */
   async function respond(handler: () => Response, request = GET_CLOSE) {
     let result: Awaited<ReturnType<typeof exchange>> | undefined;

@@ -305,10 +305,7 @@ export async function createHandler(
 
 const HELLO = "Hello, World!";
 
-const HELLO_LENGTH = String(new TextEncoder().encode(HELLO).byteLength);
-
+/** The page served without an app or folder; brick adds its Content-Length. */
 function helloWorld(): Response {
-  return new Response(HELLO, {
-    headers: { "content-type": "text/plain; charset=utf-8", "content-length": HELLO_LENGTH },
-  });
+  return new Response(HELLO, { headers: { "content-type": "text/plain; charset=utf-8" } });
 }
