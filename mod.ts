@@ -3204,14 +3204,50 @@ function plainInitFacts(body: unknown, init: ResponseInit): HeadFacts | null {
   }
   const text = typeof body === "string";
   if (headers === undefined) return text ? TEXT_FIELDS : NO_FIELDS;
+  // A frozen record of strings cannot change: its fields are read once for
+  // every response made with it.
+  const frozen = isFrozenRecord(headers);
+  const known = frozen ? frozenFields.get(headers)?.[text ? 1 : 0] : undefined;
+  if (known !== undefined) return known;
+  const facts = headerInitFacts(headers, text);
+  if (frozen && holdsOnlyStrings(headers)) {
+    const pair = frozenFields.get(headers) ?? [undefined, undefined];
+    pair[text ? 1 : 0] = facts;
+    frozenFields.set(headers, pair);
+  }
+  return facts;
+}
+
+/** What brick read from each frozen header record, for a body of bytes or none and for text. */
+const frozenFields = new WeakMap<
+  object,
+  [HeadFacts | null | undefined, HeadFacts | null | undefined]
+>();
+
+function isFrozenRecord(headers: HeadersInit): headers is Record<string, string> {
+  return Object.getPrototypeOf(headers) === Object.prototype && Object.isFrozen(headers);
+}
+
+/** Whether each of the record's own fields is a string value, not a getter or an object. */
+function holdsOnlyStrings(record: object): boolean {
+  const fields = Object.getOwnPropertyDescriptors(record);
+  for (const name in fields) {
+    if (typeof fields[name].value !== "string") return false;
+  }
+  return true;
+}
+
+/** The facts of a HeadersInit, or null when a field is invalid. */
+function headerInitFacts(headers: HeadersInit, text: boolean): HeadFacts | null {
   const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
   let valid = true;
   forEachField(headers, (name, value) => {
     if (valid && isToken(name) && isFieldValue(value)) addField(facts, name.toLowerCase(), value);
     else valid = false;
   });
+  if (!valid) return null;
   if (text && !facts.type) addField(facts, "content-type", TEXT_TYPE);
-  return valid ? facts : null;
+  return facts;
 }
 
 /** Adds a response header field to `facts`, noting the framing fields apart. */

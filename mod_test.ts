@@ -1088,6 +1088,34 @@ describe("serve() responses", () => {
     });
   });
 
+  test("serve() sends a frozen header record's fields with every response made from it", async () => {
+    const headers = Object.freeze({ "X-Shared": "yes", "content-type": "text/x-shared" });
+    let count = 0;
+    let changing = 0;
+    // Frozen too, but a getter's value can change: read for every response.
+    const live = Object.freeze({
+      get "x-count"() {
+        return String(++changing);
+      },
+    });
+    await withServer(() => {
+      count++;
+      if (count === 2) return new Response(new Uint8Array([104, 105]), { headers });
+      if (count >= 4) return new Response("live", { headers: live });
+      return new Response("text", { headers });
+    }, async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET + GET + GET + GET + GET);
+      const responses = await client.responses(5);
+      for (const response of responses.slice(0, 3)) {
+        assert.equal(header(response, "x-shared"), "yes");
+        assert.equal(header(response, "content-type"), "text/x-shared");
+      }
+      assert.deepEqual(responses.map((r) => r.text), ["text", "hi", "text", "live", "live"]);
+      assert.deepEqual(responses.slice(3).map((r) => header(r, "x-count")), ["1", "2"]);
+    });
+  });
+
   /** The parsed response to one GET answered by `handler`, plus the raw text. */
   async function respond(handler: () => Response, request = GET_CLOSE) {
     let result: Awaited<ReturnType<typeof exchange>> | undefined;

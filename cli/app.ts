@@ -305,7 +305,10 @@ export async function createHandler(
 
 const HELLO = "Hello, World!";
 
+/** Frozen: brick reads a frozen record of fields once, not for every response. */
+const HELLO_INIT = { headers: Object.freeze({ "content-type": "text/plain; charset=utf-8" }) };
+
 /** The page served without an app or folder; brick adds its Content-Length. */
 function helloWorld(): Response {
-  return new Response(HELLO, { headers: { "content-type": "text/plain; charset=utf-8" } });
+  return new Response(HELLO, HELLO_INIT);
 }
