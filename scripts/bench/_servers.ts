@@ -113,6 +113,23 @@ export const SERVERS: Server[] = [
     prepare: () => Promise.resolve({ staticNote: brickDenoStaticNote() }),
   },
   {
+    name: "brick-deno-cli",
+    title: "brick CLI on Deno",
+    runtime: "deno",
+    baseline: "deno",
+    scenarios: ["hello", "hello-h2load"],
+    benchArgs: false,
+    portLine: BRICK_BANNER_PORT,
+    command: [
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-read",
+      REPO_ROOT + "main.ts",
+      ...brickCliArgs(1),
+    ],
+  },
+  {
     name: "deno",
     title: "Deno.serve",
     runtime: "deno",
