@@ -8,11 +8,12 @@
 import { dirname, join } from "node:path";
 import {
   evaluate,
-  formatRatio,
+  formatRatioRange,
   formatSummary,
   formatTarget,
   markdownTable,
   type Results,
+  roundRatios,
 } from "./_report.ts";
 import {
   CLIENT_CPU,
@@ -126,7 +127,10 @@ export function formatChecks(results: Results, servers: ReadyServer[]): string[]
         formatSummary(c.metric, byServer.get(c.server)!),
         against?.title ?? "—",
         c.against === undefined ? "—" : formatSummary(c.metric, byServer.get(c.against)!),
-        c.against === undefined || c.metric.comparable === false ? "—" : formatRatio(ratio),
+        c.against === undefined || c.metric.comparable === false ? "—" : formatRatioRange(
+          ratio,
+          roundRatios(c.metric, byServer.get(c.server)!, byServer.get(c.against)!),
+        ),
         formatTarget(c.target, c.metric),
         verdict === "" ? "—" : verdict,
       ];
@@ -278,8 +282,8 @@ export async function formatReport(parts: ReportParts, options: Options): Promis
     ...(parts.checks.length === 0 ? [] : [
       "## Against the targets",
       "",
-      "brick's figure, the other server's, the median per-round ratio, and the target it is " +
-      "checked against.",
+      "brick's figure, the other server's, the median per-round ratio (with the lowest and " +
+      "highest per-round ratios: the noise between rounds), and the target it is checked against.",
       "",
       ...parts.checks,
     ]),

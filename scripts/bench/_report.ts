@@ -152,13 +152,24 @@ export function summarize(metric: Metric, rounds: Rounds): number {
  * @returns the median per-round ratio
  */
 export function medianRatio(metric: Metric, server: Rounds, other: Rounds): number {
-  const ratios = server.flatMap((m, round) => {
+  return median(roundRatios(metric, server, other));
+}
+
+/**
+ * One's figure divided by the other's, for each round both servers completed with both figures.
+ *
+ * @param metric the figure
+ * @param server the measurements of the server on top of the ratio
+ * @param other the measurements of the server below
+ * @returns the ratios, in round order
+ */
+export function roundRatios(metric: Metric, server: Rounds, other: Rounds): number[] {
+  return server.flatMap((m, round) => {
     const o = other[round];
     if (m === undefined || o === undefined) return [];
     const ratio = metric.value(m) / metric.value(o);
     return Number.isFinite(ratio) ? [ratio] : [];
   });
-  return median(ratios);
 }
 
 /** What a check demands. */
@@ -261,6 +272,22 @@ export function formatTarget(target: Target | undefined, metric: Metric): string
  */
 export function formatRatio(ratio: number): string {
   return Number.isNaN(ratio) ? "n/a" : `${ratio.toFixed(2)}×`;
+}
+
+/**
+ * A median ratio with the lowest and highest per-round ratios beside it: the noise between
+ * rounds. The range is left out for a single round, or when every round agrees.
+ *
+ * @param ratio the median per-round ratio
+ * @param ratios the per-round ratios
+ * @returns the text, such as `0.86× (0.83–0.88)`
+ */
+export function formatRatioRange(ratio: number, ratios: number[]): string {
+  const text = formatRatio(ratio);
+  if (Number.isNaN(ratio) || ratios.length < 2) return text;
+  const low = Math.min(...ratios).toFixed(2);
+  const high = Math.max(...ratios).toFixed(2);
+  return low === high ? text : `${text} (${low}–${high})`;
 }
 
 /**

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import {
   type Check,
   evaluate,
+  formatRatioRange,
   formatTarget,
   KEPT_OPEN,
   markdownTable,
@@ -16,6 +17,7 @@ import {
   PEAK_RSS,
   REQUESTS_PER_SEC,
   type Results,
+  roundRatios,
   type Rounds,
   RSS_PER_CONNECTION,
   summarize,
@@ -59,6 +61,20 @@ test("medianRatio() divides round by round, not median by median", () => {
   const brick = [wrk(100), wrk(400), wrk(200)];
   const base = [wrk(50), wrk(200), wrk(400)];
   assert.equal(medianRatio(REQUESTS_PER_SEC, brick, base), 2);
+});
+
+test("formatRatioRange() shows the lowest and highest per-round ratios beside the median", () => {
+  const brick = [wrk(100), wrk(90), wrk(120)];
+  const base = [wrk(100), wrk(100), wrk(100)];
+  const ratios = roundRatios(REQUESTS_PER_SEC, brick, base);
+  assert.deepEqual(ratios, [1, 0.9, 1.2]);
+  assert.equal(
+    formatRatioRange(medianRatio(REQUESTS_PER_SEC, brick, base), ratios),
+    "1.00× (0.90–1.20)",
+  );
+  assert.equal(formatRatioRange(2, [2]), "2.00×");
+  assert.equal(formatRatioRange(1, [1.001, 0.999]), "1.00×");
+  assert.equal(formatRatioRange(NaN, []), "n/a");
 });
 
 test("medianRatio() uses only the rounds both servers completed", () => {
