@@ -3034,6 +3034,9 @@ function bodySourceOf(response: Response): BodySource {
   if (lent !== undefined) response = realResponse(response as unknown as LightResponse);
   const known = staticBody(response);
   if (known !== undefined) return known;
+  // Bun forgets the Content-Type a Blob body implies once the body is taken
+  // before the headers were read: read them first (cheap everywhere).
+  void response.headers;
   const stream = response.body;
   if (stream === null) return NO_BODY;
   return { kind: "stream", stream, length: null, peek: !staticBodyVisible };
@@ -3349,8 +3352,58 @@ function headerLines(response: Response): HeadFacts {
   const light = lightOf(response);
   if (light) return light.facts;
   const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
-  response.headers.forEach((value, name) => addField(facts, name, value));
+  if (!readDenoFields(response, facts)) {
+    response.headers.forEach((value, name) => addField(facts, name, value));
+  }
   return facts;
+}
+
+/** Deno's own symbols on a Response, where brick recognises them all. */
+const DENO_RESPONSE = deno === undefined ? undefined : (() => {
+  const symbols = Object.getOwnPropertySymbols(new Response(""));
+  const find = (name: string) => symbols.find((s) => s.description === name);
+  const found = {
+    inner: find("response"),
+    headers: find("headers"),
+    lazyBody: find("lazy static body"),
+    lazyType: find("lazy static content type"),
+    fastType: find("serve fast content type"),
+  };
+  return Object.values(found).every((s) => s !== undefined)
+    ? found as { [K in keyof typeof found]: symbol }
+    : undefined;
+})();
+
+/**
+ * Reads a Deno response's header fields from its inner list, as they were
+ * set (checked and trimmed then): `forEach` would build the Headers object,
+ * sort the names and join repeated ones for every response. Repeated fields
+ * go out as lines of their own (RFC 9110 §5.3 makes the two the same). Deno
+ * holds a body's implied Content-Type aside until the Headers object is
+ * built; where brick cannot tell it, `forEach` reads the fields instead.
+ *
+ * @returns Whether the fields were read.
+ */
+function readDenoFields(response: Response, facts: HeadFacts): boolean {
+  if (DENO_RESPONSE === undefined) return false;
+  const record = response as unknown as Record<symbol, unknown>;
+  const list = (record[DENO_RESPONSE.inner] as { headerList?: unknown } | undefined)?.headerList;
+  if (!Array.isArray(list)) return false;
+  let implied: string | null = null;
+  if (record[DENO_RESPONSE.headers] == null) { // not built: the type may be held aside
+    const lazyType = record[DENO_RESPONSE.lazyType];
+    const fastType = record[DENO_RESPONSE.fastType];
+    if (typeof fastType === "string") implied = fastType;
+    else if (typeof lazyType === "string") implied = lazyType;
+    else if (typeof record[DENO_RESPONSE.lazyBody] === "string") implied = TEXT_TYPE;
+    else if (lazyType != null || fastType != null) return false;
+  }
+  for (let i = 0; i < list.length; i++) {
+    const [name, value] = list[i] as [string, string];
+    addField(facts, name.toLowerCase(), value);
+  }
+  if (implied !== null && !facts.type) addField(facts, "content-type", implied);
+  return true;
 }
 
 /**

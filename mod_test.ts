@@ -1071,6 +1071,41 @@ describe("serve() responses", () => {
     });
   }
 
+  // Deno holds a body's implied type aside until the headers are read; brick reads its fields
+  // without building them, and must still send the type.
+  test("serve() sends the Content-Type each kind of body implies, as the runtime's Response names it", async () => {
+    const bodies: Record<string, () => Response> = {
+      "string": () => new Response("hi"),
+      "string with a status": () => new Response("hi", { status: 201 }),
+      "string with fields": () => new Response("hi", { headers: { "x-a": "1" } }),
+      "string whose headers were read": () => {
+        const response = new Response("hi");
+        response.headers.get("x-a");
+        return response;
+      },
+      "bytes": () => new Response(new Uint8Array([1, 2])),
+      "bytes with a status": () => new Response(new Uint8Array([1, 2]), { status: 200 }),
+      "Blob": () => new Response(new Blob(["x"], { type: "image/png" })),
+      "Blob with fields": () =>
+        new Response(new Blob(["x"], { type: "image/png" }), { headers: {} }),
+      "URLSearchParams": () => new Response(new URLSearchParams("a=1")),
+      "URLSearchParams with a status": () =>
+        new Response(new URLSearchParams("a=1"), { status: 200 }),
+      "Response.json()": () => Response.json({ a: 1 }),
+      "null": () => new Response(null),
+    };
+    for (const [kind, make] of Object.entries(bodies)) {
+      await withServer(make, async ({ connect }) => {
+        // Made while brick serves: on Node and Bun, with the Response it serves with.
+        const expected = make().headers.get("content-type") ?? undefined;
+        const client = await connect();
+        await client.write(GET);
+        const [response] = await client.responses(1);
+        assert.equal(header(response, "content-type"), expected, kind);
+      });
+    }
+  });
+
   test("serve() sends the header fields a Response was made with, not later changes to the init", async () => {
     await withServer(() => {
       const headers: Record<string, string> = { "x-made": "then" };
