@@ -96,6 +96,20 @@ function brickCliArgs(workers = WORKERS): string[] {
   return ["--workers", String(workers), "--quiet", "--host", HOSTNAME, "--port", "0"];
 }
 
+/** brick's CLI from the source on Deno; several workers need `--unstable-net` (SO_REUSEPORT). */
+function brickDenoCliCommand(workers: number): string[] {
+  const unstable = workers > 1 ? ["--unstable-net"] : [];
+  return [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    "--allow-read",
+    ...unstable,
+    REPO_ROOT + "main.ts",
+    ...brickCliArgs(workers),
+  ];
+}
+
 /** The scenarios of the raw responders: those without a request body. */
 const RAW_SCENARIOS = ["hello", "hello-h2load", "close", "pipeline"];
 
@@ -120,14 +134,7 @@ export const SERVERS: Server[] = [
     scenarios: ["hello", "hello-h2load"],
     benchArgs: false,
     portLine: BRICK_BANNER_PORT,
-    command: [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      REPO_ROOT + "main.ts",
-      ...brickCliArgs(1),
-    ],
+    command: brickDenoCliCommand(1),
   },
   {
     name: "deno",
@@ -255,15 +262,7 @@ export const SERVERS: Server[] = [
     workers: WORKERS,
     benchArgs: false,
     portLine: BRICK_BANNER_PORT,
-    command: [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--unstable-net",
-      REPO_ROOT + "main.ts",
-      ...brickCliArgs(),
-    ],
+    command: brickDenoCliCommand(WORKERS),
   },
   {
     name: "deno-parallel",
