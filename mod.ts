@@ -500,6 +500,19 @@ function dateHeaderLine(): string {
   return dateLine;
 }
 
+let dateBytes: Uint8Array = new Uint8Array(0);
+let dateBytesLine = "";
+
+/** The `Date` header line as bytes, encoded again only when the line changes. */
+function dateHeaderBytes(): Uint8Array {
+  const line = dateHeaderLine();
+  if (line !== dateBytesLine) {
+    dateBytes = latin1Bytes(line);
+    dateBytesLine = line;
+  }
+  return dateBytes;
+}
+
 const encoder = new TextEncoder();
 
 /**
@@ -517,6 +530,13 @@ const latin1Slice = Buffer.prototype.latin1Slice as (
 /** Decodes bytes as ISO-8859-1: each byte becomes the code point of its value (a ByteString). */
 function latin1(bytes: Uint8Array, start: number, end: number): string {
   return latin1Slice.call(bytes, start, end);
+}
+
+/** Encodes a ByteString as ISO-8859-1: each code point becomes one byte. */
+function latin1Bytes(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
 }
 
 // ─── 3. Errors ──────────────────────────────────────────────────────────────
@@ -3214,6 +3234,7 @@ function plainInitFacts(body: unknown, init: ResponseInit): HeadFacts | null {
   if (known !== undefined) return known;
   const facts = headerInitFacts(headers, text);
   if (frozen && holdsOnlyStrings(headers)) {
+    if (facts !== null) facts.wire = latin1Bytes(facts.lines);
     const pair = frozenFields.get(headers) ?? [undefined, undefined];
     pair[text ? 1 : 0] = facts;
     frozenFields.set(headers, pair);
@@ -3242,7 +3263,15 @@ function holdsOnlyStrings(record: object): boolean {
 
 /** The facts of a HeadersInit, or null when a field is invalid. */
 function headerInitFacts(headers: HeadersInit, text: boolean): HeadFacts | null {
-  const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
+  const facts: HeadFacts = {
+    lines: "",
+    wire: null,
+    prefix: null,
+    date: false,
+    type: false,
+    close: false,
+    length: null,
+  };
   let valid = true;
   forEachField(headers, (name, value) => {
     if (valid && isToken(name) && isFieldValue(value)) addField(facts, name.toLowerCase(), value);
@@ -3323,6 +3352,10 @@ const FRAMING_FIELDS = new Set(["connection", "content-length", "transfer-encodi
 /** What the response's own header fields say about framing. */
 interface HeadFacts {
   lines: string;
+  /** `lines` as bytes, kept for facts that many responses share. */
+  wire: Uint8Array | null;
+  /** For shared facts: the head's start for the status and second last sent. */
+  prefix: HeadPrefix | null;
   date: boolean;
   /** The response names its Content-Type. */
   type: boolean;
@@ -3331,7 +3364,15 @@ interface HeadFacts {
 }
 
 /** The facts of a response that names no header fields: shared, never changed. */
-const NO_FIELDS: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
+const NO_FIELDS: HeadFacts = {
+  lines: "",
+  wire: new Uint8Array(0),
+  prefix: null,
+  date: false,
+  type: false,
+  close: false,
+  length: null,
+};
 
 /** The Content-Type a string body implies (Fetch's "extract a body"). */
 const TEXT_TYPE = "text/plain;charset=UTF-8";
@@ -3339,6 +3380,8 @@ const TEXT_TYPE = "text/plain;charset=UTF-8";
 /** The facts of a light response with a string body and no header fields: shared. */
 const TEXT_FIELDS: HeadFacts = {
   lines: "content-type: " + TEXT_TYPE + "\r\n",
+  wire: latin1Bytes("content-type: " + TEXT_TYPE + "\r\n"),
+  prefix: null,
   date: false,
   type: true,
   close: false,
@@ -3351,7 +3394,15 @@ function headerLines(response: Response): HeadFacts {
   // a string body implies.
   const light = lightOf(response);
   if (light) return light.facts;
-  const facts: HeadFacts = { lines: "", date: false, type: false, close: false, length: null };
+  const facts: HeadFacts = {
+    lines: "",
+    wire: null,
+    prefix: null,
+    date: false,
+    type: false,
+    close: false,
+    length: null,
+  };
   if (!readDenoFields(response, facts)) {
     response.headers.forEach((value, name) => addField(facts, name, value));
   }
@@ -3416,15 +3467,44 @@ function putHead(out: Uint8Array, at: number, head: string): void {
   for (let i = 0; i < head.length; i++) out[at + i] = head.charCodeAt(i);
 }
 
-/** A response head and its framing decisions. */
+/** A response's framing decisions, and the size of the head written for it. */
 interface ResponsePlan {
-  head: string;
+  /** The head's bytes, at the connection's `outLength` but not yet counted in it. */
+  headLength: number;
   keepAlive: boolean;
   chunked: boolean;
   length: number | null;
 }
 
-/** Decides the framing of a response and builds its head (RFC 9112 §6.1–§6.3, §9.6). */
+/** Status lines as bytes, built once per status code ("HTTP/1.1 200 OK\r\n"). */
+const statusLineBytes = new Map<number, Uint8Array>();
+
+function statusLineOf(status: number, statusText: string): Uint8Array {
+  if (statusText !== "" && statusText !== REASONS[status]) {
+    return latin1Bytes(statusLine(status, statusText));
+  }
+  let bytes = statusLineBytes.get(status);
+  if (bytes === undefined) {
+    bytes = latin1Bytes(statusLine(status, ""));
+    statusLineBytes.set(status, bytes);
+  }
+  return bytes;
+}
+
+const TEXT_TYPE_LINE = latin1Bytes("content-type: " + TEXT_TYPE + "\r\n");
+const CONTENT_LENGTH_NAME = latin1Bytes("content-length: ");
+const CHUNKED_LINE = latin1Bytes("transfer-encoding: chunked\r\n");
+const CLOSE_LINE = latin1Bytes("connection: close\r\n");
+const KEEP_ALIVE_LINE = latin1Bytes("connection: keep-alive\r\n");
+/** Room for the lines planResponse() adds to a response's own: type, date, length, connection. */
+const MAX_ADDED_LINES = TEXT_TYPE_LINE.length + 64 + CONTENT_LENGTH_NAME.length + 18 +
+  KEEP_ALIVE_LINE.length + 2;
+
+/**
+ * Decides the framing of a response (RFC 9112 §6.1–§6.3, §9.6) and writes its
+ * head, as bytes, into the output buffer at `outLength`, with `room` bytes
+ * free behind it; the caller counts the head in once the body is placed.
+ */
 function planResponse(
   c: Connection,
   state: RequestState,
@@ -3433,14 +3513,11 @@ function planResponse(
   source: BodySource,
   bodyLength: number | null,
   keepAlive: boolean,
+  room = 0,
 ): ResponsePlan {
   const { head } = state;
   const status = response.status;
   const bodyless = head.method === "HEAD" || status === 204 || status === 304;
-  let text = statusLine(status, response.statusText) + facts.lines;
-  // Deno and undici type string bodies in the Response's headers; Bun only when it sends.
-  if (!facts.type && source.kind === "text") text += "content-type: " + TEXT_TYPE + "\r\n";
-  if (!facts.date) text += dateHeaderLine();
   if (facts.close || c.server.closing) keepAlive = false;
   let length = bodyLength;
   const declared = facts.length !== null && /^\d{1,15}$/.test(facts.length)
@@ -3453,14 +3530,107 @@ function planResponse(
   }
   const chunked = length === null && !bodyless && !head.http10;
   if (length === null && !bodyless && head.http10) keepAlive = false; // close-delimited body
-  if (length !== null && status !== 204 && status !== 304) {
-    text += "content-length: " + length + "\r\n";
-  } else if (chunked) {
-    text += "transfer-encoding: chunked\r\n";
+
+  const line = statusLineOf(status, response.statusText);
+  const out = c.reserveOut(line.length + facts.lines.length + MAX_ADDED_LINES + room);
+  // Deno and undici type string bodies in the Response's headers; Bun only when it sends.
+  const typed = !facts.type && source.kind === "text";
+  const sized = length !== null && status !== 204 && status !== 304;
+  let at: number;
+  if (facts.wire !== null) {
+    at = put(out, c.outLength, headPrefix(facts, line, typed, sized));
+  } else {
+    at = putLines(out, put(out, c.outLength, line), facts.lines);
+    if (typed) at = put(out, at, TEXT_TYPE_LINE);
+    if (!facts.date) at = put(out, at, dateHeaderBytes());
+    if (sized) at = put(out, at, CONTENT_LENGTH_NAME);
   }
-  if (!keepAlive) text += "connection: close\r\n";
-  else if (head.http10) text += "connection: keep-alive\r\n";
-  return { head: text + "\r\n", keepAlive, chunked: chunked && source.kind === "stream", length };
+  if (sized) {
+    at = putDecimal(out, at, length!);
+    out[at++] = CR;
+    out[at++] = LF;
+  } else if (chunked) {
+    at = put(out, at, CHUNKED_LINE);
+  }
+  if (!keepAlive) at = put(out, at, CLOSE_LINE);
+  else if (head.http10) at = put(out, at, KEEP_ALIVE_LINE);
+  out[at++] = CR;
+  out[at++] = LF;
+  return {
+    headLength: at - c.outLength,
+    keepAlive,
+    chunked: chunked && source.kind === "stream",
+    length,
+  };
+}
+
+/** Copies `bytes` into `out` at `at`; returns where they end. */
+function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
+  out.set(bytes, at);
+  return at + bytes.length;
+}
+
+/** Writes a response's own header lines at `at`; returns where they end. */
+function putLines(out: Uint8Array, at: number, lines: string): number {
+  if (lines.length === 0) return at;
+  putHead(out, at, lines);
+  return at + lines.length;
+}
+
+/**
+ * The start of a head made from shared facts: status line, fields, type, date
+ * and the name of Content-Length, whose value follows.
+ */
+interface HeadPrefix {
+  line: Uint8Array;
+  typed: boolean;
+  sized: boolean;
+  date: Uint8Array | null;
+  bytes: Uint8Array;
+}
+
+/**
+ * The head's start for shared facts (no fields, a string body's type, a
+ * frozen record), built again only when the status, the type or the second
+ * changes: one copy where there would be four.
+ */
+function headPrefix(
+  facts: HeadFacts,
+  line: Uint8Array,
+  typed: boolean,
+  sized: boolean,
+): Uint8Array {
+  const date = facts.date ? null : dateHeaderBytes();
+  const known = facts.prefix;
+  if (
+    known !== null && known.line === line && known.typed === typed && known.sized === sized &&
+    known.date === date
+  ) {
+    return known.bytes;
+  }
+  const wire = facts.wire!;
+  const bytes = new Uint8Array(
+    line.length + wire.length + (typed ? TEXT_TYPE_LINE.length : 0) + (date?.length ?? 0) +
+      (sized ? CONTENT_LENGTH_NAME.length : 0),
+  );
+  let at = put(bytes, put(bytes, 0, line), wire);
+  if (typed) at = put(bytes, at, TEXT_TYPE_LINE);
+  if (date !== null) at = put(bytes, at, date);
+  if (sized) put(bytes, at, CONTENT_LENGTH_NAME);
+  facts.prefix = { line, typed, sized, date, bytes };
+  return bytes;
+}
+
+/** Writes a non-negative integer in decimal at `at`; returns where it ends. */
+function putDecimal(out: Uint8Array, at: number, value: number): number {
+  let digits = 1;
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  let rest = value;
+  for (let i = at + digits - 1; i >= at; i--) {
+    out[i] = 48 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  return at + digits;
 }
 
 /**
@@ -3516,10 +3686,10 @@ function writeSource(
   const plan = planResponse(c, state, response, facts, source, bodyLength, keepAlive);
   if (source.kind === "none" || !sendsBody) {
     if (source.kind === "stream") source.stream.cancel().catch(() => {});
-    bufferHead(c, state, plan.head);
+    countHead(c, state, plan);
     return plan.keepAlive;
   }
-  bufferHead(c, null, plan.head); // `completed` waits for the end of the stream
+  countHead(c, null, plan); // `completed` waits for the end of the stream
   return writeStreamResponse(c, state, source.stream, plan, trailers);
 }
 
@@ -3537,6 +3707,12 @@ async function writeStreamResponse(
   if (complete) state.finish();
   else state.finish(new Error("The response body stream failed before its end"));
   return plan.keepAlive && complete;
+}
+
+/** Counts a planned head into the output; `state`'s response is complete once it is flushed. */
+function countHead(c: Connection, state: RequestState | null, plan: ResponsePlan): void {
+  c.outLength += plan.headLength;
+  if (state !== null) c.unflushed.push(state);
 }
 
 /** Puts a head in the output buffer; `state`'s response is complete once it is flushed. */
@@ -3560,33 +3736,29 @@ function bufferTextResponse(
   sendsBody: boolean,
   keepAlive: boolean,
 ): boolean {
-  // The head is planned once, for as many bytes as the text has characters
-  // (all ASCII, the usual case), and head and body are encoded in one go.
-  // Other text has more bytes: the head is planned again for them and the
-  // body moved up by the digits its Content-Length gained.
-  let plan = planResponse(c, state, response, facts, TEXT_BODY, text.length, keepAlive);
-  const out = c.reserveOut(plan.head.length + 16 + text.length * 3);
-  if (sendsBody) {
-    const whole = plan.head + text;
-    const { read, written } = encoder.encodeInto(whole, out.subarray(c.outLength));
-    if (read === whole.length && written === whole.length) { // all ASCII
-      if (state.log !== null) state.log.bodyBytes = text.length;
-      c.outLength += written;
-      c.unflushed.push(state);
-      return plan.keepAlive;
-    }
-  }
-  const bodyAt = c.outLength + plan.head.length;
-  const { written } = encoder.encodeInto(text, out.subarray(bodyAt));
+  // The head is planned for as many bytes as the text has characters (all
+  // ASCII, the usual case) and the body encoded behind it. Other text has
+  // more bytes: the head is planned again for them and the body moved behind.
+  let plan = planResponse(
+    c,
+    state,
+    response,
+    facts,
+    TEXT_BODY,
+    text.length,
+    keepAlive,
+    text.length * 3,
+  );
+  let bodyAt = c.outLength + plan.headLength;
+  const { written } = encoder.encodeInto(text, c.out!.subarray(bodyAt));
   if (written !== text.length) {
-    plan = planResponse(c, state, response, facts, TEXT_BODY, written, keepAlive);
-    const headEnd = c.outLength + plan.head.length;
-    if (headEnd !== bodyAt) out.copyWithin(headEnd, bodyAt, bodyAt + written);
+    const bytes = c.out!.slice(bodyAt, bodyAt + written);
+    plan = planResponse(c, state, response, facts, TEXT_BODY, written, keepAlive, written);
+    bodyAt = c.outLength + plan.headLength;
+    c.out!.set(bytes, bodyAt);
   }
-  putHead(out, c.outLength, plan.head);
-  const size = plan.head.length + (sendsBody ? written : 0);
   if (state.log !== null) state.log.bodyBytes = sendsBody ? written : 0;
-  c.outLength += size;
+  c.outLength += plan.headLength + (sendsBody ? written : 0);
   c.unflushed.push(state);
   return plan.keepAlive;
 }
@@ -3602,7 +3774,7 @@ async function writeBytesResponse(
   keepAlive: boolean,
 ): Promise<boolean> {
   const plan = planResponse(c, state, response, facts, NO_BODY, bytes.length, keepAlive);
-  bufferHead(c, state, plan.head);
+  countHead(c, state, plan);
   if (!sendsBody || bytes.length === 0) return plan.keepAlive;
   if (state.log !== null) state.log.bodyBytes = bytes.length;
   if (bytes.length <= MAX_COALESCED_BODY) {
@@ -3904,7 +4076,8 @@ async function serveConnection(c: Connection): Promise<void> {
       c.state = "active";
       c.waitingForHead = false;
       c.responding = false;
-      const keepAlive = await serveRequest(c, headEnd);
+      let keepAlive = serveRequest(c, headEnd);
+      if (typeof keepAlive !== "boolean") keepAlive = await keepAlive;
       if ((c.state as ConnState) === "hijacked") return;
       // A response sent with keep-alive before a shutdown began: the client
       // may send its next request at any moment, and closing now would cut
@@ -3961,8 +4134,12 @@ function prepareToReadHead(c: Connection): boolean {
   return true;
 }
 
-/** Parses, runs and answers one request. Resolves to whether to keep the connection. */
-async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
+/**
+ * Parses, runs and answers one request; gives whether to keep the connection.
+ * A handler that answers at once, with a response written whole, is served
+ * without a promise: the common request costs no microtask turn here.
+ */
+function serveRequest(c: Connection, headEnd: number): boolean | Promise<boolean> {
   const server = c.server;
   const { options } = server;
   const headStart = c.start;
@@ -3993,12 +4170,32 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
     c.setDeadline("read", options.readTimeout - (Date.now() - c.requestStartedAt));
   }
 
-  let response = callHandler(server, new LazyRequest(state) as unknown as Request, info, state);
-  if (!(response instanceof Response)) {
-    watchForDisconnect(c, body);
-    if (c.outLength > 0) await c.flush(); // earlier answers must not wait for this one
-    response = await response;
-  }
+  const response = callHandler(server, new LazyRequest(state) as unknown as Request, info, state);
+  if (response instanceof Response) return answerRequest(c, state, body, response);
+  return awaitHandler(c, state, body, response);
+}
+
+/** The handler answered with a promise: the connection is watched while it runs. */
+async function awaitHandler(
+  c: Connection,
+  state: RequestState,
+  body: BodyReader,
+  pending: Promise<Response>,
+): Promise<boolean> {
+  watchForDisconnect(c, body);
+  if (c.outLength > 0) await c.flush(); // earlier answers must not wait for this one
+  return await answerRequest(c, state, body, await pending);
+}
+
+/** Sends the handler's response; gives whether to keep the connection. */
+function answerRequest(
+  c: Connection,
+  state: RequestState,
+  body: BodyReader,
+  response: Response,
+): boolean | Promise<boolean> {
+  const { options } = c.server;
+  const head = state.head;
   if (state.log !== null) state.log.status = response.status;
   if (c.state === "closed") {
     state.finish(new ClientGoneError());
@@ -4007,7 +4204,7 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
   // A body whose framing broke, or that was too large, is answered by the server.
   if (body.error instanceof HttpError) throw body.error;
   if (state.upgrade !== null) {
-    if (response === state.upgrade.response) return await switchProtocols(c, state, body);
+    if (response === state.upgrade.response) return switchProtocols(c, state, body);
     state.upgrade.reject(new Error("The handler returned another response than the upgrade's"));
   }
   c.setDeadline("write", options.writeTimeout);
@@ -4017,9 +4214,35 @@ async function serveRequest(c: Connection, headEnd: number): Promise<boolean> {
   if (head.framing === Framing.Length && !body.done && body.remaining > MAX_DRAIN_BYTES) {
     keepAlive = false;
   }
+  let written: boolean | Promise<boolean>;
   try {
-    const written = writeResponse(c, state, response, keepAlive);
-    keepAlive = typeof written === "boolean" ? written : await written;
+    written = writeResponse(c, state, response, keepAlive);
+  } catch (error) {
+    state.finish(error);
+    c.current = null;
+    throw error;
+  }
+  if (typeof written !== "boolean" || (written && !body.done)) {
+    return finishAnswer(c, state, body, written);
+  }
+  c.current = null;
+  const flushing = c.outLength > MAX_BUFFERED_OUT ? c.flush() : undefined;
+  return flushing === undefined ? written : flushing.then(() => written);
+}
+
+/**
+ * The rest of an answer that could not finish at once: a response still being
+ * written, or a body left unread that is drained to keep the connection.
+ */
+async function finishAnswer(
+  c: Connection,
+  state: RequestState,
+  body: BodyReader,
+  written: boolean | Promise<boolean>,
+): Promise<boolean> {
+  let keepAlive: boolean;
+  try {
+    keepAlive = await written;
     if (keepAlive && !body.done) {
       await c.flush(); // the client may wait for the answer before sending the rest
       keepAlive = await body.drain();

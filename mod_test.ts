@@ -1421,6 +1421,49 @@ describe("serve() responses", () => {
     const { text } = await respond(() => new Response("x", { headers: { "x-latin": "caf\xe9" } }));
     assert.ok(text.includes("\r\nx-latin: caf\xe9\r\n"), JSON.stringify(text));
   });
+
+  test("serve() writes the heads of responses sharing one frozen record for each status and body", async () => {
+    // Such heads are built from bytes kept with the record; each response must still get its own.
+    const record = Object.freeze({ "x-latin": "caf\xe9" });
+    const answers = [
+      () => new Response("ok", { headers: record }),
+      () => new Response("missing", { status: 404, headers: record }),
+      () => new Response(new Uint8Array([1, 2, 3]), { headers: record }),
+      () => new Response("\xe9\xe9\xe9", { headers: record }),
+      () => new Response(null, { status: 204, headers: record }),
+      () => new Response("ok", { headers: record }),
+    ];
+    let next = 0;
+    await withServer(() => answers[next++](), async ({ connect }) => {
+      const client = await connect();
+      await client.write(GET.repeat(answers.length));
+      const responses = await client.responses(answers.length);
+      const seen = responses.map((
+        r,
+      ) => [r.status, header(r, "content-length"), header(r, "content-type")]);
+      assert.deepEqual(seen, [
+        [200, "2", "text/plain;charset=UTF-8"],
+        [404, "7", "text/plain;charset=UTF-8"],
+        [200, "3", undefined],
+        [200, "6", "text/plain;charset=UTF-8"],
+        [204, undefined, undefined],
+        [200, "2", "text/plain;charset=UTF-8"],
+      ]);
+      for (const response of responses) assert.equal(header(response, "x-latin"), "caf\xe9");
+      assert.equal(responses[3].text, "\xe9\xe9\xe9");
+    });
+  });
+
+  test("serve() answers HEAD for a non-ASCII text body with the length of its UTF-8 bytes", async () => {
+    await withServer(() => new Response("\xe9\xe9\xe9"), async ({ port }) => {
+      const request = head("HEAD / HTTP/1.1", "Host: x") + GET;
+      const { responses } = await exchange(port, request, { responses: 2, headFor: [0] });
+      assert.deepEqual(responses.map((r) => [r.status, header(r, "content-length"), r.text]), [
+        [200, "6", ""],
+        [200, "6", "\xe9\xe9\xe9"],
+      ]);
+    });
+  });
 });
 
 // ─── 7. Persistent connections ──────────────────────────────────────────────
