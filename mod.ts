@@ -3394,7 +3394,16 @@ function headerLines(response: Response): HeadFacts {
   // a string body implies.
   const light = lightOf(response);
   if (light) return light.facts;
-  const facts: HeadFacts = {
+  const deno = readDenoFields(response);
+  if (deno !== null) return deno;
+  const facts = newFacts();
+  response.headers.forEach((value, name) => addField(facts, name, value));
+  return facts;
+}
+
+/** Facts with no field read yet, for one response. */
+function newFacts(): HeadFacts {
+  return {
     lines: "",
     wire: null,
     prefix: null,
@@ -3403,10 +3412,6 @@ function headerLines(response: Response): HeadFacts {
     close: false,
     length: null,
   };
-  if (!readDenoFields(response, facts)) {
-    response.headers.forEach((value, name) => addField(facts, name, value));
-  }
-  return facts;
 }
 
 /** Deno's own symbols on a Response, where brick recognises them all. */
@@ -3432,14 +3437,15 @@ const DENO_RESPONSE = deno === undefined ? undefined : (() => {
  * go out as lines of their own (RFC 9110 §5.3 makes the two the same). Deno
  * holds a body's implied Content-Type aside until the Headers object is
  * built; where brick cannot tell it, `forEach` reads the fields instead.
+ * A response with no fields of its own shares the facts made for that case.
  *
- * @returns Whether the fields were read.
+ * @returns The facts, or null where `forEach` must read the fields.
  */
-function readDenoFields(response: Response, facts: HeadFacts): boolean {
-  if (DENO_RESPONSE === undefined) return false;
+function readDenoFields(response: Response): HeadFacts | null {
+  if (DENO_RESPONSE === undefined) return null;
   const record = response as unknown as Record<symbol, unknown>;
   const list = (record[DENO_RESPONSE.inner] as { headerList?: unknown } | undefined)?.headerList;
-  if (!Array.isArray(list)) return false;
+  if (!Array.isArray(list)) return null;
   let implied: string | null = null;
   if (record[DENO_RESPONSE.headers] == null) { // not built: the type may be held aside
     const lazyType = record[DENO_RESPONSE.lazyType];
@@ -3447,14 +3453,24 @@ function readDenoFields(response: Response, facts: HeadFacts): boolean {
     if (typeof fastType === "string") implied = fastType;
     else if (typeof lazyType === "string") implied = lazyType;
     else if (typeof record[DENO_RESPONSE.lazyBody] === "string") implied = TEXT_TYPE;
-    else if (lazyType != null || fastType != null) return false;
+    else if (lazyType != null || fastType != null) return null;
   }
+  if (list.length === 0 && implied === null) return NO_FIELDS;
+  if (implied === TEXT_TYPE ? list.length === 0 : isOnlyTextType(list)) return TEXT_FIELDS;
+  const facts = newFacts();
   for (let i = 0; i < list.length; i++) {
     const [name, value] = list[i] as [string, string];
     addField(facts, name.toLowerCase(), value);
   }
   if (implied !== null && !facts.type) addField(facts, "content-type", implied);
-  return true;
+  return facts;
+}
+
+/** Whether a Deno header list holds just the Content-Type a string body implies. */
+function isOnlyTextType(list: unknown[]): boolean {
+  if (list.length !== 1) return false;
+  const [name, value] = list[0] as [string, string];
+  return value === TEXT_TYPE && name.length === 12 && name.toLowerCase() === "content-type";
 }
 
 /**
@@ -3570,11 +3586,15 @@ function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
   return at + bytes.length;
 }
 
-/** Writes a response's own header lines at `at`; returns where they end. */
+/**
+ * Writes a response's own header lines (a ByteString) at `at`; returns where
+ * they end. A few lines are copied by hand: cheaper than a call to the encoder.
+ */
 function putLines(out: Uint8Array, at: number, lines: string): number {
-  if (lines.length === 0) return at;
-  putHead(out, at, lines);
-  return at + lines.length;
+  const length = lines.length;
+  if (length > 256) putHead(out, at, lines);
+  else for (let i = 0; i < length; i++) out[at + i] = lines.charCodeAt(i);
+  return at + length;
 }
 
 /**
