@@ -3770,7 +3770,8 @@ function bufferTextResponse(
     text.length * 3,
   );
   let bodyAt = c.outLength + plan.headLength;
-  const { written } = encoder.encodeInto(text, c.out!.subarray(bodyAt));
+  let written = putShortAscii(c.out!, bodyAt, text);
+  if (written < 0) written = encoder.encodeInto(text, c.out!.subarray(bodyAt)).written;
   if (written !== text.length) {
     const bytes = c.out!.slice(bodyAt, bodyAt + written);
     plan = planResponse(c, state, response, facts, TEXT_BODY, written, keepAlive, written);
@@ -3781,6 +3782,21 @@ function bufferTextResponse(
   c.outLength += plan.headLength + (sendsBody ? written : 0);
   c.unflushed.push(state);
   return plan.keepAlive;
+}
+
+/**
+ * Copies a short ASCII text into `out` at `at` by hand, cheaper than a call to
+ * the encoder; returns its length, or -1 when it is longer or not ASCII.
+ */
+function putShortAscii(out: Uint8Array, at: number, text: string): number {
+  const length = text.length;
+  if (length > 64) return -1;
+  for (let i = 0; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return -1;
+    out[at + i] = code;
+  }
+  return length;
 }
 
 /** A bytes body: copied behind its head when small, else written after it. */
