@@ -3263,15 +3263,7 @@ function holdsOnlyStrings(record: object): boolean {
 
 /** The facts of a HeadersInit, or null when a field is invalid. */
 function headerInitFacts(headers: HeadersInit, text: boolean): HeadFacts | null {
-  const facts: HeadFacts = {
-    lines: "",
-    wire: null,
-    prefix: null,
-    date: false,
-    type: false,
-    close: false,
-    length: null,
-  };
+  const facts = newFacts();
   let valid = true;
   forEachField(headers, (name, value) => {
     if (valid && isToken(name) && isFieldValue(value)) addField(facts, name.toLowerCase(), value);
