@@ -1819,8 +1819,8 @@ function findHeadEnd(c: Connection, maxHeaderBytes: number): number {
     checkMethodPrefix(buf, c.start, c.end);
   }
   const base = c.start;
-  for (let i = base + c.scanned; i < c.end; i++) {
-    if (buf[i] !== LF) continue;
+  const end = c.end;
+  for (let i = lineEndAt(buf, base + c.scanned, end); i >= 0; i = lineEndAt(buf, i + 1, end)) {
     const lineStart = base + c.lineStart;
     if (c.firstLineEnd < 0) c.firstLineEnd = i - base;
     else if (i === lineStart || (i === lineStart + 1 && buf[lineStart] === CR)) {
