@@ -535,7 +535,7 @@ function latin1(bytes: Uint8Array, start: number, end: number): string {
 /** Encodes a ByteString as ISO-8859-1: each code point becomes one byte. */
 function latin1Bytes(text: string): Uint8Array {
   const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  putHead(bytes, 0, text);
   return bytes;
 }
 
@@ -3369,10 +3369,13 @@ const NO_FIELDS: HeadFacts = {
 /** The Content-Type a string body implies (Fetch's "extract a body"). */
 const TEXT_TYPE = "text/plain;charset=UTF-8";
 
+/** The Content-Type line of a string body, as bytes. */
+const TEXT_TYPE_LINE = latin1Bytes("content-type: " + TEXT_TYPE + "\r\n");
+
 /** The facts of a light response with a string body and no header fields: shared. */
 const TEXT_FIELDS: HeadFacts = {
   lines: "content-type: " + TEXT_TYPE + "\r\n",
-  wire: latin1Bytes("content-type: " + TEXT_TYPE + "\r\n"),
+  wire: TEXT_TYPE_LINE,
   prefix: null,
   date: false,
   type: true,
@@ -3467,9 +3470,14 @@ function isOnlyTextType(list: unknown[]): boolean {
 
 /**
  * Writes a response head (a ByteString) into `out` at `at`. Code points above
- * 0x7F are written as single bytes: UTF-8 would mangle ByteString values.
+ * 0x7F are written as single bytes: UTF-8 would mangle ByteString values. A
+ * few lines are copied by hand: cheaper than a call to the encoder.
  */
 function putHead(out: Uint8Array, at: number, head: string): void {
+  if (head.length <= 256) {
+    for (let i = 0; i < head.length; i++) out[at + i] = head.charCodeAt(i);
+    return;
+  }
   const { read, written } = encoder.encodeInto(head, out.subarray(at, at + head.length));
   if (read === head.length && written === head.length) return; // all ASCII
   for (let i = 0; i < head.length; i++) out[at + i] = head.charCodeAt(i);
@@ -3499,7 +3507,6 @@ function statusLineOf(status: number, statusText: string): Uint8Array {
   return bytes;
 }
 
-const TEXT_TYPE_LINE = latin1Bytes("content-type: " + TEXT_TYPE + "\r\n");
 const CONTENT_LENGTH_NAME = latin1Bytes("content-length: ");
 const CHUNKED_LINE = latin1Bytes("transfer-encoding: chunked\r\n");
 const CLOSE_LINE = latin1Bytes("connection: close\r\n");
@@ -3578,15 +3585,10 @@ function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
   return at + bytes.length;
 }
 
-/**
- * Writes a response's own header lines (a ByteString) at `at`; returns where
- * they end. A few lines are copied by hand: cheaper than a call to the encoder.
- */
+/** Writes a response's own header lines (a ByteString) at `at`; returns where they end. */
 function putLines(out: Uint8Array, at: number, lines: string): number {
-  const length = lines.length;
-  if (length > 256) putHead(out, at, lines);
-  else for (let i = 0; i < length; i++) out[at + i] = lines.charCodeAt(i);
-  return at + length;
+  putHead(out, at, lines);
+  return at + lines.length;
 }
 
 /**
@@ -4030,10 +4032,7 @@ function lastChunkWith(fields: TrailerFields): Uint8Array {
     }
     text += name + ": " + value + "\r\n";
   }
-  text += "\r\n";
-  const bytes = new Uint8Array(text.length);
-  putHead(bytes, 0, text);
-  return bytes;
+  return latin1Bytes(text + "\r\n");
 }
 
 async function writeChunk(c: Connection, data: Uint8Array): Promise<void> {
