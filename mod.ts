@@ -33,10 +33,10 @@
  * @module
  */
 
-import * as net from "node:net";
-import * as tls from "node:tls";
+import type * as net from "node:net";
+import type * as tls from "node:tls";
+import type * as fs from "node:fs";
 import { Buffer } from "node:buffer";
-import { lstatSync, rmSync } from "node:fs";
 import { type Http2Exchange, type Http2RequestParts, type Http2Sent, serveHttp2 } from "./http2.ts";
 import { PushedConn } from "./_pushed_conn.ts";
 import { ALNUM, byteTable, FIELD_CHAR, isFieldValue, isToken, TCHAR } from "./_grammar.ts";
@@ -618,6 +618,22 @@ interface Listener {
   close(): void;
 }
 
+/**
+ * A built-in module of Node's, loaded on first use. node:net and node:tls
+ * carry Node and Bun, and on Deno their polyfills and node:fs's would add
+ * about 14 MiB to every server that imports brick, whether it uses them or
+ * not; loaded this way Deno loads them only for a Unix socket's path.
+ * `process.getBuiltinModule` is in Node from 20.16, Deno and Bun.
+ */
+function builtin<T>(name: "node:net" | "node:tls" | "node:fs"): T {
+  const scope = globalThis as { process: { getBuiltinModule(name: string): unknown } };
+  return scope.process.getBuiltinModule(name) as T;
+}
+
+const nodeNet = () => builtin<typeof net>("node:net");
+const nodeTls = () => builtin<typeof tls>("node:tls");
+const nodeFs = () => builtin<typeof fs>("node:fs");
+
 type DenoRuntime = typeof Deno;
 const deno: DenoRuntime | undefined = (globalThis as { Deno?: DenoRuntime }).Deno;
 
@@ -794,11 +810,13 @@ function createNodeServer(
 ): net.Server {
   // allowHalfOpen: a client's FIN must not end our side before the response is out.
   const options = { noDelay: true, allowHalfOpen: true };
-  if (spec.transport === "unix" || spec.tls === null) return net.createServer(options, onSocket);
+  if (spec.transport === "unix" || spec.tls === null) {
+    return nodeNet().createServer(options, onSocket);
+  }
   let server: tls.Server;
   try {
     const { cert, key, alpn } = spec.tls;
-    server = tls.createServer(
+    server = nodeTls().createServer(
       { ...options, cert, key, ALPNProtocols: alpn, handshakeTimeout },
       onSocket,
     );
@@ -848,7 +866,7 @@ class DeferredListener implements Listener {
 async function freeUnixPath(path: string): Promise<void> {
   let isSocket: boolean;
   try {
-    isSocket = lstatSync(path).isSocket();
+    isSocket = nodeFs().lstatSync(path).isSocket();
   } catch {
     return; // nothing there
   }
@@ -875,7 +893,7 @@ async function freeUnixPath(path: string): Promise<void> {
 /** Whether a server accepts connections on the Unix socket at `path`. */
 function unixSocketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.createConnection({ path });
+    const socket = nodeNet().createConnection({ path });
     const settle = (alive: boolean) => {
       clearTimeout(timer);
       socket.destroy();
@@ -890,7 +908,7 @@ function unixSocketAnswers(path: string): Promise<boolean> {
 
 function removeSocketFile(path: string): void {
   try {
-    rmSync(path, { force: true });
+    nodeFs().rmSync(path, { force: true });
   } catch { /* someone else removed or replaced it */ }
 }
 

@@ -198,7 +198,7 @@ export function build(): string {
     exports: packageExports(config),
     bin: { brick: "./main.js" },
     files,
-    engines: { node: ">=20" },
+    engines: { node: ">=20.16" },
   };
   writeFileSync(join(OUT, "package.json"), JSON.stringify(packageJson, null, 2) + "\n");
   checkDeclarations(files.filter((file) => file.endsWith(".d.ts")).map((file) => join(OUT, file)));

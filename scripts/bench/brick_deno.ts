@@ -13,9 +13,7 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
 import { serve } from "../../mod.ts";
-import { fileResponse } from "./_file_response.mjs";
 import { HELLO, parseServerArgs, staticPath } from "./_server_args.mjs";
 
 type Handler = (request: Request) => Response | Promise<Response>;
@@ -32,13 +30,26 @@ async function readBody(request: Request): Promise<Response> {
   return new Response(HELLO);
 }
 
-/** `serveDir` when `file_server.ts` exists, the stream fallback otherwise. */
+function isFile(url: URL): boolean {
+  try {
+    return Deno.statSync(url).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `serveDir` when `file_server.ts` exists, the stream fallback otherwise. Both are imported only
+ * for this scenario, so that the other scenarios' peak RSS counts what brick's core loads, as
+ * Deno.serve's counts what Deno's does.
+ */
 async function staticHandler(): Promise<Handler> {
   const fileServer = new URL("../../file_server.ts", import.meta.url);
-  if (existsSync(fileServer)) {
+  if (isFile(fileServer)) {
     const { serveDir } = await import(fileServer.href);
     return (request) => serveDir(request, { root });
   }
+  const { fileResponse } = await import("./_file_response.mjs");
   return (request) => {
     const path = staticPath(root, request.url);
     return path === undefined ? new Response("Not Found", { status: 404 }) : fileResponse(path);
