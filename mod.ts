@@ -1538,8 +1538,9 @@ class Connection {
     }
     // One promise per read, with handlers made once per connection: an idle
     // keep-alive connection then holds as little as its pending read.
-    return this.#reading = this.conn.read(this.buf.subarray(this.end))
-      .then(this.#filled, this.#readFailed);
+    // An empty buffer is read into as it is, which spares a view per request.
+    const room = this.end === 0 ? this.buf : this.buf.subarray(this.end);
+    return this.#reading = this.conn.read(room).then(this.#filled, this.#readFailed);
   }
 
   /**
