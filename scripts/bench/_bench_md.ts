@@ -271,6 +271,8 @@ export async function formatReport(parts: ReportParts, options: Options): Promis
     "the other CPU and is not in it. The raw responders (`scripts/bench/raw_responder.mjs` on " +
     "Deno.listen, node:net and Bun.listen) answer every request with the same bytes, parsing " +
     "nothing but the end of each head: the ceiling of each runtime's sockets, not HTTP servers. " +
+    "In post they also read each head's Content-Length and copy the body into a new array of " +
+    "its own, as any server that hands bodies over whole must: that scenario's floor. " +
     "brick on Bun's node:net is brick with `BRICK_TRANSPORT=node:net`, the transport it had on " +
     "Bun before Bun.listen.",
     "",

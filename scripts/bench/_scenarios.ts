@@ -161,7 +161,7 @@ const ALL_OPEN: Target = { kind: "all open" };
 /**
  * The performance targets, per runtime, in the order of the issues that set them, and figures
  * shown without a target: CPU per request, the h2load rates, brick against the raw responder
- * of its runtime (the ceiling) and, on Bun, against its former node:net transport. The
+ * of its runtime (the ceiling; in post, the floor of peak memory) and, on Bun, against its former node:net transport. The
  * `workers` rows have none either: they show brick's CLI with `--workers` against each runtime's own way of using every core.
  */
 export const CHECKS: Record<Runtime, Check[]> = {
@@ -179,6 +179,9 @@ export const CHECKS: Record<Runtime, Check[]> = {
     check("hello-h2load", REQUESTS_PER_SEC, "brick", "deno"),
     check("hello", REQUESTS_PER_SEC, "brick", "raw-deno"),
     check("hello-h2load", REQUESTS_PER_SEC, "deno", "raw-deno"),
+    // The floor of a server that hands each body over as a new array, in memory as in speed.
+    check("post", PEAK_RSS, "brick", "raw-deno"),
+    check("post", REQUESTS_PER_SEC, "brick", "raw-deno"),
     // The CLI as fast as the library, within 5%.
     check("hello", REQUESTS_PER_SEC, "brick-deno-cli", "brick", atLeast(0.95)),
     check("hello", CPU_PER_REQUEST, "brick-deno-cli", "brick"),
@@ -199,6 +202,8 @@ export const CHECKS: Record<Runtime, Check[]> = {
     check("hello", CPU_PER_REQUEST, "brick-node", "node-http"),
     check("hello-h2load", REQUESTS_PER_SEC, "brick-node", "node-http"),
     check("hello", REQUESTS_PER_SEC, "brick-node", "raw-node", atLeast(0.8)),
+    check("post", PEAK_RSS, "brick-node", "raw-node"),
+    check("post", REQUESTS_PER_SEC, "brick-node", "raw-node"),
     // The CLI as fast as the library, within 5%.
     check("hello", REQUESTS_PER_SEC, "brick-node-cli", "brick-node", atLeast(0.95)),
     check("hello", CPU_PER_REQUEST, "brick-node-cli", "brick-node"),
@@ -224,6 +229,8 @@ export const CHECKS: Record<Runtime, Check[]> = {
     check("hello", CPU_PER_REQUEST, "brick-bun", "bun"),
     check("hello", REQUESTS_PER_SEC, "brick-bun", "raw-bun"),
     check("hello-h2load", REQUESTS_PER_SEC, "bun", "raw-bun"),
+    check("post", PEAK_RSS, "brick-bun", "raw-bun"),
+    check("post", REQUESTS_PER_SEC, "brick-bun", "raw-bun"),
     // Bun.listen against the node:net transport brick had on Bun before.
     check("hello", REQUESTS_PER_SEC, "brick-bun", "brick-bun-node-net"),
     check("pipeline", REQUESTS_PER_SEC, "brick-bun", "brick-bun-node-net"),

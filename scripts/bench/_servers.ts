@@ -110,8 +110,8 @@ function brickDenoCliCommand(workers: number): string[] {
   ];
 }
 
-/** The scenarios of the raw responders: those without a request body. */
-const RAW_SCENARIOS = ["hello", "hello-h2load", "close", "pipeline"];
+/** The scenarios of the raw responders: those without a request body, and post. */
+const RAW_SCENARIOS = ["hello", "hello-h2load", "close", "pipeline", "post"];
 
 /**
  * Servers in the order they take turns within a round, grouped by runtime; the servers of

@@ -10,8 +10,10 @@
  * bun scripts/bench/raw_responder.mjs --scenario close
  * ```
  *
- * It serves the bodiless scenarios only (`hello`, `hello-h2load`, `close`, `pipeline`, `idle`):
- * a request with a body would be misread. The answer is a 200 with `Hello, World!`, a
+ * It serves the bodiless scenarios (`hello`, `hello-h2load`, `close`, `pipeline`, `idle`), which
+ * it reads as heads only, and `post`, where it also finds each head's Content-Length and copies
+ * the body into a new array of its own, as a server that hands each body over whole must: the
+ * floor of that scenario's CPU and memory. No other framing is understood. The answer is a 200 with `Hello, World!`, a
  * Content-Length and a Date, like the other servers'; in `close` the connection closes after
  * it, as the request asks. Every answer to the requests of one read leaves in one write. The
  * command line is described in `_server_args.mjs`.
@@ -19,16 +21,17 @@
  * @module
  */
 
-import net from "node:net";
 import process from "node:process";
 import { HELLO, parseServerArgs } from "./_server_args.mjs";
 
 const { scenario, port } = parseServerArgs(process.argv.slice(2));
-if (!["hello", "hello-h2load", "close", "pipeline", "idle"].includes(scenario)) {
+if (!["hello", "hello-h2load", "close", "pipeline", "idle", "post"].includes(scenario)) {
   console.error(`error: the raw responder cannot serve the ${scenario} scenario`);
   process.exit(2);
 }
 const closeAfter = scenario === "close";
+/** Counts the requests that end in a chunk: heads alone, or heads and their bodies in `post`. */
+const countRequests = scenario === "post" ? countPosts : countHeads;
 
 const encoder = new TextEncoder();
 /** Answers to 1, 2, … requests, rebuilt when the Date changes (at most once a second). */
@@ -76,6 +79,58 @@ function countHeads(state, chunk) {
   return heads;
 }
 
+const CONTENT_LENGTH = encoder.encode("\ncontent-length:");
+
+/** A new reading state: where the head scan and the body being received stand. */
+function newState() {
+  return { matched: 0, name: 0, inLength: false, length: 0, body: null, received: 0 };
+}
+
+/**
+ * Counts the requests whose head and Content-Length body end in `chunk`. Each body is copied
+ * into a new array of its length, dropped once complete. The state carries over between chunks.
+ */
+function countPosts(state, chunk) {
+  let requests = 0;
+  for (let i = 0; i < chunk.length; i++) {
+    if (state.body !== null) {
+      const take = Math.min(chunk.length - i, state.body.length - state.received);
+      state.body.set(chunk.subarray(i, i + take), state.received);
+      state.received += take;
+      i += take - 1;
+      if (state.received === state.body.length) {
+        state.body = null;
+        requests++;
+      }
+      continue;
+    }
+    const byte = chunk[i];
+    if (state.inLength) {
+      if (byte >= 48 && byte <= 57) state.length = state.length * 10 + byte - 48;
+      else if (byte !== 32) state.inLength = false;
+    } else if ((byte >= 65 && byte <= 90 ? byte + 32 : byte) === CONTENT_LENGTH[state.name]) {
+      if (++state.name === CONTENT_LENGTH.length) {
+        state.inLength = true;
+        state.name = 0;
+      }
+    } else state.name = byte === 10 ? 1 : 0;
+    // The blank line that ends the head, as countHeads() finds it.
+    if (byte !== (state.matched % 2 === 0 ? 13 : 10)) {
+      state.matched = byte === 13 ? 1 : 0;
+      continue;
+    }
+    if (++state.matched < 4) continue;
+    state.matched = 0;
+    if (state.length > 0) {
+      state.body = new Uint8Array(state.length);
+      state.received = 0;
+    } else requests++;
+    state.length = 0;
+    state.inLength = false;
+  }
+  return requests;
+}
+
 function listening(port) {
   console.log(`LISTENING ${port}`);
 }
@@ -96,11 +151,11 @@ async function serveDeno(Deno) {
 
 async function serveDenoConn(conn) {
   const buffer = new Uint8Array(65_536);
-  const state = { matched: 0 };
+  const state = newState();
   while (true) {
     const n = await conn.read(buffer);
     if (n === null) return;
-    const heads = countHeads(state, buffer.subarray(0, n));
+    const heads = countRequests(state, buffer.subarray(0, n));
     if (heads === 0) continue;
     const bytes = answer(heads);
     for (let written = 0; written < bytes.length;) {
@@ -117,10 +172,11 @@ function serveBun(Bun) {
     port,
     socket: {
       open(socket) {
-        socket.data = { matched: 0, unsent: null };
+        socket.data = newState();
+        socket.data.unsent = null;
       },
       data(socket, chunk) {
-        const heads = countHeads(socket.data, chunk);
+        const heads = countRequests(socket.data, chunk);
         if (heads === 0) return;
         const bytes = answer(heads);
         const state = socket.data;
@@ -153,12 +209,13 @@ function writeBun(socket, bytes) {
   else if (closeAfter) socket.end();
 }
 
-/** node:net: Node's own sockets. */
-function serveNode() {
+/** node:net: Node's own sockets, imported only here, so that Deno and Bun do not load it. */
+async function serveNode() {
+  const { default: net } = await import("node:net");
   const server = net.createServer({ noDelay: true }, (socket) => {
-    const state = { matched: 0 };
+    const state = newState();
     socket.on("data", (chunk) => {
-      const heads = countHeads(state, chunk);
+      const heads = countRequests(state, chunk);
       if (heads === 0) return;
       if (closeAfter) socket.end(answer(heads));
       else socket.write(answer(heads));
@@ -170,4 +227,4 @@ function serveNode() {
 
 if (globalThis.Deno) await serveDeno(globalThis.Deno);
 else if (globalThis.Bun) serveBun(globalThis.Bun);
-else serveNode();
+else await serveNode();
