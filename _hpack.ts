@@ -193,9 +193,14 @@ const HUFFMAN_STEPS = new Uint32Array(256 * 16);
 /** Whether a block may end in this state. */
 const HUFFMAN_ACCEPTS = new Uint8Array(256);
 
-buildHuffmanDecoder();
+/**
+ * Whether the tables above are built. They are built on the first decode, so
+ * that a server that never speaks HTTP/2 does not build them at start.
+ */
+let huffmanDecoderBuilt = false;
 
 function buildHuffmanDecoder(): void {
+  huffmanDecoderBuilt = true;
   // children[node * 2 + bit]: an internal node's index, or -1 - symbol for a leaf.
   const children = new Int32Array(256 * 2);
   let nodes = 1;
@@ -244,6 +249,7 @@ function buildHuffmanDecoder(): void {
  * @throws {HpackError} on EOS or on padding that is longer than 7 bits or not all ones.
  */
 export function huffmanDecode(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  if (!huffmanDecoderBuilt) buildHuffmanDecoder();
   // At most 8 / 5 symbols per byte: the output size is bounded by the input.
   const out = new Uint8Array(Math.ceil(((end - start) * 8) / 5));
   let length = 0;
