@@ -620,9 +620,9 @@ interface Listener {
 
 /**
  * A built-in module of Node's, loaded on first use. node:net and node:tls
- * carry Node and Bun, and on Deno their polyfills and node:fs's would add
- * about 14 MiB to every server that imports brick, whether it uses them or
- * not; loaded this way Deno loads them only for a Unix socket's path.
+ * carry brick on Node (and on Bun with BRICK_TRANSPORT=node:net); imported
+ * up front, their polyfills and node:fs's added about 5 MiB to every server
+ * on Deno, which needs node:fs and node:net only for a Unix socket's path.
  * `process.getBuiltinModule` is in Node from 20.16, Deno and Bun.
  */
 function builtin<T>(name: "node:net" | "node:tls" | "node:fs"): T {

@@ -161,8 +161,9 @@ const ALL_OPEN: Target = { kind: "all open" };
 /**
  * The performance targets, per runtime, in the order of the issues that set them, and figures
  * shown without a target: CPU per request, the h2load rates, brick against the raw responder
- * of its runtime (the ceiling; in post, the floor of peak memory) and, on Bun, against its former node:net transport. The
- * `workers` rows have none either: they show brick's CLI with `--workers` against each runtime's own way of using every core.
+ * of its runtime (the ceiling; in post, the floor of peak memory) and, on Bun, against its
+ * former node:net transport. The `workers` rows have none either: they show brick's CLI with
+ * `--workers` against each runtime's own way of using every core.
  */
 export const CHECKS: Record<Runtime, Check[]> = {
   deno: [
