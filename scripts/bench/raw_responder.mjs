@@ -67,16 +67,20 @@ function countHeads(state, chunk) {
   let heads = 0;
   let matched = state.matched;
   for (let i = 0; i < chunk.length; i++) {
-    const byte = chunk[i];
-    if (byte === (matched % 2 === 0 ? 13 : 10)) {
-      if (++matched === 4) {
-        heads++;
-        matched = 0;
-      }
-    } else matched = byte === 13 ? 1 : 0;
+    matched = nextMatched(matched, chunk[i]);
+    if (matched === 4) {
+      heads++;
+      matched = 0;
+    }
   }
   state.matched = matched;
   return heads;
+}
+
+/** How much of CR LF CR LF is matched once `byte` follows `matched` bytes of it; 4 ends a head. */
+function nextMatched(matched, byte) {
+  if (byte === (matched % 2 === 0 ? 13 : 10)) return matched + 1;
+  return byte === 13 ? 1 : 0;
 }
 
 const CONTENT_LENGTH = encoder.encode("\ncontent-length:");
@@ -114,12 +118,8 @@ function countPosts(state, chunk) {
         state.name = 0;
       }
     } else state.name = byte === 10 ? 1 : 0;
-    // The blank line that ends the head, as countHeads() finds it.
-    if (byte !== (state.matched % 2 === 0 ? 13 : 10)) {
-      state.matched = byte === 13 ? 1 : 0;
-      continue;
-    }
-    if (++state.matched < 4) continue;
+    state.matched = nextMatched(state.matched, byte);
+    if (state.matched < 4) continue;
     state.matched = 0;
     if (state.length > 0) {
       state.body = new Uint8Array(state.length);
