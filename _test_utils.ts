@@ -388,7 +388,7 @@ interface BunConnect {
     socket: {
       data(socket: unknown, chunk: Uint8Array): void;
       end(socket: unknown): void;
-      close(socket: unknown, error?: Error): void;
+      close(socket: unknown): void;
       error(socket: unknown, error: Error): void;
     };
   }): Promise<
@@ -425,58 +425,6 @@ export async function connectResettable(port: number): Promise<ResettableClient>
         : Promise.reject(new Error("The data did not fit the socket buffer"));
     },
     reset: () => socket.terminate(),
-  };
-}
-
-/** A client that keeps its side open after the server's FIN, to see what the server does next. */
-export interface HalfOpenClient {
-  /** Resolves with all the text received, once the server sent FIN. */
-  readonly ended: Promise<string>;
-  /** Resolves once the connection was reset or failed, as a write to a closed socket makes it. */
-  readonly failed: Promise<void>;
-  write(data: string): void;
-  destroy(): void;
-}
-
-/**
- * Connects a {@linkcode HalfOpenClient}. On Bun, whose node:net client
- * reports no reset on a socket it keeps half-open, it is Bun's own client
- * socket, which reports one by closing with an error.
- */
-export async function connectHalfOpen(port: number): Promise<HalfOpenClient> {
-  let text = "";
-  const ended = deferred<string>();
-  const failed = deferred();
-  const bun = (globalThis as { Bun?: BunConnect }).Bun;
-  if (bun) {
-    const socket = await bun.connect({
-      hostname: HOST,
-      port,
-      allowHalfOpen: true,
-      socket: {
-        data: (_socket, chunk) => text += latin1(chunk),
-        end: () => ended.resolve(text),
-        close: (_socket, error) => error && failed.resolve(),
-        error: () => failed.resolve(),
-      },
-    });
-    return {
-      ended: ended.promise,
-      failed: failed.promise,
-      write: (data) => socket.write(toBytes(data)),
-      destroy: () => socket.end(),
-    };
-  }
-  const socket = net.connect({ host: HOST, port, allowHalfOpen: true });
-  socket.on("data", (chunk: Uint8Array) => text += latin1(chunk));
-  socket.once("end", () => ended.resolve(text));
-  socket.on("error", () => failed.resolve());
-  await new Promise((resolve) => socket.once("connect", resolve));
-  return {
-    ended: ended.promise,
-    failed: failed.promise,
-    write: (data) => !socket.destroyed && socket.write(data),
-    destroy: () => socket.destroy(),
   };
 }
 

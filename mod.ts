@@ -1471,13 +1471,6 @@ class Connection {
   current: RequestState | null = null;
   /** Refused at the connection limit: answered 503, not counted against it. */
   refused = false;
-  /**
-   * The last request, which had no body, asked to close the connection
-   * (`Connection: close`, or HTTP/1.0 without keep-alive): a client may send
-   * nothing after it (RFC 9112 §9.6), so once nothing more is buffered the
-   * connection closes without lingering, as nginx and node:http do.
-   */
-  closeAsked = false;
   /** The upgrade that took the connection over, once hijacked. */
   handedOver: UpgradedConnection | null = null;
   /** The response stream being written, cancelled if the connection closes. */
@@ -4151,11 +4144,8 @@ async function serveConnection(c: Connection): Promise<void> {
       // The client may still be sending (a body the handler left unread, the
       // next request): closing at once would reset the connection, and the
       // reset can destroy the response in flight. Close in stages instead
-      // (RFC 9112 §9.6), unless the client said it sends nothing more.
-      const quiet = c.closeAsked && c.buffered === 0;
-      if (answered && !c.eof && !quiet && c.state !== "closed") {
-        await lingeringClose(c).catch(() => {});
-      }
+      // (RFC 9112 §9.6).
+      if (answered && !c.eof && c.state !== "closed") await lingeringClose(c).catch(() => {});
       c.close();
     }
   }
@@ -4214,7 +4204,6 @@ function serveRequest(c: Connection, headEnd: number): boolean | Promise<boolean
   );
   const state = new RequestState(head, body, server.site);
   const info = new RequestInfo(c.remoteAddr, state);
-  c.closeAsked = !head.keepAlive && body.done;
   if (options.onRequestHead) {
     options.onRequestHead(c.buf.subarray(headStart, headEnd), info as ServeInfo);
   }

@@ -10,7 +10,6 @@ import { execFile } from "node:child_process";
 import { serve, type ServeInit, type Server, withTrailers } from "./mod.ts";
 import {
   capturing,
-  connectHalfOpen,
   deferred,
   delay,
   type Exchange,
@@ -1511,31 +1510,6 @@ describe("serve() persistent connections", () => {
       assert.ok(closed);
     });
   });
-
-  test(
-    "serve() closes at once after a bodiless request that asked to close, without lingering",
-    async () => {
-      // RFC 9112 §9.6: such a client sends nothing more, so the server does not
-      // wait for its FIN; bytes sent anyway meet a closed socket and a reset.
-      await withServer(ok, async ({ port }) => {
-        const client = await connectHalfOpen(port);
-        try {
-          client.write(GET_CLOSE);
-          const text = await within(client.ended, 5000, "the server's FIN");
-          assert.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nok$/);
-          // A lingering server would read and drop these for LINGER_MS (2 s).
-          const reset = within(client.failed, 1500, "a reset");
-          for (let i = 0; i < 3; i++) {
-            client.write("more");
-            await Promise.race([delay(100), reset]);
-          }
-          await reset;
-        } finally {
-          client.destroy();
-        }
-      });
-    },
-  );
 
   test("serve() closes after a response whose handler set connection: close", async () => {
     const closing = () => new Response("bye", { headers: { connection: "close" } });
